@@ -1,0 +1,102 @@
+/*
+ * fedq-agent internals shared by its files: the configuration (one struct
+ * per YAML mapping, each mapped by a directive table in agent_config.c) and
+ * the catalog that Describe serves.
+ */
+#ifndef AG_AGENT_H
+#define AG_AGENT_H
+
+#include "fq/compat.h"
+#include "fq/identity.h"
+#include "fq/config_shared.h"
+#include "fq/tls.h"
+
+struct fq_arena;
+
+#define AG_UNSET INT64_MIN /* an INT directive that was not given */
+
+enum ag_role { AG_ROLE_IDENTIFIER, AG_ROLE_DIMENSION, AG_ROLE_MEASURE,
+               AG_ROLE_DATE };
+enum ag_type { AG_TYPE_INTEGER, AG_TYPE_TEXT, AG_TYPE_DATE, AG_TYPE_MONTH,
+               AG_TYPE_QUARTER, AG_TYPE_DECIMAL };
+
+struct ag_domain {
+    char **codes;
+    size_t n_codes;
+    int64_t min, max; /* AG_UNSET when not given */
+};
+
+struct ag_bounds {
+    int64_t min, max; /* AG_UNSET when not given */
+};
+
+struct ag_column_conf {
+    int line;
+    char *name;
+    int role; /* enum ag_role */
+    int type; /* enum ag_type */
+    char *description;
+    char *unit;
+    struct ag_domain domain;
+    struct ag_bounds bounds;
+};
+
+struct ag_source_conf {
+    int line;
+    char *sqlite; /* path of the SQLite file */
+    char *table;
+};
+
+struct ag_dataset_conf {
+    int line;
+    char *name;
+    char *description;
+    struct ag_source_conf source;
+    struct ag_column_conf *columns;
+    size_t n_columns;
+};
+
+struct ag_config {
+    char *agency;
+    char *federation;
+    char *listen;
+    char *run_dir;
+    char *gateway_identity; /* default: spiffe://<federation>/gateway */
+    struct fq_cfg_tls tls;
+    int64_t threads;
+    int64_t max_message_bytes;
+    int64_t call_memory_bytes;
+    int64_t default_deadline_ms;
+    int64_t max_deadline_ms;
+    int log_format; /* enum fq_log_format */
+    int log_level;  /* enum fq_log_level */
+    struct ag_dataset_conf *datasets;
+    size_t n_datasets;
+    struct fq_arena *arena; /* owns everything above */
+    const char *path;       /* file it was read from */
+};
+
+/* Loads and checks a config file. 0, or FQ_E* with "FILE:LINE: ..." in err.
+ * Free with ag_config_free. */
+int ag_config_load(const char *path, struct ag_config **ret, char *err,
+                   size_t errlen);
+void ag_config_free(struct ag_config *cfg);
+/* The directive table, for the configuration reference. */
+extern const struct fq_cfg_directive ag_config_table[];
+
+/*
+ * The catalog: the configuration's datasets checked against their SQLite
+ * sources and rendered once as the Describe reply. Immutable once built;
+ * shared by calls through a reference count so SIGHUP can swap it.
+ */
+struct ag_catalog;
+
+int ag_catalog_build(const struct ag_config *cfg, struct ag_catalog **ret,
+                     char *err, size_t errlen);
+void ag_catalog_ref(struct ag_catalog *cat);
+void ag_catalog_unref(struct ag_catalog *cat);
+/* The prebuilt fedq.v1.DescribeResponse (a ProtobufCMessage). */
+const void *ag_catalog_describe(const struct ag_catalog *cat);
+size_t ag_catalog_datasets(const struct ag_catalog *cat);
+
+#endif

@@ -1,0 +1,321 @@
+/*
+ * The agent's configuration: directive tables (the single source of keys,
+ * types, bounds, defaults and docs) and the semantic checks that tie keys
+ * together. docs/configuration.md is generated from these tables.
+ */
+#include "fq/compat.h"
+#include "fq/arena.h"
+#include "fq/error.h"
+#include "fq/log.h"
+#include "agent.h"
+
+#define UNSET_TEXT "-9223372036854775808"
+#define CFG_MEMORY (4 * 1024 * 1024)
+
+static const char *const role_names[] = {"identifier", "dimension", "measure",
+                                         "date", NULL};
+static const char *const type_names[] = {"integer", "text", "date", "month",
+                                         "quarter", "decimal", NULL};
+
+static const struct fq_cfg_directive domain_table[] = {
+    {.key = "codes", .type = FQ_CFG_STRLIST,
+     .offset = offsetof(struct ag_domain, codes), .max = 100000,
+     .count_offset = offsetof(struct ag_domain, n_codes),
+     .doc = "every value the dimension may take (text codes)"},
+    {.key = "min", .type = FQ_CFG_INT, .offset = offsetof(struct ag_domain, min),
+     .def = UNSET_TEXT, .doc = "smallest value of an integer dimension"},
+    {.key = "max", .type = FQ_CFG_INT, .offset = offsetof(struct ag_domain, max),
+     .def = UNSET_TEXT, .doc = "largest value of an integer dimension"},
+    {0},
+};
+
+static const struct fq_cfg_directive bounds_table[] = {
+    {.key = "min", .type = FQ_CFG_INT, .offset = offsetof(struct ag_bounds, min),
+     .def = UNSET_TEXT, .doc = "smallest value a record may hold"},
+    {.key = "max", .type = FQ_CFG_INT, .offset = offsetof(struct ag_bounds, max),
+     .def = UNSET_TEXT, .doc = "largest value a record may hold"},
+    {0},
+};
+
+static int check_column(void *obj, struct fq_cfg_error *err);
+static int check_dataset(void *obj, struct fq_cfg_error *err);
+static int check_config(void *obj, struct fq_cfg_error *err);
+
+static const struct fq_cfg_directive column_table[] = {
+    {.key = "", .type = FQ_CFG_LINE,
+     .offset = offsetof(struct ag_column_conf, line)},
+    {.key = "name", .type = FQ_CFG_STRING, .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_column_conf, name), .min = 1, .max = 63,
+     .doc = "column name in the source table"},
+    {.key = "role", .type = FQ_CFG_ENUM, .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_column_conf, role), .names = role_names,
+     .doc = "dimension (groupable, needs a domain), measure (aggregated), "
+            "date, or identifier (linkage only, never released)"},
+    {.key = "type", .type = FQ_CFG_ENUM, .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_column_conf, type), .names = type_names,
+     .doc = "logical type; query literals are typed against it"},
+    {.key = "description", .type = FQ_CFG_STRING,
+     .offset = offsetof(struct ag_column_conf, description),
+     .doc = "what the column means, for analysts"},
+    {.key = "unit", .type = FQ_CFG_STRING, .max = 32,
+     .offset = offsetof(struct ag_column_conf, unit),
+     .doc = "unit of a measure, e.g. cents"},
+    {.key = "domain", .type = FQ_CFG_SECTION,
+     .offset = offsetof(struct ag_column_conf, domain), .sub = domain_table,
+     .doc = "published domain of a dimension: codes, or min and max"},
+    {.key = "bounds", .type = FQ_CFG_SECTION,
+     .offset = offsetof(struct ag_column_conf, bounds), .sub = bounds_table,
+     .doc = "declared value bounds of a measure"},
+    {0},
+};
+
+static const struct fq_cfg_directive source_table[] = {
+    {.key = "", .type = FQ_CFG_LINE,
+     .offset = offsetof(struct ag_source_conf, line)},
+    {.key = "sqlite", .type = FQ_CFG_PATH, .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_source_conf, sqlite),
+     .doc = "SQLite file holding the table (opened read-only)"},
+    {.key = "table", .type = FQ_CFG_STRING, .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_source_conf, table), .min = 1, .max = 63,
+     .doc = "table name in that file"},
+    {0},
+};
+
+static const struct fq_cfg_directive dataset_table[] = {
+    {.key = "", .type = FQ_CFG_LINE,
+     .offset = offsetof(struct ag_dataset_conf, line)},
+    {.key = "name", .type = FQ_CFG_STRING, .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_dataset_conf, name), .min = 1, .max = 63,
+     .doc = "dataset name, queried as <agency>.<name>"},
+    {.key = "description", .type = FQ_CFG_STRING,
+     .offset = offsetof(struct ag_dataset_conf, description),
+     .doc = "what the dataset holds, for analysts"},
+    {.key = "source", .type = FQ_CFG_SECTION, .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_dataset_conf, source), .sub = source_table,
+     .doc = "where the records live"},
+    {.key = "columns", .type = FQ_CFG_LIST, .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_dataset_conf, columns), .min = 1,
+     .max = 256, .sub = column_table,
+     .elem_size = sizeof(struct ag_column_conf),
+     .count_offset = offsetof(struct ag_dataset_conf, n_columns),
+     .check = check_column, .doc = "the columns exposed; others are invisible"},
+    {0},
+};
+
+const struct fq_cfg_directive ag_config_table[] = {
+    {.key = "agency", .type = FQ_CFG_STRING, .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_config, agency), .min = 1, .max = 32,
+     .doc = "agency id, as in the certificate and the gateway's config"},
+    {.key = "federation", .type = FQ_CFG_STRING, .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_config, federation), .min = 1, .max = 63,
+     .doc = "federation name (the trust domain of every identity)"},
+    {.key = "listen", .type = FQ_CFG_STRING,
+     .offset = offsetof(struct ag_config, listen), .def = "127.0.0.1:0",
+     .max = 127, .doc = "address to serve on; port 0 picks a free port"},
+    {.key = "run_dir", .type = FQ_CFG_PATH,
+     .offset = offsetof(struct ag_config, run_dir),
+     .doc = "where agent-ID.pid and agent-ID.addr are written"},
+    {.key = "gateway_identity", .type = FQ_CFG_STRING,
+     .offset = offsetof(struct ag_config, gateway_identity), .max = 255,
+     .doc = "the only identity served (default spiffe://FED/gateway)"},
+    {.key = "tls", .type = FQ_CFG_SECTION, .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_config, tls), .sub = fq_cfg_tls_table,
+     .doc = "mutual TLS material"},
+    {.key = "threads", .type = FQ_CFG_INT,
+     .offset = offsetof(struct ag_config, threads), .min = 1, .max = 64,
+     .def = "2", .doc = "worker threads serving calls"},
+    {.key = "max_message_bytes", .type = FQ_CFG_SIZE,
+     .offset = offsetof(struct ag_config, max_message_bytes), .min = 1024,
+     .max = 64 * 1024 * 1024, .def = "4MiB",
+     .doc = "largest request or reply message"},
+    {.key = "call_memory", .type = FQ_CFG_SIZE,
+     .offset = offsetof(struct ag_config, call_memory_bytes),
+     .min = 64 * 1024, .max = 1024LL * 1024 * 1024, .def = "16MiB",
+     .doc = "memory one call may use"},
+    {.key = "default_deadline", .type = FQ_CFG_DURATION,
+     .offset = offsetof(struct ag_config, default_deadline_ms), .min = 10,
+     .max = 3600 * 1000, .def = "10s",
+     .doc = "deadline of a call whose client set none"},
+    {.key = "max_deadline", .type = FQ_CFG_DURATION,
+     .offset = offsetof(struct ag_config, max_deadline_ms), .min = 10,
+     .max = 3600 * 1000, .def = "60s", .doc = "cap on any client deadline"},
+    {.key = "log_format", .type = FQ_CFG_ENUM,
+     .offset = offsetof(struct ag_config, log_format),
+     .names = fq_cfg_log_format_names, .def = "text", .doc = "text or json"},
+    {.key = "log_level", .type = FQ_CFG_ENUM,
+     .offset = offsetof(struct ag_config, log_level), .names = fq_cfg_log_level_names,
+     .def = "info", .doc = "lowest level logged"},
+    {.key = "datasets", .type = FQ_CFG_LIST,
+     .offset = offsetof(struct ag_config, datasets), .max = 64,
+     .sub = dataset_table, .elem_size = sizeof(struct ag_dataset_conf),
+     .count_offset = offsetof(struct ag_config, n_datasets),
+     .check = check_dataset, .doc = "the datasets this agent exposes"},
+    {0},
+};
+
+/* Column and table names end up in SQL: identifiers only, never quoted. */
+static bool
+sql_identifier(const char *s)
+{
+    if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || *s == '_'))
+        return false;
+    for (s++; *s; s++) {
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+              (*s >= '0' && *s <= '9') || *s == '_'))
+            return false;
+    }
+    return true;
+}
+
+#define CHECK_FAIL(...)                                                        \
+    do {                                                                       \
+        snprintf(err->msg, sizeof(err->msg), __VA_ARGS__);                     \
+        return FQ_EINVAL;                                                      \
+    } while (0)
+
+static int
+check_domain(const struct ag_column_conf *c, struct fq_cfg_error *err)
+{
+    const struct ag_domain *d = &c->domain;
+    bool range = d->min != AG_UNSET || d->max != AG_UNSET;
+
+    if (c->role != AG_ROLE_DIMENSION) {
+        if (d->n_codes || range)
+            CHECK_FAIL("column '%s': only a dimension has a domain", c->name);
+        return 0;
+    }
+    if (d->n_codes && range)
+        CHECK_FAIL("column '%s': domain has both codes and min/max", c->name);
+    if (!d->n_codes && !range)
+        CHECK_FAIL("dimension '%s' needs a domain (codes, or min and max)",
+                   c->name);
+    if (range && (c->type != AG_TYPE_INTEGER || d->min == AG_UNSET ||
+                  d->max == AG_UNSET || d->min > d->max))
+        CHECK_FAIL("dimension '%s': min/max domain needs an integer column "
+                   "and min <= max", c->name);
+    for (size_t i = 0; i < d->n_codes; i++) {
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(d->codes[i], d->codes[j]) == 0)
+                CHECK_FAIL("dimension '%s': code '%s' listed twice", c->name,
+                           d->codes[i]);
+        }
+    }
+    return 0;
+}
+
+static int
+check_column(void *obj, struct fq_cfg_error *err)
+{
+    const struct ag_column_conf *c = obj;
+    const struct ag_bounds *b = &c->bounds;
+    bool has_bounds = b->min != AG_UNSET || b->max != AG_UNSET;
+
+    if (!sql_identifier(c->name))
+        CHECK_FAIL("column name '%s' must be letters, digits and '_'",
+                   c->name);
+    if (has_bounds && c->role != AG_ROLE_MEASURE)
+        CHECK_FAIL("column '%s': only a measure has bounds", c->name);
+    if (c->role == AG_ROLE_MEASURE) {
+        if (c->type != AG_TYPE_INTEGER && c->type != AG_TYPE_DECIMAL)
+            CHECK_FAIL("measure '%s' must be integer or decimal", c->name);
+        if (b->min == AG_UNSET || b->max == AG_UNSET || b->min > b->max)
+            CHECK_FAIL("measure '%s' needs bounds with min <= max", c->name);
+    }
+    return check_domain(c, err);
+}
+
+static int
+check_dataset(void *obj, struct fq_cfg_error *err)
+{
+    const struct ag_dataset_conf *d = obj;
+    size_t visible = 0;
+
+    if (!sql_identifier(d->name))
+        CHECK_FAIL("dataset name '%s' must be letters, digits and '_'",
+                   d->name);
+    if (!sql_identifier(d->source.table)) {
+        err->line = d->source.line;
+        CHECK_FAIL("table name '%s' must be letters, digits and '_'",
+                   d->source.table);
+    }
+    for (size_t i = 0; i < d->n_columns; i++) {
+        visible += d->columns[i].role != AG_ROLE_IDENTIFIER;
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(d->columns[i].name, d->columns[j].name) == 0) {
+                err->line = d->columns[i].line;
+                CHECK_FAIL("column '%s' listed twice", d->columns[i].name);
+            }
+        }
+    }
+    if (visible == 0)
+        CHECK_FAIL("dataset '%s' exposes no dimension, measure or date",
+                   d->name);
+    return 0;
+}
+
+static int
+check_config(void *obj, struct fq_cfg_error *err)
+{
+    struct ag_config *cfg = obj;
+    struct fq_identity gw;
+
+    if (!fq_name_valid(cfg->agency))
+        CHECK_FAIL("agency '%s' must match [a-z0-9][a-z0-9_-]*", cfg->agency);
+    if (!fq_federation_valid(cfg->federation))
+        CHECK_FAIL("federation '%s' must match [a-z0-9][a-z0-9.-]*",
+                   cfg->federation);
+    if (!cfg->gateway_identity) {
+        cfg->gateway_identity = fq_arena_printf(
+            cfg->arena, "spiffe://%s/gateway", cfg->federation);
+        if (!cfg->gateway_identity)
+            return FQ_ENOMEM;
+    }
+    if (fq_identity_parse(cfg->gateway_identity,
+                          strlen(cfg->gateway_identity), &gw) < 0 ||
+        gw.role != FQ_ROLE_GATEWAY ||
+        strcmp(gw.federation, cfg->federation) != 0)
+        CHECK_FAIL("gateway_identity '%s' is not a gateway of federation '%s'",
+                   cfg->gateway_identity, cfg->federation);
+    if (cfg->default_deadline_ms > cfg->max_deadline_ms)
+        CHECK_FAIL("default_deadline exceeds max_deadline");
+    for (size_t i = 0; i < cfg->n_datasets; i++) {
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(cfg->datasets[i].name, cfg->datasets[j].name) == 0) {
+                err->line = cfg->datasets[i].line;
+                CHECK_FAIL("dataset '%s' listed twice", cfg->datasets[i].name);
+            }
+        }
+    }
+    return 0;
+}
+
+int
+ag_config_load(const char *path, struct ag_config **ret, char *err,
+               size_t errlen)
+{
+    struct fq_arena *arena = fq_arena_new(CFG_MEMORY);
+    struct ag_config *cfg = arena ? fq_arena_alloc(arena, sizeof(*cfg)) : NULL;
+
+    if (!cfg) {
+        fq_arena_free(arena);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return FQ_ENOMEM;
+    }
+    cfg->arena = arena;
+    cfg->path = fq_arena_strdup(arena, path);
+    int rc = fq_cfg_load_file(path, ag_config_table, check_config, cfg, arena,
+                              err, errlen);
+    if (rc < 0) {
+        fq_arena_free(arena);
+        return rc;
+    }
+    *ret = cfg;
+    return 0;
+}
+
+void
+ag_config_free(struct ag_config *cfg)
+{
+    if (cfg)
+        fq_arena_free(cfg->arena);
+}

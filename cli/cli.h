@@ -1,0 +1,82 @@
+/*
+ * fedq, the analyst's and steward's command-line tool: internals shared by
+ * its files (client configuration, output tables, commands).
+ */
+#ifndef CLI_CLI_H
+#define CLI_CLI_H
+
+#include "fq/compat.h"
+#include "fq/config_shared.h"
+#include "fq/rpc.h"
+
+/* Exit codes (documented in docs/analyst-guide.md). */
+enum cli_exit {
+    CLI_OK = 0,
+    CLI_ERROR = 1,   /* the call failed; the server's message is printed */
+    CLI_USAGE = 2,   /* bad command line or client configuration */
+    CLI_PARTIAL = 3, /* answered, but some agency did not */
+};
+
+enum cli_format { CLI_FMT_TABLE, CLI_FMT_CSV, CLI_FMT_JSON };
+
+struct cli_config {
+    char *federation;
+    char *gateway;          /* gRPC target of the gateway */
+    char *gateway_identity; /* default spiffe://FED/gateway */
+    struct fq_cfg_tls tls;
+    int64_t timeout_ms;
+    int format;             /* enum cli_format */
+    struct fq_arena *arena;
+    char *path;             /* the file it was read from */
+};
+
+/*
+ * Finds the client configuration: explicit (--config), then $FEDQ_CONFIG,
+ * $FEDQ_HOME/client.yaml, .fedq-local/client.yaml in the current directory
+ * or a parent, ~/.config/fedq/client.yaml. 0, or FQ_E* with a message in
+ * err. Free with cli_config_free.
+ */
+int cli_config_find(const char *explicit_path, struct cli_config **ret,
+                    char *err, size_t errlen);
+void cli_config_free(struct cli_config *cfg);
+extern const struct fq_cfg_directive cli_config_table[];
+
+/* A connected client: config, TLS material, channel to the gateway. */
+struct cli {
+    struct cli_config *cfg;
+    struct fq_tls_material tls;
+    struct fq_rpc_channel *gw;
+    int format; /* enum cli_format, after --format */
+};
+
+/*
+ * Calls method on the gateway; on a non-OK status prints
+ * "fedq: STATUS: message" to stderr and returns CLI_ERROR. On success
+ * fills res (caller frees res->arena) and returns CLI_OK.
+ */
+int cli_call(struct cli *c, const char *method, const ProtobufCMessage *req,
+             const ProtobufCMessageDescriptor *resp_desc,
+             struct fq_rpc_result *res);
+
+/* Sets c->format from "table", "csv" or "json"; 0 or FQ_EINVAL. */
+int cli_set_format(struct cli *c, const char *name);
+
+/* ---- output: named sections of rows, printed as table, CSV or JSON ----- */
+
+struct cli_out;
+
+struct cli_out *cli_out_new(int format);
+/* Starts a section (a titled table); columns is NULL-terminated. */
+int cli_out_section(struct cli_out *o, const char *title,
+                    const char *const *columns);
+/* Adds a row to the current section; values are copied. */
+int cli_out_row(struct cli_out *o, const char *const *values);
+/* Prints everything to stdout and frees o. */
+void cli_out_print(struct cli_out *o);
+
+/* ---- commands ------------------------------------------------------------ */
+
+int cli_cmd_datasets(struct cli *c, int argc, char **argv);
+int cli_cmd_health(struct cli *c, int argc, char **argv);
+
+#endif

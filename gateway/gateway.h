@@ -1,0 +1,138 @@
+/*
+ * fedq-gateway internals: the configuration, the federation (the agents
+ * and their long-lived channels, swapped as a whole on reload) and the
+ * fan-out that every multi-agency method uses.
+ */
+#ifndef GW_GATEWAY_H
+#define GW_GATEWAY_H
+
+#include "fq/compat.h"
+#include "fq/config_shared.h"
+#include "fq/rpc.h"
+
+struct fq_arena;
+
+struct gw_agent_conf {
+    int line;
+    char *agency;
+    char *address;  /* gRPC target, e.g. ipv4:127.0.0.1:7001 */
+    char *identity; /* default spiffe://FED/agency/ID/agent */
+};
+
+struct gw_alias_conf {
+    int line;
+    char *name;
+    char **agencies;
+    size_t n_agencies;
+};
+
+struct gw_config {
+    char *federation;
+    char *listen;
+    char *run_dir;
+    struct fq_cfg_tls tls;
+    int64_t threads;
+    int64_t agent_timeout_ms;
+    int64_t default_deadline_ms;
+    int64_t max_deadline_ms;
+    int64_t max_message_bytes;
+    int64_t call_memory_bytes;
+    int64_t reconnect_backoff_ms;
+    int log_format;
+    int log_level;
+    struct gw_agent_conf *agents;
+    size_t n_agents;
+    struct gw_alias_conf *aliases;
+    size_t n_aliases;
+    struct fq_arena *arena; /* owns everything above */
+    const char *path;
+};
+
+extern const struct fq_cfg_directive gw_config_table[];
+int gw_config_load(const char *path, struct gw_config **ret, char *err,
+                   size_t errlen);
+void gw_config_free(struct gw_config *cfg);
+
+/* ---- the federation: config + one channel per agent, refcounted ------- */
+
+struct gw_agent {
+    const struct gw_agent_conf *conf;
+    struct fq_rpc_channel *ch;
+};
+
+struct gw_federation {
+    int refs; /* atomic through gw_federation_ref/unref */
+    struct gw_config *cfg;
+    struct gw_agent *agents; /* in config order */
+    size_t n_agents;
+};
+
+int gw_federation_new(struct gw_config *cfg,
+                      const struct fq_tls_material *tls,
+                      struct gw_federation **ret, char *err, size_t errlen);
+void gw_federation_ref(struct gw_federation *fed);
+/* Frees the federation (channels and config) with the last reference. */
+void gw_federation_unref(struct gw_federation *fed);
+/* Index of an agency, or -1. */
+int gw_federation_find(const struct gw_federation *fed, const char *agency);
+
+/* ---- process state shared by handlers ------------------------------------ */
+
+struct gw_state {
+    const char *config_path;
+    struct fq_tls_material tls;
+    struct fq_rpc_server *srv; /* set once serving */
+    void *mu;                  /* pthread_mutex_t *, guards fed */
+    struct gw_federation *fed; /* current; swapped by reload */
+};
+
+/* The current federation, with a reference the caller drops. */
+struct gw_federation *gw_state_federation(struct gw_state *st);
+
+/* ---- fan-out ------------------------------------------------------------- */
+
+/* One agent's answer within a fan-out. */
+struct gw_reply {
+    int status;          /* enum fq_rpc_status */
+    const char *message;
+    ProtobufCMessage *resp;
+    int64_t latency_ms;
+};
+
+struct gw_fanout;
+/* Runs once, on a worker thread, when every agent asked has answered or
+ * failed. Ownership of f passes to it: it must call gw_fanout_free. */
+typedef void (*gw_fanout_done_fn)(struct gw_fanout *f, void *arg);
+
+/*
+ * Calls method on the agents whose indexes are in which[0..n) (all agents
+ * if which is NULL), in parallel, each with the deadline
+ * min(parent deadline less a margin, now + agent_timeout). Holds a
+ * reference on fed until freed. Returns 0 (done will run) or FQ_ENOMEM.
+ */
+int gw_fanout_start(struct gw_state *st, struct gw_federation *fed,
+                    int64_t parent_deadline, const int *which, size_t n,
+                    const char *method, const ProtobufCMessage *req,
+                    const ProtobufCMessageDescriptor *resp_desc,
+                    gw_fanout_done_fn done, void *arg);
+size_t gw_fanout_count(const struct gw_fanout *f);
+/* The i-th agent asked (index into fed->agents) and its reply. */
+const struct gw_agent *gw_fanout_agent(const struct gw_fanout *f, size_t i);
+const struct gw_reply *gw_fanout_reply(const struct gw_fanout *f, size_t i);
+void gw_fanout_free(struct gw_fanout *f);
+
+/* ---- methods ------------------------------------------------------------- */
+
+/*
+ * How one agent answered, as a fedq.v1.AgencyStatus (a
+ * Fedq__V1__AgencyStatus *) allocated in arena; NULL when out of memory.
+ */
+void *gw_agency_status(struct fq_arena *arena, const struct gw_agent *agent,
+                       const struct gw_reply *reply);
+
+void gw_list_datasets(struct fq_rpc_call *call, const ProtobufCMessage *req,
+                      void *app);
+void gw_federation_status(struct fq_rpc_call *call,
+                          const ProtobufCMessage *req, void *app);
+
+#endif

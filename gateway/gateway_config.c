@@ -1,0 +1,220 @@
+/*
+ * The gateway's configuration: directive tables (keys, types, bounds,
+ * defaults, docs) and the checks that tie keys together.
+ */
+#include "fq/compat.h"
+#include "fq/arena.h"
+#include "fq/error.h"
+#include "fq/identity.h"
+#include "gateway.h"
+
+#define CFG_MEMORY (4 * 1024 * 1024)
+
+#define CHECK_FAIL(...)                                                        \
+    do {                                                                       \
+        snprintf(err->msg, sizeof(err->msg), __VA_ARGS__);                     \
+        return FQ_EINVAL;                                                      \
+    } while (0)
+
+static const struct fq_cfg_directive agent_table[] = {
+    {.key = "", .type = FQ_CFG_LINE, .offset = offsetof(struct gw_agent_conf, line)},
+    {.key = "agency", .type = FQ_CFG_STRING, .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct gw_agent_conf, agency), .min = 1, .max = 32,
+     .doc = "agency id"},
+    {.key = "address", .type = FQ_CFG_STRING, .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct gw_agent_conf, address), .min = 1, .max = 200,
+     .doc = "the agent's address (host:port, ipv4:IP:PORT, ...)"},
+    {.key = "identity", .type = FQ_CFG_STRING,
+     .offset = offsetof(struct gw_agent_conf, identity), .max = 255,
+     .doc = "identity the agent must present "
+            "(default spiffe://FED/agency/ID/agent)"},
+    {0},
+};
+
+static const struct fq_cfg_directive alias_table[] = {
+    {.key = "", .type = FQ_CFG_LINE, .offset = offsetof(struct gw_alias_conf, line)},
+    {.key = "name", .type = FQ_CFG_STRING, .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct gw_alias_conf, name), .min = 1, .max = 32,
+     .doc = "alias, queried as <alias>.<dataset>"},
+    {.key = "agencies", .type = FQ_CFG_STRLIST, .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct gw_alias_conf, agencies), .min = 2, .max = 64,
+     .count_offset = offsetof(struct gw_alias_conf, n_agencies),
+     .doc = "agencies holding the same dataset for disjoint populations"},
+    {0},
+};
+
+static int check_config(void *obj, struct fq_cfg_error *err);
+
+const struct fq_cfg_directive gw_config_table[] = {
+    {.key = "federation", .type = FQ_CFG_STRING, .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct gw_config, federation), .min = 1, .max = 63,
+     .doc = "federation name (the trust domain of every identity)"},
+    {.key = "listen", .type = FQ_CFG_STRING,
+     .offset = offsetof(struct gw_config, listen), .def = "127.0.0.1:0",
+     .max = 127, .doc = "address to serve analysts on; port 0 picks one"},
+    {.key = "run_dir", .type = FQ_CFG_PATH,
+     .offset = offsetof(struct gw_config, run_dir),
+     .doc = "where gateway.pid and gateway.addr are written"},
+    {.key = "tls", .type = FQ_CFG_SECTION, .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct gw_config, tls), .sub = fq_cfg_tls_table,
+     .doc = "mutual TLS material (the certificate serves as server and "
+            "client)"},
+    {.key = "threads", .type = FQ_CFG_INT,
+     .offset = offsetof(struct gw_config, threads), .min = 1, .max = 64,
+     .def = "4", .doc = "worker threads (fan-outs never block them)"},
+    {.key = "agent_timeout", .type = FQ_CFG_DURATION,
+     .offset = offsetof(struct gw_config, agent_timeout_ms), .min = 10,
+     .max = 600 * 1000, .def = "3s", .doc = "cap on each call to an agent"},
+    {.key = "default_deadline", .type = FQ_CFG_DURATION,
+     .offset = offsetof(struct gw_config, default_deadline_ms), .min = 10,
+     .max = 3600 * 1000, .def = "10s",
+     .doc = "deadline of a call whose client set none"},
+    {.key = "max_deadline", .type = FQ_CFG_DURATION,
+     .offset = offsetof(struct gw_config, max_deadline_ms), .min = 10,
+     .max = 3600 * 1000, .def = "60s", .doc = "cap on any client deadline"},
+    {.key = "max_message_bytes", .type = FQ_CFG_SIZE,
+     .offset = offsetof(struct gw_config, max_message_bytes), .min = 1024,
+     .max = 64 * 1024 * 1024, .def = "4MiB",
+     .doc = "largest message from an analyst or an agent"},
+    {.key = "call_memory", .type = FQ_CFG_SIZE,
+     .offset = offsetof(struct gw_config, call_memory_bytes),
+     .min = 64 * 1024, .max = 1024LL * 1024 * 1024, .def = "64MiB",
+     .doc = "memory one analyst call may use"},
+    {.key = "reconnect_backoff", .type = FQ_CFG_DURATION,
+     .offset = offsetof(struct gw_config, reconnect_backoff_ms), .min = 100,
+     .max = 120 * 1000, .def = "1s",
+     .doc = "longest wait between reconnect attempts to an agent"},
+    {.key = "log_format", .type = FQ_CFG_ENUM,
+     .offset = offsetof(struct gw_config, log_format),
+     .names = fq_cfg_log_format_names, .def = "text", .doc = "text or json"},
+    {.key = "log_level", .type = FQ_CFG_ENUM,
+     .offset = offsetof(struct gw_config, log_level),
+     .names = fq_cfg_log_level_names, .def = "info",
+     .doc = "lowest level logged"},
+    {.key = "agents", .type = FQ_CFG_LIST,
+     .offset = offsetof(struct gw_config, agents), .max = 256,
+     .sub = agent_table, .elem_size = sizeof(struct gw_agent_conf),
+     .count_offset = offsetof(struct gw_config, n_agents),
+     .doc = "the agencies' agents"},
+    {.key = "aliases", .type = FQ_CFG_LIST,
+     .offset = offsetof(struct gw_config, aliases), .max = 64,
+     .sub = alias_table, .elem_size = sizeof(struct gw_alias_conf),
+     .count_offset = offsetof(struct gw_config, n_aliases),
+     .doc = "federation aliases over several agencies"},
+    {0},
+};
+
+static int
+find_agent(const struct gw_config *cfg, const char *agency, size_t upto)
+{
+    for (size_t i = 0; i < upto; i++) {
+        if (strcmp(cfg->agents[i].agency, agency) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+static int
+check_agent(struct gw_config *cfg, size_t i, struct fq_cfg_error *err)
+{
+    struct gw_agent_conf *a = &cfg->agents[i];
+    struct fq_identity id;
+
+    err->line = a->line;
+    if (!fq_name_valid(a->agency))
+        CHECK_FAIL("agency '%s' must match [a-z0-9][a-z0-9_-]*", a->agency);
+    if (find_agent(cfg, a->agency, i) >= 0)
+        CHECK_FAIL("agency '%s' listed twice", a->agency);
+    if (!a->identity) {
+        a->identity = fq_arena_printf(cfg->arena, "spiffe://%s/agency/%s/agent",
+                                      cfg->federation, a->agency);
+        if (!a->identity)
+            return FQ_ENOMEM;
+    }
+    if (fq_identity_parse(a->identity, strlen(a->identity), &id) < 0 ||
+        id.role != FQ_ROLE_AGENT || strcmp(id.federation, cfg->federation) ||
+        strcmp(id.agency, a->agency))
+        CHECK_FAIL("identity '%s' is not the agent of agency '%s' in "
+                   "federation '%s'", a->identity, a->agency, cfg->federation);
+    return 0;
+}
+
+static int
+check_alias(struct gw_config *cfg, size_t i, struct fq_cfg_error *err)
+{
+    const struct gw_alias_conf *al = &cfg->aliases[i];
+
+    err->line = al->line;
+    if (!fq_name_valid(al->name))
+        CHECK_FAIL("alias '%s' must match [a-z0-9][a-z0-9_-]*", al->name);
+    if (find_agent(cfg, al->name, cfg->n_agents) >= 0)
+        CHECK_FAIL("alias '%s' is also an agency id", al->name);
+    for (size_t j = 0; j < i; j++) {
+        if (strcmp(cfg->aliases[j].name, al->name) == 0)
+            CHECK_FAIL("alias '%s' listed twice", al->name);
+    }
+    for (size_t j = 0; j < al->n_agencies; j++) {
+        if (find_agent(cfg, al->agencies[j], cfg->n_agents) < 0)
+            CHECK_FAIL("alias '%s': no agent configured for agency '%s'",
+                       al->name, al->agencies[j]);
+        for (size_t k = 0; k < j; k++) {
+            if (strcmp(al->agencies[j], al->agencies[k]) == 0)
+                CHECK_FAIL("alias '%s': agency '%s' listed twice", al->name,
+                           al->agencies[j]);
+        }
+    }
+    return 0;
+}
+
+static int
+check_config(void *obj, struct fq_cfg_error *err)
+{
+    struct gw_config *cfg = obj;
+    int rc;
+
+    if (!fq_federation_valid(cfg->federation))
+        CHECK_FAIL("federation '%s' must match [a-z0-9][a-z0-9.-]*",
+                   cfg->federation);
+    if (cfg->default_deadline_ms > cfg->max_deadline_ms)
+        CHECK_FAIL("default_deadline exceeds max_deadline");
+    for (size_t i = 0; i < cfg->n_agents; i++) {
+        if ((rc = check_agent(cfg, i, err)) < 0)
+            return rc;
+    }
+    for (size_t i = 0; i < cfg->n_aliases; i++) {
+        if ((rc = check_alias(cfg, i, err)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int
+gw_config_load(const char *path, struct gw_config **ret, char *err,
+               size_t errlen)
+{
+    struct fq_arena *arena = fq_arena_new(CFG_MEMORY);
+    struct gw_config *cfg = arena ? fq_arena_alloc(arena, sizeof(*cfg)) : NULL;
+
+    if (!cfg) {
+        fq_arena_free(arena);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return FQ_ENOMEM;
+    }
+    cfg->arena = arena;
+    cfg->path = fq_arena_strdup(arena, path);
+    int rc = fq_cfg_load_file(path, gw_config_table, check_config, cfg, arena,
+                              err, errlen);
+    if (rc < 0) {
+        fq_arena_free(arena);
+        return rc;
+    }
+    *ret = cfg;
+    return 0;
+}
+
+void
+gw_config_free(struct gw_config *cfg)
+{
+    if (cfg)
+        fq_arena_free(cfg->arena);
+}

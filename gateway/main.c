@@ -1,0 +1,174 @@
+/*
+ * fedq-gateway: takes analysts' calls, checks who they are, fans out to the
+ * agencies' agents and combines what they answer. Holds no agency data.
+ */
+#include "fq/compat.h"
+#include "fq/daemon.h"
+#include "fq/error.h"
+#include "fq/log.h"
+#include "fq/rpc.h"
+#include "gateway.h"
+
+#include <pthread.h>
+
+#include "fedq/v1/gateway.pb-c.h"
+
+static const struct fq_rpc_method gateway_methods[] = {
+    {"/fedq.v1.Gateway/ListDatasets",
+     &fedq__v1__list_datasets_request__descriptor,
+     FQ_ROLE_ANALYST | FQ_ROLE_STEWARD, gw_list_datasets},
+    {"/fedq.v1.Gateway/FederationStatus",
+     &fedq__v1__federation_status_request__descriptor,
+     FQ_ROLE_ANALYST | FQ_ROLE_STEWARD, gw_federation_status},
+    {"/fedq.v1.Gateway/Query", &fedq__v1__query_request__descriptor,
+     FQ_ROLE_ANALYST, NULL},
+    {"/fedq.v1.Gateway/Explain", &fedq__v1__explain_request__descriptor,
+     FQ_ROLE_ANALYST, NULL},
+};
+
+static pthread_mutex_t state_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static int
+load_federation(struct gw_state *st, const char *path,
+                struct gw_federation **ret, char *err, size_t errlen)
+{
+    struct gw_config *cfg = NULL;
+    int rc;
+
+    if ((rc = gw_config_load(path, &cfg, err, errlen)) < 0)
+        return rc;
+    if ((rc = gw_federation_new(cfg, &st->tls, ret, err, errlen)) < 0)
+        gw_config_free(cfg);
+    return rc;
+}
+
+/* SIGHUP: new agents, addresses, identities and aliases take effect for new
+ * calls; calls in flight finish on the federation they started with. */
+static void
+reload(void *app)
+{
+    struct gw_state *st = app;
+    struct gw_federation *fed = NULL, *old;
+    char err[1024];
+
+    if (load_federation(st, st->config_path, &fed, err, sizeof(err)) < 0) {
+        fq_log_errx("reload failed, keeping the running configuration: %s",
+                    err);
+        return;
+    }
+    if (strcmp(fed->cfg->federation, st->fed->cfg->federation) != 0) {
+        fq_log_errx("reload failed, keeping the running configuration: "
+                    "'federation' cannot change without a restart");
+        gw_federation_unref(fed);
+        return;
+    }
+    pthread_mutex_lock(st->mu);
+    old = st->fed;
+    st->fed = fed;
+    pthread_mutex_unlock(st->mu);
+    gw_federation_unref(old);
+    fq_log_info("reloaded: %zu agents, %zu aliases (listen, tls and threads "
+                "need a restart)", fed->n_agents, fed->cfg->n_aliases);
+}
+
+static int
+state_open(struct gw_state *st, const char *path, char *err, size_t errlen)
+{
+    struct gw_config *cfg = NULL;
+    int rc;
+
+    memset(st, 0, sizeof(*st));
+    st->config_path = path;
+    st->mu = &state_mu;
+    if ((rc = gw_config_load(path, &cfg, err, errlen)) < 0)
+        return rc;
+    if ((rc = fq_cfg_tls_load(path, &cfg->tls, FQ_ROLE_GATEWAY,
+                              cfg->federation, NULL, &st->tls, err,
+                              errlen)) < 0 ||
+        (rc = gw_federation_new(cfg, &st->tls, &st->fed, err, errlen)) < 0) {
+        gw_config_free(cfg);
+        return rc;
+    }
+    return 0;
+}
+
+static void
+state_close(struct gw_state *st)
+{
+    gw_federation_unref(st->fed);
+    fq_tls_material_release(&st->tls);
+}
+
+static void
+setup_logging(const struct gw_config *cfg, const struct fq_daemon_args *a)
+{
+    enum fq_log_format fmt = (enum fq_log_format)cfg->log_format;
+    enum fq_log_level level = (enum fq_log_level)cfg->log_level;
+
+    if (a->log_format && fq_log_parse_format(a->log_format, &fmt) < 0)
+        fq_log_warnx("unknown --log-format '%s', ignoring", a->log_format);
+    if (a->log_level && fq_log_parse_level(a->log_level, &level) < 0)
+        fq_log_warnx("unknown --log-level '%s', ignoring", a->log_level);
+    fq_log_setup("gateway", level, fmt);
+}
+
+static int
+serve(struct gw_state *st)
+{
+    const struct gw_config *cfg = st->fed->cfg;
+    struct fq_rpc_server_opts o = {
+        .listen = cfg->listen,
+        .tls = &st->tls,
+        .federation = cfg->federation,
+        .methods = gateway_methods,
+        .n_methods = FQ_ARRAY_LEN(gateway_methods),
+        .app = st,
+        .threads = (int)cfg->threads,
+        .default_deadline_ms = cfg->default_deadline_ms,
+        .max_deadline_ms = cfg->max_deadline_ms,
+        .max_message_bytes = (size_t)cfg->max_message_bytes,
+        .call_memory_bytes = (size_t)cfg->call_memory_bytes,
+    };
+    struct fq_daemon_spec spec = {
+        .name = "gateway",
+        .run_dir = cfg->run_dir,
+        .rpc = &o,
+        .reload = reload,
+        .app = st,
+        .server_out = &st->srv,
+    };
+    fq_log_info("federation %s: %zu agents, %zu aliases", cfg->federation,
+                st->fed->n_agents, cfg->n_aliases);
+    return fq_daemon_serve(&spec);
+}
+
+int
+main(int argc, char **argv)
+{
+    struct fq_daemon_args args;
+    struct gw_state st;
+    char err[1024];
+    int rc = 1;
+
+    if (fq_daemon_parse_args(argc, argv, "fedq-gateway", &args) < 0)
+        return 2;
+    fq_log_setup("gateway", FQ_LOG_INFO, FQ_LOG_TEXT);
+    fq_daemon_block_signals();
+    fq_rpc_global_init();
+    if (state_open(&st, args.config, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s\n", err);
+        goto out;
+    }
+    if (args.check) {
+        printf("%s: configuration OK (%zu agents, %zu aliases)\n",
+               args.config, st.fed->n_agents, st.fed->cfg->n_aliases);
+        rc = 0;
+        goto out;
+    }
+    setup_logging(st.fed->cfg, &args);
+    rc = serve(&st);
+out:
+    state_close(&st);
+    fq_rpc_global_shutdown();
+    return rc;
+}
