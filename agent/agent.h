@@ -15,10 +15,20 @@ struct fq_arena;
 
 #define AG_UNSET INT64_MIN /* an INT directive that was not given */
 
-enum ag_role { AG_ROLE_IDENTIFIER, AG_ROLE_DIMENSION, AG_ROLE_MEASURE,
-               AG_ROLE_DATE };
-enum ag_type { AG_TYPE_INTEGER, AG_TYPE_TEXT, AG_TYPE_DATE, AG_TYPE_MONTH,
-               AG_TYPE_QUARTER, AG_TYPE_DECIMAL };
+enum ag_role {
+    AG_ROLE_IDENTIFIER,
+    AG_ROLE_DIMENSION,
+    AG_ROLE_MEASURE,
+    AG_ROLE_DATE
+};
+enum ag_type {
+    AG_TYPE_INTEGER,
+    AG_TYPE_TEXT,
+    AG_TYPE_DATE,
+    AG_TYPE_MONTH,
+    AG_TYPE_QUARTER,
+    AG_TYPE_DECIMAL
+};
 
 struct ag_domain {
     char **codes;

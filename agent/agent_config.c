@@ -14,26 +14,40 @@
 
 static const char *const role_names[] = {"identifier", "dimension", "measure",
                                          "date", NULL};
-static const char *const type_names[] = {"integer", "text", "date", "month",
+static const char *const type_names[] = {"integer", "text",    "date", "month",
                                          "quarter", "decimal", NULL};
 
 static const struct fq_cfg_directive domain_table[] = {
-    {.key = "codes", .type = FQ_CFG_STRLIST,
-     .offset = offsetof(struct ag_domain, codes), .max = 100000,
+    {.key = "codes",
+     .type = FQ_CFG_STRLIST,
+     .offset = offsetof(struct ag_domain, codes),
+     .max = 100000,
      .count_offset = offsetof(struct ag_domain, n_codes),
      .doc = "every value the dimension may take (text codes)"},
-    {.key = "min", .type = FQ_CFG_INT, .offset = offsetof(struct ag_domain, min),
-     .def = UNSET_TEXT, .doc = "smallest value of an integer dimension"},
-    {.key = "max", .type = FQ_CFG_INT, .offset = offsetof(struct ag_domain, max),
-     .def = UNSET_TEXT, .doc = "largest value of an integer dimension"},
+    {.key = "min",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct ag_domain, min),
+     .def = UNSET_TEXT,
+     .doc = "smallest value of an integer dimension"},
+    {.key = "max",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct ag_domain, max),
+     .def = UNSET_TEXT,
+     .doc = "largest value of an integer dimension"},
     {0},
 };
 
 static const struct fq_cfg_directive bounds_table[] = {
-    {.key = "min", .type = FQ_CFG_INT, .offset = offsetof(struct ag_bounds, min),
-     .def = UNSET_TEXT, .doc = "smallest value a record may hold"},
-    {.key = "max", .type = FQ_CFG_INT, .offset = offsetof(struct ag_bounds, max),
-     .def = UNSET_TEXT, .doc = "largest value a record may hold"},
+    {.key = "min",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct ag_bounds, min),
+     .def = UNSET_TEXT,
+     .doc = "smallest value a record may hold"},
+    {.key = "max",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct ag_bounds, max),
+     .def = UNSET_TEXT,
+     .doc = "largest value a record may hold"},
     {0},
 };
 
@@ -42,114 +56,197 @@ static int check_dataset(void *obj, struct fq_cfg_error *err);
 static int check_config(void *obj, struct fq_cfg_error *err);
 
 static const struct fq_cfg_directive column_table[] = {
-    {.key = "", .type = FQ_CFG_LINE,
+    {.key = "",
+     .type = FQ_CFG_LINE,
      .offset = offsetof(struct ag_column_conf, line)},
-    {.key = "name", .type = FQ_CFG_STRING, .flags = FQ_CFG_REQUIRED,
-     .offset = offsetof(struct ag_column_conf, name), .min = 1, .max = 63,
+    {.key = "name",
+     .type = FQ_CFG_STRING,
+     .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_column_conf, name),
+     .min = 1,
+     .max = 63,
      .doc = "column name in the source table"},
-    {.key = "role", .type = FQ_CFG_ENUM, .flags = FQ_CFG_REQUIRED,
-     .offset = offsetof(struct ag_column_conf, role), .names = role_names,
+    {.key = "role",
+     .type = FQ_CFG_ENUM,
+     .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_column_conf, role),
+     .names = role_names,
      .doc = "dimension (groupable, needs a domain), measure (aggregated), "
             "date, or identifier (linkage only, never released)"},
-    {.key = "type", .type = FQ_CFG_ENUM, .flags = FQ_CFG_REQUIRED,
-     .offset = offsetof(struct ag_column_conf, type), .names = type_names,
+    {.key = "type",
+     .type = FQ_CFG_ENUM,
+     .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_column_conf, type),
+     .names = type_names,
      .doc = "logical type; query literals are typed against it"},
-    {.key = "description", .type = FQ_CFG_STRING,
+    {.key = "description",
+     .type = FQ_CFG_STRING,
      .offset = offsetof(struct ag_column_conf, description),
      .doc = "what the column means, for analysts"},
-    {.key = "unit", .type = FQ_CFG_STRING, .max = 32,
+    {.key = "unit",
+     .type = FQ_CFG_STRING,
+     .max = 32,
      .offset = offsetof(struct ag_column_conf, unit),
      .doc = "unit of a measure, e.g. cents"},
-    {.key = "domain", .type = FQ_CFG_SECTION,
-     .offset = offsetof(struct ag_column_conf, domain), .sub = domain_table,
+    {.key = "domain",
+     .type = FQ_CFG_SECTION,
+     .offset = offsetof(struct ag_column_conf, domain),
+     .sub = domain_table,
      .doc = "published domain of a dimension: codes, or min and max"},
-    {.key = "bounds", .type = FQ_CFG_SECTION,
-     .offset = offsetof(struct ag_column_conf, bounds), .sub = bounds_table,
+    {.key = "bounds",
+     .type = FQ_CFG_SECTION,
+     .offset = offsetof(struct ag_column_conf, bounds),
+     .sub = bounds_table,
      .doc = "declared value bounds of a measure"},
     {0},
 };
 
 static const struct fq_cfg_directive source_table[] = {
-    {.key = "", .type = FQ_CFG_LINE,
+    {.key = "",
+     .type = FQ_CFG_LINE,
      .offset = offsetof(struct ag_source_conf, line)},
-    {.key = "sqlite", .type = FQ_CFG_PATH, .flags = FQ_CFG_REQUIRED,
+    {.key = "sqlite",
+     .type = FQ_CFG_PATH,
+     .flags = FQ_CFG_REQUIRED,
      .offset = offsetof(struct ag_source_conf, sqlite),
      .doc = "SQLite file holding the table (opened read-only)"},
-    {.key = "table", .type = FQ_CFG_STRING, .flags = FQ_CFG_REQUIRED,
-     .offset = offsetof(struct ag_source_conf, table), .min = 1, .max = 63,
+    {.key = "table",
+     .type = FQ_CFG_STRING,
+     .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_source_conf, table),
+     .min = 1,
+     .max = 63,
      .doc = "table name in that file"},
     {0},
 };
 
 static const struct fq_cfg_directive dataset_table[] = {
-    {.key = "", .type = FQ_CFG_LINE,
+    {.key = "",
+     .type = FQ_CFG_LINE,
      .offset = offsetof(struct ag_dataset_conf, line)},
-    {.key = "name", .type = FQ_CFG_STRING, .flags = FQ_CFG_REQUIRED,
-     .offset = offsetof(struct ag_dataset_conf, name), .min = 1, .max = 63,
+    {.key = "name",
+     .type = FQ_CFG_STRING,
+     .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_dataset_conf, name),
+     .min = 1,
+     .max = 63,
      .doc = "dataset name, queried as <agency>.<name>"},
-    {.key = "description", .type = FQ_CFG_STRING,
+    {.key = "description",
+     .type = FQ_CFG_STRING,
      .offset = offsetof(struct ag_dataset_conf, description),
      .doc = "what the dataset holds, for analysts"},
-    {.key = "source", .type = FQ_CFG_SECTION, .flags = FQ_CFG_REQUIRED,
-     .offset = offsetof(struct ag_dataset_conf, source), .sub = source_table,
+    {.key = "source",
+     .type = FQ_CFG_SECTION,
+     .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_dataset_conf, source),
+     .sub = source_table,
      .doc = "where the records live"},
-    {.key = "columns", .type = FQ_CFG_LIST, .flags = FQ_CFG_REQUIRED,
-     .offset = offsetof(struct ag_dataset_conf, columns), .min = 1,
-     .max = 256, .sub = column_table,
+    {.key = "columns",
+     .type = FQ_CFG_LIST,
+     .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_dataset_conf, columns),
+     .min = 1,
+     .max = 256,
+     .sub = column_table,
      .elem_size = sizeof(struct ag_column_conf),
      .count_offset = offsetof(struct ag_dataset_conf, n_columns),
-     .check = check_column, .doc = "the columns exposed; others are invisible"},
+     .check = check_column,
+     .doc = "the columns exposed; others are invisible"},
     {0},
 };
 
 const struct fq_cfg_directive ag_config_table[] = {
-    {.key = "agency", .type = FQ_CFG_STRING, .flags = FQ_CFG_REQUIRED,
-     .offset = offsetof(struct ag_config, agency), .min = 1, .max = 32,
+    {.key = "agency",
+     .type = FQ_CFG_STRING,
+     .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_config, agency),
+     .min = 1,
+     .max = 32,
      .doc = "agency id, as in the certificate and the gateway's config"},
-    {.key = "federation", .type = FQ_CFG_STRING, .flags = FQ_CFG_REQUIRED,
-     .offset = offsetof(struct ag_config, federation), .min = 1, .max = 63,
+    {.key = "federation",
+     .type = FQ_CFG_STRING,
+     .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_config, federation),
+     .min = 1,
+     .max = 63,
      .doc = "federation name (the trust domain of every identity)"},
-    {.key = "listen", .type = FQ_CFG_STRING,
-     .offset = offsetof(struct ag_config, listen), .def = "127.0.0.1:0",
-     .max = 127, .doc = "address to serve on; port 0 picks a free port"},
-    {.key = "run_dir", .type = FQ_CFG_PATH,
+    {.key = "listen",
+     .type = FQ_CFG_STRING,
+     .offset = offsetof(struct ag_config, listen),
+     .def = "127.0.0.1:0",
+     .max = 127,
+     .doc = "address to serve on; port 0 picks a free port"},
+    {.key = "run_dir",
+     .type = FQ_CFG_PATH,
      .offset = offsetof(struct ag_config, run_dir),
      .doc = "where agent-ID.pid and agent-ID.addr are written"},
-    {.key = "gateway_identity", .type = FQ_CFG_STRING,
-     .offset = offsetof(struct ag_config, gateway_identity), .max = 255,
+    {.key = "gateway_identity",
+     .type = FQ_CFG_STRING,
+     .offset = offsetof(struct ag_config, gateway_identity),
+     .max = 255,
      .doc = "the only identity served (default spiffe://FED/gateway)"},
-    {.key = "tls", .type = FQ_CFG_SECTION, .flags = FQ_CFG_REQUIRED,
-     .offset = offsetof(struct ag_config, tls), .sub = fq_cfg_tls_table,
+    {.key = "tls",
+     .type = FQ_CFG_SECTION,
+     .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_config, tls),
+     .sub = fq_cfg_tls_table,
      .doc = "mutual TLS material"},
-    {.key = "threads", .type = FQ_CFG_INT,
-     .offset = offsetof(struct ag_config, threads), .min = 1, .max = 64,
-     .def = "2", .doc = "worker threads serving calls"},
-    {.key = "max_message_bytes", .type = FQ_CFG_SIZE,
-     .offset = offsetof(struct ag_config, max_message_bytes), .min = 1024,
-     .max = 64 * 1024 * 1024, .def = "4MiB",
+    {.key = "threads",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct ag_config, threads),
+     .min = 1,
+     .max = 64,
+     .def = "2",
+     .doc = "worker threads serving calls"},
+    {.key = "max_message_bytes",
+     .type = FQ_CFG_SIZE,
+     .offset = offsetof(struct ag_config, max_message_bytes),
+     .min = 1024,
+     .max = 64 * 1024 * 1024,
+     .def = "4MiB",
      .doc = "largest request or reply message"},
-    {.key = "call_memory", .type = FQ_CFG_SIZE,
+    {.key = "call_memory",
+     .type = FQ_CFG_SIZE,
      .offset = offsetof(struct ag_config, call_memory_bytes),
-     .min = 64 * 1024, .max = 1024LL * 1024 * 1024, .def = "16MiB",
+     .min = 64 * 1024,
+     .max = 1024LL * 1024 * 1024,
+     .def = "16MiB",
      .doc = "memory one call may use"},
-    {.key = "default_deadline", .type = FQ_CFG_DURATION,
-     .offset = offsetof(struct ag_config, default_deadline_ms), .min = 10,
-     .max = 3600 * 1000, .def = "10s",
+    {.key = "default_deadline",
+     .type = FQ_CFG_DURATION,
+     .offset = offsetof(struct ag_config, default_deadline_ms),
+     .min = 10,
+     .max = 3600 * 1000,
+     .def = "10s",
      .doc = "deadline of a call whose client set none"},
-    {.key = "max_deadline", .type = FQ_CFG_DURATION,
-     .offset = offsetof(struct ag_config, max_deadline_ms), .min = 10,
-     .max = 3600 * 1000, .def = "60s", .doc = "cap on any client deadline"},
-    {.key = "log_format", .type = FQ_CFG_ENUM,
+    {.key = "max_deadline",
+     .type = FQ_CFG_DURATION,
+     .offset = offsetof(struct ag_config, max_deadline_ms),
+     .min = 10,
+     .max = 3600 * 1000,
+     .def = "60s",
+     .doc = "cap on any client deadline"},
+    {.key = "log_format",
+     .type = FQ_CFG_ENUM,
      .offset = offsetof(struct ag_config, log_format),
-     .names = fq_cfg_log_format_names, .def = "text", .doc = "text or json"},
-    {.key = "log_level", .type = FQ_CFG_ENUM,
-     .offset = offsetof(struct ag_config, log_level), .names = fq_cfg_log_level_names,
-     .def = "info", .doc = "lowest level logged"},
-    {.key = "datasets", .type = FQ_CFG_LIST,
-     .offset = offsetof(struct ag_config, datasets), .max = 64,
-     .sub = dataset_table, .elem_size = sizeof(struct ag_dataset_conf),
+     .names = fq_cfg_log_format_names,
+     .def = "text",
+     .doc = "text or json"},
+    {.key = "log_level",
+     .type = FQ_CFG_ENUM,
+     .offset = offsetof(struct ag_config, log_level),
+     .names = fq_cfg_log_level_names,
+     .def = "info",
+     .doc = "lowest level logged"},
+    {.key = "datasets",
+     .type = FQ_CFG_LIST,
+     .offset = offsetof(struct ag_config, datasets),
+     .max = 64,
+     .sub = dataset_table,
+     .elem_size = sizeof(struct ag_dataset_conf),
      .count_offset = offsetof(struct ag_config, n_datasets),
-     .check = check_dataset, .doc = "the datasets this agent exposes"},
+     .check = check_dataset,
+     .doc = "the datasets this agent exposes"},
     {0},
 };
 
@@ -167,10 +264,10 @@ sql_identifier(const char *s)
     return true;
 }
 
-#define CHECK_FAIL(...)                                                        \
-    do {                                                                       \
-        snprintf(err->msg, sizeof(err->msg), __VA_ARGS__);                     \
-        return FQ_EINVAL;                                                      \
+#define CHECK_FAIL(...)                                    \
+    do {                                                   \
+        snprintf(err->msg, sizeof(err->msg), __VA_ARGS__); \
+        return FQ_EINVAL;                                  \
     } while (0)
 
 static int
@@ -192,7 +289,8 @@ check_domain(const struct ag_column_conf *c, struct fq_cfg_error *err)
     if (range && (c->type != AG_TYPE_INTEGER || d->min == AG_UNSET ||
                   d->max == AG_UNSET || d->min > d->max))
         CHECK_FAIL("dimension '%s': min/max domain needs an integer column "
-                   "and min <= max", c->name);
+                   "and min <= max",
+                   c->name);
     for (size_t i = 0; i < d->n_codes; i++) {
         for (size_t j = 0; j < i; j++) {
             if (strcmp(d->codes[i], d->codes[j]) == 0)
@@ -211,8 +309,7 @@ check_column(void *obj, struct fq_cfg_error *err)
     bool has_bounds = b->min != AG_UNSET || b->max != AG_UNSET;
 
     if (!sql_identifier(c->name))
-        CHECK_FAIL("column name '%s' must be letters, digits and '_'",
-                   c->name);
+        CHECK_FAIL("column name '%s' must be letters, digits and '_'", c->name);
     if (has_bounds && c->role != AG_ROLE_MEASURE)
         CHECK_FAIL("column '%s': only a measure has bounds", c->name);
     if (c->role == AG_ROLE_MEASURE) {
@@ -265,13 +362,13 @@ check_config(void *obj, struct fq_cfg_error *err)
         CHECK_FAIL("federation '%s' must match [a-z0-9][a-z0-9.-]*",
                    cfg->federation);
     if (!cfg->gateway_identity) {
-        cfg->gateway_identity = fq_arena_printf(
-            cfg->arena, "spiffe://%s/gateway", cfg->federation);
+        cfg->gateway_identity =
+            fq_arena_printf(cfg->arena, "spiffe://%s/gateway", cfg->federation);
         if (!cfg->gateway_identity)
             return FQ_ENOMEM;
     }
-    if (fq_identity_parse(cfg->gateway_identity,
-                          strlen(cfg->gateway_identity), &gw) < 0 ||
+    if (fq_identity_parse(cfg->gateway_identity, strlen(cfg->gateway_identity),
+                          &gw) < 0 ||
         gw.role != FQ_ROLE_GATEWAY ||
         strcmp(gw.federation, cfg->federation) != 0)
         CHECK_FAIL("gateway_identity '%s' is not a gateway of federation '%s'",

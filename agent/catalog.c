@@ -43,7 +43,8 @@ static const Fedq__V1__ValueType type_map[] = {
     [AG_TYPE_DECIMAL] = FEDQ__V1__VALUE_TYPE__VALUE_TYPE_DECIMAL,
 };
 
-/* ---- checking a source ----------------------------------------------------- */
+/* ---- checking a source -----------------------------------------------------
+ */
 
 /* True if table has a column named col (names compared case-insensitively,
  * as SQLite does). */
@@ -69,13 +70,15 @@ source_check(const struct ag_config *cfg, const struct ag_dataset_conf *d,
     char sql[128];
     int rc = FQ_EINVAL;
 
-    if (sqlite3_open_v2(d->source.sqlite, &db, SQLITE_OPEN_READONLY,
-                        NULL) != SQLITE_OK ||
+    if (sqlite3_open_v2(d->source.sqlite, &db, SQLITE_OPEN_READONLY, NULL) !=
+            SQLITE_OK ||
         sqlite3_exec(db, "SELECT 1 FROM sqlite_master LIMIT 1", NULL, NULL,
                      NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "%s:%d: dataset '%s': cannot open SQLite file "
-                 "'%s': %s", cfg->path, d->source.line, d->name,
-                 d->source.sqlite, db ? sqlite3_errmsg(db) : "out of memory");
+        snprintf(err, errlen,
+                 "%s:%d: dataset '%s': cannot open SQLite file "
+                 "'%s': %s",
+                 cfg->path, d->source.line, d->name, d->source.sqlite,
+                 db ? sqlite3_errmsg(db) : "out of memory");
         rc = FQ_EIO;
         goto out;
     }
@@ -90,9 +93,11 @@ source_check(const struct ag_config *cfg, const struct ag_dataset_conf *d,
     }
     for (size_t i = 0; i < d->n_columns; i++) {
         if (!source_has_column(info, d->columns[i].name)) {
-            snprintf(err, errlen, "%s:%d: dataset '%s': table '%s' has no "
-                     "column '%s'", cfg->path, d->columns[i].line, d->name,
-                     d->source.table, d->columns[i].name);
+            snprintf(err, errlen,
+                     "%s:%d: dataset '%s': table '%s' has no "
+                     "column '%s'",
+                     cfg->path, d->columns[i].line, d->name, d->source.table,
+                     d->columns[i].name);
             goto out;
         }
     }
@@ -103,7 +108,8 @@ out:
     return rc;
 }
 
-/* ---- rendering ------------------------------------------------------------- */
+/* ---- rendering -------------------------------------------------------------
+ */
 
 static const char *
 or_empty(const char *s)

@@ -18,8 +18,8 @@ struct ag_state {
     const char *config_path;
     struct ag_config *cfg; /* as loaded at start; fixed keys come from it */
     struct fq_tls_material tls;
-    pthread_mutex_t mu;           /* guards catalog */
-    struct ag_catalog *catalog;   /* current; swapped by reload */
+    pthread_mutex_t mu;         /* guards catalog */
+    struct ag_catalog *catalog; /* current; swapped by reload */
 };
 
 static struct ag_catalog *
@@ -66,7 +66,8 @@ static const struct fq_rpc_method agent_methods[] = {
      FQ_ROLE_GATEWAY, NULL},
 };
 
-/* ---- startup and reload ----------------------------------------------------- */
+/* ---- startup and reload -----------------------------------------------------
+ */
 
 static int
 state_open(struct ag_state *st, const char *path, char *err, size_t errlen)

@@ -25,9 +25,9 @@ struct cli_config {
     char *gateway_identity; /* default spiffe://FED/gateway */
     struct fq_cfg_tls tls;
     int64_t timeout_ms;
-    int format;             /* enum cli_format */
+    int format; /* enum cli_format */
     struct fq_arena *arena;
-    char *path;             /* the file it was read from */
+    char *path; /* the file it was read from */
 };
 
 /*
@@ -73,6 +73,9 @@ int cli_out_section(struct cli_out *o, const char *title,
 int cli_out_row(struct cli_out *o, const char *const *values);
 /* Prints everything to stdout and frees o. */
 void cli_out_print(struct cli_out *o);
+
+/* "ok", "unavailable", "timeout", "refused", "error" for an AgencyState. */
+const char *cli_agency_state_name(int state);
 
 /* ---- commands ------------------------------------------------------------ */
 

@@ -19,25 +19,45 @@ static const char *const format_names[] = {"table", "csv", "json", NULL};
 static int check_config(void *obj, struct fq_cfg_error *err);
 
 const struct fq_cfg_directive cli_config_table[] = {
-    {.key = "federation", .type = FQ_CFG_STRING, .flags = FQ_CFG_REQUIRED,
-     .offset = offsetof(struct cli_config, federation), .min = 1, .max = 63,
+    {.key = "federation",
+     .type = FQ_CFG_STRING,
+     .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct cli_config, federation),
+     .min = 1,
+     .max = 63,
      .doc = "federation name"},
-    {.key = "gateway", .type = FQ_CFG_STRING, .flags = FQ_CFG_REQUIRED,
-     .offset = offsetof(struct cli_config, gateway), .min = 1, .max = 200,
+    {.key = "gateway",
+     .type = FQ_CFG_STRING,
+     .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct cli_config, gateway),
+     .min = 1,
+     .max = 200,
      .doc = "the gateway's address (host:port, ipv4:IP:PORT, ...)"},
-    {.key = "gateway_identity", .type = FQ_CFG_STRING,
-     .offset = offsetof(struct cli_config, gateway_identity), .max = 255,
+    {.key = "gateway_identity",
+     .type = FQ_CFG_STRING,
+     .offset = offsetof(struct cli_config, gateway_identity),
+     .max = 255,
      .doc = "identity the gateway must present (default "
             "spiffe://FED/gateway)"},
-    {.key = "tls", .type = FQ_CFG_SECTION, .flags = FQ_CFG_REQUIRED,
-     .offset = offsetof(struct cli_config, tls), .sub = fq_cfg_tls_table,
+    {.key = "tls",
+     .type = FQ_CFG_SECTION,
+     .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct cli_config, tls),
+     .sub = fq_cfg_tls_table,
      .doc = "the analyst's or steward's TLS material"},
-    {.key = "timeout", .type = FQ_CFG_DURATION,
-     .offset = offsetof(struct cli_config, timeout_ms), .min = 10,
-     .max = 3600 * 1000, .def = "30s", .doc = "deadline of each call"},
-    {.key = "format", .type = FQ_CFG_ENUM,
-     .offset = offsetof(struct cli_config, format), .names = format_names,
-     .def = "table", .doc = "default output format: table, csv or json"},
+    {.key = "timeout",
+     .type = FQ_CFG_DURATION,
+     .offset = offsetof(struct cli_config, timeout_ms),
+     .min = 10,
+     .max = 3600 * 1000,
+     .def = "30s",
+     .doc = "deadline of each call"},
+    {.key = "format",
+     .type = FQ_CFG_ENUM,
+     .offset = offsetof(struct cli_config, format),
+     .names = format_names,
+     .def = "table",
+     .doc = "default output format: table, csv or json"},
     {0},
 };
 
@@ -56,8 +76,8 @@ check_config(void *obj, struct fq_cfg_error *err)
         !(cfg->gateway_identity = fq_arena_printf(
               cfg->arena, "spiffe://%s/gateway", cfg->federation)))
         return FQ_ENOMEM;
-    if (fq_identity_parse(cfg->gateway_identity,
-                          strlen(cfg->gateway_identity), &id) < 0 ||
+    if (fq_identity_parse(cfg->gateway_identity, strlen(cfg->gateway_identity),
+                          &id) < 0 ||
         id.role != FQ_ROLE_GATEWAY) {
         snprintf(err->msg, sizeof(err->msg),
                  "gateway_identity '%s' is not a gateway identity",
@@ -153,8 +173,8 @@ cli_config_find(const char *explicit_path, struct cli_config **ret, char *err,
     }
     cfg->arena = arena;
     cfg->path = fq_arena_strdup(arena, path);
-    int rc = fq_cfg_load_file(path, cli_config_table, check_config, cfg,
-                              arena, err, errlen);
+    int rc = fq_cfg_load_file(path, cli_config_table, check_config, cfg, arena,
+                              err, errlen);
     if (rc < 0) {
         fq_arena_free(arena);
         return rc;

@@ -16,7 +16,7 @@
 
 static const char *const role_names[] = {"?", "dimension", "measure", "date",
                                          "identifier"};
-static const char *const type_names[] = {"?", "integer", "text", "date",
+static const char *const type_names[] = {"?",     "integer", "text",   "date",
                                          "month", "quarter", "decimal"};
 
 static const char *
@@ -53,17 +53,20 @@ add_columns(struct cli_out *o, struct fq_arena *a,
             const Fedq__V1__ListDatasetsResponse *r)
 {
     static const char *const cols[] = {"agency", "dataset", "column", "role",
-                                       "type", "domain", "unit", NULL};
+                                       "type",   "domain",  "unit",   NULL};
     cli_out_section(o, "columns", cols);
     for (size_t i = 0; i < r->n_datasets; i++) {
         const Fedq__V1__Dataset *d = r->datasets[i];
         for (size_t k = 0; k < d->n_columns; k++) {
             const Fedq__V1__Column *c = d->columns[k];
             const char *row[] = {
-                d->agency, d->name, c->name,
+                d->agency,
+                d->name,
+                c->name,
                 enum_name(role_names, FQ_ARRAY_LEN(role_names), c->role),
                 enum_name(type_names, FQ_ARRAY_LEN(type_names), c->type),
-                domain_text(a, c), c->unit};
+                domain_text(a, c),
+                c->unit};
             cli_out_row(o, row);
         }
     }
@@ -106,6 +109,22 @@ add_aliases(struct cli_out *o, struct fq_arena *a,
         const char *row[] = {al->name, join(a, al->agencies, al->n_agencies),
                              join(a, al->datasets, al->n_datasets),
                              al->complete ? "yes" : "no"};
+        cli_out_row(o, row);
+    }
+}
+
+static void
+add_agencies(struct cli_out *o, struct fq_arena *a,
+             const Fedq__V1__ListDatasetsResponse *r)
+{
+    static const char *const cols[] = {"agency", "state", "latency_ms",
+                                       "message", NULL};
+    cli_out_section(o, "agencies", cols);
+    for (size_t i = 0; i < r->n_agencies; i++) {
+        const Fedq__V1__AgencyStatus *s = r->agencies[i];
+        const char *row[] = {s->agency, cli_agency_state_name(s->state),
+                             fq_arena_printf(a, "%u", s->latency_ms),
+                             s->message};
         cli_out_row(o, row);
     }
 }
@@ -164,6 +183,8 @@ cli_cmd_datasets(struct cli *c, int argc, char **argv)
         add_datasets(o, res.arena, r);
     if (c->format != CLI_FMT_CSV && !req.agency[0])
         add_aliases(o, res.arena, r);
+    if (c->format == CLI_FMT_JSON)
+        add_agencies(o, res.arena, r);
     cli_out_print(o);
     rc = report_missing(r) ? CLI_PARTIAL : CLI_OK;
     fq_arena_free(res.arena);

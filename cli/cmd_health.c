@@ -11,8 +11,14 @@
 #include "fedq/v1/gateway.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 
-static const char *const state_names[] = {"?", "ok", "unavailable", "timeout",
-                                          "refused", "error"};
+const char *
+cli_agency_state_name(int state)
+{
+    static const char *const names[] = {"?",       "ok",      "unavailable",
+                                        "timeout", "refused", "error"};
+    return state >= 0 && (size_t)state < FQ_ARRAY_LEN(names) ? names[state]
+                                                             : "?";
+}
 
 static int
 gateway_serving(struct cli *c, const char **ret_state)
@@ -27,7 +33,8 @@ gateway_serving(struct cli *c, const char **ret_state)
                        &res)))
         return rc;
     const Grpc__Health__V1__HealthCheckResponse *h = (const void *)res.resp;
-    bool serving = h->status ==
+    bool serving =
+        h->status ==
         GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
     *ret_state = serving ? "serving" : "not_serving";
     fq_arena_free(res.arena);
@@ -45,10 +52,7 @@ add_agencies(struct cli_out *o, struct fq_arena *a,
     cli_out_section(o, "agencies", cols);
     for (size_t i = 0; i < r->n_agencies; i++) {
         const Fedq__V1__AgencyStatus *s = r->agencies[i];
-        const char *state = s->state < (int)FQ_ARRAY_LEN(state_names)
-                                ? state_names[s->state]
-                                : "?";
-        const char *row[] = {s->agency, state,
+        const char *row[] = {s->agency, cli_agency_state_name(s->state),
                              fq_arena_printf(a, "%u", s->latency_ms),
                              s->message};
         cli_out_row(o, row);
@@ -76,9 +80,9 @@ cli_cmd_health(struct cli *c, int argc, char **argv)
     }
     if ((gw_rc = gateway_serving(c, &gw_state)) == CLI_ERROR)
         return CLI_ERROR;
-    if ((rc = cli_call(c, "/fedq.v1.Gateway/FederationStatus", &req.base,
-                       &fedq__v1__federation_status_response__descriptor,
-                       &res)))
+    if ((rc =
+             cli_call(c, "/fedq.v1.Gateway/FederationStatus", &req.base,
+                      &fedq__v1__federation_status_response__descriptor, &res)))
         return rc;
     const Fedq__V1__FederationStatusResponse *r = (const void *)res.resp;
     struct cli_out *o = cli_out_new(c->format);

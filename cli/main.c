@@ -20,8 +20,7 @@ struct cli_command {
 static const struct cli_command commands[] = {
     {"datasets", cli_cmd_datasets,
      "list every agency's datasets and the federation's aliases"},
-    {"health", cli_cmd_health,
-     "check the gateway and every agency it reaches"},
+    {"health", cli_cmd_health, "check the gateway and every agency it reaches"},
 };
 
 static void
@@ -41,14 +40,12 @@ usage(FILE *out)
 
 int
 cli_call(struct cli *c, const char *method, const ProtobufCMessage *req,
-         const ProtobufCMessageDescriptor *resp_desc,
-         struct fq_rpc_result *res)
+         const ProtobufCMessageDescriptor *resp_desc, struct fq_rpc_result *res)
 {
     int rc = fq_rpc_call_blocking(c->gw, method, req, resp_desc,
                                   c->cfg->timeout_ms, res);
     if (rc < 0) {
-        fprintf(stderr, "fedq: cannot call %s: %s\n", method,
-                fq_strerror(rc));
+        fprintf(stderr, "fedq: cannot call %s: %s\n", method, fq_strerror(rc));
         return CLI_ERROR;
     }
     if (res->status != FQ_RPC_OK) {
@@ -72,8 +69,7 @@ cli_open(struct cli *c, const char *config, char *err, size_t errlen)
     c->cfg = cfg;
     if ((rc = fq_cfg_tls_load(cfg->path, &cfg->tls,
                               FQ_ROLE_ANALYST | FQ_ROLE_STEWARD,
-                              cfg->federation, NULL, &c->tls, err,
-                              errlen)) < 0)
+                              cfg->federation, NULL, &c->tls, err, errlen)) < 0)
         return rc;
     struct fq_rpc_channel_opts o = {
         .target = cfg->gateway,
@@ -155,8 +151,8 @@ main(int argc, char **argv)
             return CLI_USAGE;
         }
     }
-    const struct cli_command *cmd = optind < argc ? find_command(argv[optind])
-                                                  : NULL;
+    const struct cli_command *cmd =
+        optind < argc ? find_command(argv[optind]) : NULL;
     if (!cmd) {
         if (optind < argc)
             fprintf(stderr, "fedq: unknown command '%s'\n", argv[optind]);

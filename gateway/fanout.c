@@ -85,8 +85,8 @@ gw_fanout_start(struct gw_state *st, struct gw_federation *fed,
         s->f = f;
         s->agent = which ? which[i] : (int)i;
         if (fq_rpc_call_start_child(st->srv, fed->agents[s->agent].ch, method,
-                                    req, resp_desc, deadline,
-                                    fanout_child_done, s) < 0) {
+                                    req, resp_desc, deadline, fanout_child_done,
+                                    s) < 0) {
             s->reply.status = FQ_RPC_INTERNAL;
             s->reply.message = "out of memory starting the call";
             fanout_release(f);

@@ -17,8 +17,8 @@ gw_federation_new(struct gw_config *cfg, const struct fq_tls_material *tls,
     struct gw_federation *fed = calloc(1, sizeof(*fed));
     int rc = FQ_ENOMEM;
 
-    if (!fed || !(fed->agents = calloc(cfg->n_agents + 1,
-                                       sizeof(*fed->agents)))) {
+    if (!fed ||
+        !(fed->agents = calloc(cfg->n_agents + 1, sizeof(*fed->agents)))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }

@@ -67,8 +67,7 @@ struct gw_federation {
     size_t n_agents;
 };
 
-int gw_federation_new(struct gw_config *cfg,
-                      const struct fq_tls_material *tls,
+int gw_federation_new(struct gw_config *cfg, const struct fq_tls_material *tls,
                       struct gw_federation **ret, char *err, size_t errlen);
 void gw_federation_ref(struct gw_federation *fed);
 /* Frees the federation (channels and config) with the last reference. */
@@ -93,7 +92,7 @@ struct gw_federation *gw_state_federation(struct gw_state *st);
 
 /* One agent's answer within a fan-out. */
 struct gw_reply {
-    int status;          /* enum fq_rpc_status */
+    int status; /* enum fq_rpc_status */
     const char *message;
     ProtobufCMessage *resp;
     int64_t latency_ms;
@@ -132,7 +131,7 @@ void *gw_agency_status(struct fq_arena *arena, const struct gw_agent *agent,
 
 void gw_list_datasets(struct fq_rpc_call *call, const ProtobufCMessage *req,
                       void *app);
-void gw_federation_status(struct fq_rpc_call *call,
-                          const ProtobufCMessage *req, void *app);
+void gw_federation_status(struct fq_rpc_call *call, const ProtobufCMessage *req,
+                          void *app);
 
 #endif

@@ -94,8 +94,7 @@ alias_datasets(struct fq_arena *a, struct gw_fanout *f,
 
 static int
 build_aliases(struct fq_arena *a, struct gw_fanout *f,
-              const struct gw_config *cfg,
-              Fedq__V1__ListDatasetsResponse *resp)
+              const struct gw_config *cfg, Fedq__V1__ListDatasetsResponse *resp)
 {
     resp->aliases = fq_arena_alloc(a, (cfg->n_aliases + 1) * sizeof(void *));
     if (!resp->aliases)
@@ -157,12 +156,14 @@ list_done(struct gw_fanout *f, void *arg)
     Fedq__V1__ListDatasetsResponse resp =
         FEDQ__V1__LIST_DATASETS_RESPONSE__INIT;
 
+    /* ctx lives in the call's arena, gone once the call is finished. */
+    struct gw_federation *fed = ctx->fed;
     if (build_datasets(a, f, &resp) < 0 ||
-        (!ctx->agency && build_aliases(a, f, ctx->fed->cfg, &resp) < 0))
+        (!ctx->agency && build_aliases(a, f, fed->cfg, &resp) < 0))
         fq_rpc_call_fail(ctx->call, FQ_ENOMEM, "out of memory");
     else
         fq_rpc_call_reply(ctx->call, &resp.base);
-    gw_federation_unref(ctx->fed);
+    gw_federation_unref(fed);
     gw_fanout_free(f);
 }
 
@@ -173,8 +174,8 @@ gw_list_datasets(struct fq_rpc_call *call, const ProtobufCMessage *msg,
     const Fedq__V1__ListDatasetsRequest *req = (const void *)msg;
     Fedq__V1__DescribeRequest describe = FEDQ__V1__DESCRIBE_REQUEST__INIT;
     struct gw_state *st = app;
-    struct list_ctx *ctx = fq_arena_alloc(fq_rpc_call_arena(call),
-                                          sizeof(*ctx));
+    struct list_ctx *ctx =
+        fq_arena_alloc(fq_rpc_call_arena(call), sizeof(*ctx));
     int one = -1;
 
     if (!ctx) {
@@ -186,18 +187,17 @@ gw_list_datasets(struct fq_rpc_call *call, const ProtobufCMessage *msg,
     if (req->agency[0]) {
         one = gw_federation_find(ctx->fed, req->agency);
         if (one < 0) {
+            gw_federation_unref(ctx->fed);
             fq_rpc_call_fail(call, FQ_ENOENT, "unknown agency '%.64s'",
                              req->agency);
-            gw_federation_unref(ctx->fed);
             return;
         }
         ctx->agency = req->agency;
     }
-    if (gw_fanout_start(st, ctx->fed, fq_rpc_call_deadline(call),
-                        one >= 0 ? &one : NULL, one >= 0 ? 1 : 0, DESCRIBE,
-                        &describe.base,
-                        &fedq__v1__describe_response__descriptor, list_done,
-                        ctx) < 0) {
+    if (gw_fanout_start(
+            st, ctx->fed, fq_rpc_call_deadline(call), one >= 0 ? &one : NULL,
+            one >= 0 ? 1 : 0, DESCRIBE, &describe.base,
+            &fedq__v1__describe_response__descriptor, list_done, ctx) < 0) {
         gw_federation_unref(ctx->fed);
         fq_rpc_call_fail(call, FQ_ENOMEM, "out of memory");
     }

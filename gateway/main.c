@@ -68,7 +68,8 @@ reload(void *app)
     pthread_mutex_unlock(st->mu);
     gw_federation_unref(old);
     fq_log_info("reloaded: %zu agents, %zu aliases (listen, tls and threads "
-                "need a restart)", fed->n_agents, fed->cfg->n_aliases);
+                "need a restart)",
+                fed->n_agents, fed->cfg->n_aliases);
 }
 
 static int
@@ -82,9 +83,8 @@ state_open(struct gw_state *st, const char *path, char *err, size_t errlen)
     st->mu = &state_mu;
     if ((rc = gw_config_load(path, &cfg, err, errlen)) < 0)
         return rc;
-    if ((rc = fq_cfg_tls_load(path, &cfg->tls, FQ_ROLE_GATEWAY,
-                              cfg->federation, NULL, &st->tls, err,
-                              errlen)) < 0 ||
+    if ((rc = fq_cfg_tls_load(path, &cfg->tls, FQ_ROLE_GATEWAY, cfg->federation,
+                              NULL, &st->tls, err, errlen)) < 0 ||
         (rc = gw_federation_new(cfg, &st->tls, &st->fed, err, errlen)) < 0) {
         gw_config_free(cfg);
         return rc;
@@ -160,8 +160,8 @@ main(int argc, char **argv)
         goto out;
     }
     if (args.check) {
-        printf("%s: configuration OK (%zu agents, %zu aliases)\n",
-               args.config, st.fed->n_agents, st.fed->cfg->n_aliases);
+        printf("%s: configuration OK (%zu agents, %zu aliases)\n", args.config,
+               st.fed->n_agents, st.fed->cfg->n_aliases);
         rc = 0;
         goto out;
     }

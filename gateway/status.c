@@ -44,9 +44,8 @@ gw_agency_status(struct fq_arena *arena, const struct gw_agent *agent,
     s->state = agency_state(reply);
     s->latency_ms = reply->latency_ms > 0 ? (uint32_t)reply->latency_ms : 0;
     if (reply->status != FQ_RPC_OK) {
-        s->message = fq_arena_printf(arena, "%s: %s",
-                                     fq_rpc_status_name(reply->status),
-                                     reply->message);
+        s->message = fq_arena_printf(
+            arena, "%s: %s", fq_rpc_status_name(reply->status), reply->message);
         if (!s->message)
             return NULL;
     }
@@ -93,11 +92,13 @@ status_done(struct gw_fanout *f, void *arg)
         }
         status_note_serving(resp.agencies[i], r);
     }
+    /* ctx lives in the call's arena, gone once the call is finished. */
+    struct gw_federation *fed = ctx->fed;
     if (resp.agencies)
         fq_rpc_call_reply(ctx->call, &resp.base);
     else
         fq_rpc_call_fail(ctx->call, FQ_ENOMEM, "out of memory");
-    gw_federation_unref(ctx->fed);
+    gw_federation_unref(fed);
     gw_fanout_free(f);
 }
 
@@ -106,8 +107,8 @@ gw_federation_status(struct fq_rpc_call *call, const ProtobufCMessage *req,
                      void *app)
 {
     struct gw_state *st = app;
-    struct status_ctx *ctx = fq_arena_alloc(fq_rpc_call_arena(call),
-                                            sizeof(*ctx));
+    struct status_ctx *ctx =
+        fq_arena_alloc(fq_rpc_call_arena(call), sizeof(*ctx));
     Grpc__Health__V1__HealthCheckRequest hc =
         GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
 

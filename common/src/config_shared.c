@@ -4,18 +4,26 @@
 #include "fq/error.h"
 
 const char *const fq_cfg_log_format_names[] = {"text", "json", NULL};
-const char *const fq_cfg_log_level_names[] = {"debug", "info", "warn",
-                                              "error", NULL};
+const char *const fq_cfg_log_level_names[] = {"debug", "info", "warn", "error",
+                                              NULL};
 
 const struct fq_cfg_directive fq_cfg_tls_table[] = {
-    {.key = "", .type = FQ_CFG_LINE, .offset = offsetof(struct fq_cfg_tls, line)},
-    {.key = "ca", .type = FQ_CFG_PATH, .flags = FQ_CFG_REQUIRED,
+    {.key = "",
+     .type = FQ_CFG_LINE,
+     .offset = offsetof(struct fq_cfg_tls, line)},
+    {.key = "ca",
+     .type = FQ_CFG_PATH,
+     .flags = FQ_CFG_REQUIRED,
      .offset = offsetof(struct fq_cfg_tls, ca),
      .doc = "PEM bundle of the federation CA"},
-    {.key = "cert", .type = FQ_CFG_PATH, .flags = FQ_CFG_REQUIRED,
+    {.key = "cert",
+     .type = FQ_CFG_PATH,
+     .flags = FQ_CFG_REQUIRED,
      .offset = offsetof(struct fq_cfg_tls, cert),
      .doc = "this party's certificate; its one URI SAN names the party"},
-    {.key = "key", .type = FQ_CFG_PATH, .flags = FQ_CFG_REQUIRED,
+    {.key = "key",
+     .type = FQ_CFG_PATH,
+     .flags = FQ_CFG_REQUIRED,
      .offset = offsetof(struct fq_cfg_tls, key),
      .doc = "this party's private key (mode 0600)"},
     {0},
@@ -41,8 +49,8 @@ tls_role_names(unsigned roles)
 }
 
 int
-fq_cfg_tls_load(const char *path, const struct fq_cfg_tls *t,
-                unsigned roles, const char *federation, const char *agency,
+fq_cfg_tls_load(const char *path, const struct fq_cfg_tls *t, unsigned roles,
+                const char *federation, const char *agency,
                 struct fq_tls_material *ret, char *err, size_t errlen)
 {
     struct fq_tls_files files = {t->ca, t->cert, t->key};
@@ -55,10 +63,11 @@ fq_cfg_tls_load(const char *path, const struct fq_cfg_tls *t,
     }
     if (!(m.self.role & roles) || strcmp(m.self.federation, federation) != 0 ||
         (agency && strcmp(m.self.agency, agency) != 0)) {
-        snprintf(err, errlen, "%s:%d: certificate '%s' names %s, not %s%s%s "
-                 "of federation '%s'", path, t->line, t->cert, m.self.uri,
-                 tls_role_names(roles), agency ? " of agency " : "",
-                 agency ? agency : "", federation);
+        snprintf(err, errlen,
+                 "%s:%d: certificate '%s' names %s, not %s%s%s "
+                 "of federation '%s'",
+                 path, t->line, t->cert, m.self.uri, tls_role_names(roles),
+                 agency ? " of agency " : "", agency ? agency : "", federation);
         fq_tls_material_release(&m);
         return FQ_EINVAL;
     }

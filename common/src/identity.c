@@ -194,8 +194,8 @@ cert_single_uri(X509 *cert, struct fq_identity *ret, char *err, size_t errlen)
     const unsigned char *uri = NULL;
     int urilen = 0;
 
-    GENERAL_NAMES *sans = X509_get_ext_d2i(cert, NID_subject_alt_name, NULL,
-                                           NULL);
+    GENERAL_NAMES *sans =
+        X509_get_ext_d2i(cert, NID_subject_alt_name, NULL, NULL);
     for (int i = 0; sans && i < sk_GENERAL_NAME_num(sans); i++) {
         const GENERAL_NAME *gn = sk_GENERAL_NAME_value(sans, i);
         if (gn->type != GEN_URI)
@@ -210,8 +210,10 @@ cert_single_uri(X509 *cert, struct fq_identity *ret, char *err, size_t errlen)
         goto out;
     }
     if (fq_identity_parse((const char *)uri, (size_t)urilen, ret) < 0) {
-        snprintf(err, errlen, "certificate URI SAN '%.*s' is not a fedq "
-                 "identity", urilen > 200 ? 200 : urilen, (const char *)uri);
+        snprintf(err, errlen,
+                 "certificate URI SAN '%.*s' is not a fedq "
+                 "identity",
+                 urilen > 200 ? 200 : urilen, (const char *)uri);
         goto out;
     }
     rc = 0;

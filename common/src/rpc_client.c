@@ -77,12 +77,23 @@ fq_rpc_error_from_status(enum fq_rpc_status status)
 const char *
 fq_rpc_status_name(int status)
 {
-    static const char *const names[] = {
-        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT",
-        "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
-        "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-        "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL",
-        "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+    static const char *const names[] = {"OK",
+                                        "CANCELLED",
+                                        "UNKNOWN",
+                                        "INVALID_ARGUMENT",
+                                        "DEADLINE_EXCEEDED",
+                                        "NOT_FOUND",
+                                        "ALREADY_EXISTS",
+                                        "PERMISSION_DENIED",
+                                        "RESOURCE_EXHAUSTED",
+                                        "FAILED_PRECONDITION",
+                                        "ABORTED",
+                                        "OUT_OF_RANGE",
+                                        "UNIMPLEMENTED",
+                                        "INTERNAL",
+                                        "UNAVAILABLE",
+                                        "DATA_LOSS",
+                                        "UNAUTHENTICATED"};
     if (status < 0 || (size_t)status >= FQ_ARRAY_LEN(names))
         return "UNKNOWN";
     return names[status];
@@ -221,8 +232,8 @@ fq_rpc_channel_open(const struct fq_rpc_channel_opts *o,
         snprintf(err, errlen, "out of memory");
         return FQ_ENOMEM;
     }
-    if (fq_identity_parse(o->expect_identity, strlen(o->expect_identity),
-                          &id) < 0 ||
+    if (fq_identity_parse(o->expect_identity, strlen(o->expect_identity), &id) <
+            0 ||
         strlen(o->target) >= sizeof(c->target)) {
         snprintf(err, errlen, "bad target '%s' or identity '%s'", o->target,
                  o->expect_identity);
@@ -237,15 +248,18 @@ fq_rpc_channel_open(const struct fq_rpc_channel_opts *o,
     c->verify = v;
 
     grpc_arg args[] = {
-        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
+        {GRPC_ARG_INTEGER,
+         GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
          {.integer = o->max_backoff_ms > 0 ? o->max_backoff_ms : 1000}},
-        {GRPC_ARG_INTEGER, GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
+        {GRPC_ARG_INTEGER,
+         GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
          {.integer = 100}},
-        {GRPC_ARG_INTEGER, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS,
-         {.integer = 100}},
-        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+        {GRPC_ARG_INTEGER, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, {.integer = 100}},
+        {GRPC_ARG_INTEGER,
+         GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
          {.integer = (int)o->max_message_bytes}},
-        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
+        {GRPC_ARG_INTEGER,
+         GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
          {.integer = (int)o->max_message_bytes}},
         {GRPC_ARG_INTEGER, GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, {.integer = 1}},
     };
@@ -278,8 +292,7 @@ fq__rpc_channel_call(struct fq_rpc_channel *ch, const char *method,
 {
     grpc_slice m = grpc_slice_from_static_string(method);
     return grpc_channel_create_call(ch->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
-                                    m, NULL, fq__rpc_deadline(deadline),
-                                    NULL);
+                                    m, NULL, fq__rpc_deadline(deadline), NULL);
 }
 
 /* ---- the unary call ------------------------------------------------------ */
@@ -344,8 +357,8 @@ rpc_result_decode(struct rpc_client_ops *o, struct fq_rpc_channel *ch,
         rpc_note_refusal(ch, res);
         return;
     }
-    res->resp = fq__rpc_unpack(o->recv_bb, desc, res->arena,
-                               ch->max_message_bytes);
+    res->resp =
+        fq__rpc_unpack(o->recv_bb, desc, res->arena, ch->max_message_bytes);
     if (!res->resp) {
         res->status = FQ_RPC_INTERNAL;
         res->message = "reply is missing or does not decode";
@@ -407,8 +420,7 @@ out:
     grpc_call_unref(call);
     grpc_completion_queue_shutdown(cq);
     while (grpc_completion_queue_pluck(cq, NULL,
-                                       gpr_inf_future(GPR_CLOCK_REALTIME),
-                                       NULL)
+                                       gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
                .type != GRPC_QUEUE_SHUTDOWN)
         ;
     grpc_completion_queue_destroy(cq);

@@ -56,6 +56,7 @@ struct fq_rpc_call {
     grpc_byte_buffer *req_bb;
     grpc_byte_buffer *resp_bb;
     int cancelled;
+    bool waiting; /* a posted slot that no call has arrived in yet */
     atomic_int finished;
     const struct fq_rpc_method *method;
     struct fq_identity peer;
@@ -76,9 +77,10 @@ struct fq_rpc_server {
     int n_workers;
     char address[128];
     atomic_bool stopping;
-    pthread_mutex_t mu; /* guards live and children */
+    pthread_mutex_t mu; /* guards live, slots and children */
     pthread_cond_t idle;
-    int live;
+    int live;  /* contexts: call slots, calls and child calls */
+    int slots; /* of which call slots still waiting for a call */
     struct rpc_child *children;
 };
 
@@ -87,10 +89,11 @@ static void rpc_post_request(struct fq_rpc_server *srv);
 /* ---- context accounting -------------------------------------------------- */
 
 static void
-rpc_live_add(struct fq_rpc_server *srv, int delta)
+rpc_live_add(struct fq_rpc_server *srv, int delta, int slots)
 {
     pthread_mutex_lock(&srv->mu);
     srv->live += delta;
+    srv->slots += slots;
     if (srv->live == 0)
         pthread_cond_broadcast(&srv->idle);
     pthread_mutex_unlock(&srv->mu);
@@ -101,7 +104,7 @@ fq_rpc_server_live_calls(const struct fq_rpc_server *srv)
 {
     struct fq_rpc_server *s = (struct fq_rpc_server *)srv;
     pthread_mutex_lock(&s->mu);
-    int n = s->live;
+    int n = s->live - s->slots;
     pthread_mutex_unlock(&s->mu);
     return n;
 }
@@ -120,8 +123,9 @@ rpc_call_free(struct fq_rpc_call *c)
     if (c->resp_bb)
         grpc_byte_buffer_destroy(c->resp_bb);
     fq_arena_free(c->arena);
+    int slot = c->waiting ? -1 : 0;
     free(c);
-    rpc_live_add(srv, -1);
+    rpc_live_add(srv, -1, slot);
 }
 
 /* ---- finishing a call ---------------------------------------------------- */
@@ -189,9 +193,8 @@ fq_rpc_call_fail(struct fq_rpc_call *c, int err, const char *fmt, ...)
 }
 
 /* Ends a call that never reached a handler. */
-static void
-rpc_reject(struct fq_rpc_call *c, enum fq_rpc_status status, const char *fmt,
-           ...) FQ_PRINTF(3, 4);
+static void rpc_reject(struct fq_rpc_call *c, enum fq_rpc_status status,
+                       const char *fmt, ...) FQ_PRINTF(3, 4);
 
 static void
 rpc_reject(struct fq_rpc_call *c, enum fq_rpc_status status, const char *fmt,
@@ -206,7 +209,8 @@ rpc_reject(struct fq_rpc_call *c, enum fq_rpc_status status, const char *fmt,
     rpc_send_status(c, status);
 }
 
-/* ---- accessors ------------------------------------------------------------ */
+/* ---- accessors ------------------------------------------------------------
+ */
 
 const struct fq_identity *
 fq_rpc_call_peer(const struct fq_rpc_call *c)
@@ -238,7 +242,8 @@ fq_rpc_server_address(const struct fq_rpc_server *srv)
     return srv->address;
 }
 
-/* ---- accepting a call ----------------------------------------------------- */
+/* ---- accepting a call -----------------------------------------------------
+ */
 
 /* The peer's identity: exactly one URI SAN, which must parse. */
 static int
@@ -253,9 +258,8 @@ rpc_peer_identity(grpc_call *call, struct fq_identity *ret, char *why,
         snprintf(why, whylen, "peer is not authenticated");
         goto out;
     }
-    grpc_auth_property_iterator it =
-        grpc_auth_context_find_properties_by_name(ctx,
-                                                  GRPC_PEER_URI_PROPERTY_NAME);
+    grpc_auth_property_iterator it = grpc_auth_context_find_properties_by_name(
+        ctx, GRPC_PEER_URI_PROPERTY_NAME);
     while ((p = grpc_auth_property_iterator_next(&it)) != NULL) {
         uri = p;
         n++;
@@ -334,6 +338,8 @@ rpc_on_requested(struct fq_rpc_call *c, bool ok)
         rpc_call_free(c);
         return;
     }
+    c->waiting = false;
+    rpc_live_add(srv, 0, -1);
     if (!atomic_load(&srv->stopping))
         rpc_post_request(srv);
     size_t mlen = GRPC_SLICE_LENGTH(c->details.method);
@@ -379,9 +385,8 @@ rpc_on_received(struct fq_rpc_call *c, bool ok)
         rpc_reject(c, FQ_RPC_INVALID_ARGUMENT, "no request message");
         return;
     }
-    const ProtobufCMessage *req =
-        fq__rpc_unpack(c->req_bb, c->method->req_desc, c->arena,
-                       c->srv->o.max_message_bytes);
+    const ProtobufCMessage *req = fq__rpc_unpack(
+        c->req_bb, c->method->req_desc, c->arena, c->srv->o.max_message_bytes);
     if (!req) {
         rpc_reject(c, FQ_RPC_INVALID_ARGUMENT,
                    "request is not a valid %s message",
@@ -401,15 +406,17 @@ rpc_post_request(struct fq_rpc_server *srv)
     }
     c->srv = srv;
     c->tag.kind = TAG_REQUESTED;
+    c->waiting = true;
     grpc_call_details_init(&c->details);
     grpc_metadata_array_init(&c->md);
-    rpc_live_add(srv, 1);
+    rpc_live_add(srv, 1, 1);
     if (grpc_server_request_call(srv->server, &c->call, &c->details, &c->md,
                                  srv->cq, srv->cq, &c->tag) != GRPC_CALL_OK)
         rpc_call_free(c);
 }
 
-/* ---- health ---------------------------------------------------------------- */
+/* ---- health ----------------------------------------------------------------
+ */
 
 /* True if service is "" or a service of one of our methods. */
 static bool
@@ -448,7 +455,8 @@ rpc_health_check(struct fq_rpc_call *call, const ProtobufCMessage *msg,
     fq_rpc_call_reply(call, &resp.base);
 }
 
-/* ---- child calls ------------------------------------------------------------ */
+/* ---- child calls ------------------------------------------------------------
+ */
 
 static void
 rpc_child_link(struct fq_rpc_server *srv, struct rpc_child *k, bool add)
@@ -510,10 +518,11 @@ rpc_on_child_done(struct rpc_child *k)
     grpc_call_unref(k->call);
     k->done(k->arg, &res);
     free(k);
-    rpc_live_add(srv, -1);
+    rpc_live_add(srv, -1, 0);
 }
 
-/* ---- workers and lifecycle -------------------------------------------------- */
+/* ---- workers and lifecycle --------------------------------------------------
+ */
 
 static void
 rpc_dispatch(struct rpc_tag *tag, bool ok)
@@ -571,9 +580,8 @@ rpc_methods_init(struct fq_rpc_server *srv, const struct fq_rpc_server_opts *o)
         return FQ_ENOMEM;
     memcpy(srv->methods, o->methods, o->n_methods * sizeof(*o->methods));
     srv->methods[o->n_methods] = (struct fq_rpc_method){
-        RPC_HEALTH_CHECK,
-        &grpc__health__v1__health_check_request__descriptor, FQ_ROLE_ANY,
-        rpc_health_check};
+        RPC_HEALTH_CHECK, &grpc__health__v1__health_check_request__descriptor,
+        FQ_ROLE_ANY, rpc_health_check};
     return 0;
 }
 
@@ -582,9 +590,11 @@ rpc_server_bind(struct fq_rpc_server *srv, char *err, size_t errlen)
 {
     grpc_arg args[] = {
         {GRPC_ARG_INTEGER, GRPC_ARG_ALLOW_REUSEPORT, {.integer = 0}},
-        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
+        {GRPC_ARG_INTEGER,
+         GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
          {.integer = (int)srv->o.max_message_bytes}},
-        {GRPC_ARG_INTEGER, GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
+        {GRPC_ARG_INTEGER,
+         GRPC_ARG_MAX_SEND_MESSAGE_LENGTH,
          {.integer = (int)srv->o.max_message_bytes}},
     };
     grpc_channel_args cargs = {FQ_ARRAY_LEN(args), args};
@@ -597,8 +607,10 @@ rpc_server_bind(struct fq_rpc_server *srv, char *err, size_t errlen)
     int port = grpc_server_add_http2_port(srv->server, srv->o.listen, creds);
     grpc_server_credentials_release(creds);
     if (port <= 0) {
-        snprintf(err, errlen, "cannot listen on '%s' (address in use or "
-                 "invalid)", srv->o.listen);
+        snprintf(err, errlen,
+                 "cannot listen on '%s' (address in use or "
+                 "invalid)",
+                 srv->o.listen);
         return FQ_EIO;
     }
     const char *colon = strrchr(srv->o.listen, ':');
@@ -701,9 +713,8 @@ fq_rpc_server_free(struct fq_rpc_server *srv)
     }
     if (srv->ctl_cq) {
         grpc_completion_queue_shutdown(srv->ctl_cq);
-        while (grpc_completion_queue_pluck(srv->ctl_cq, NULL,
-                                           gpr_inf_future(GPR_CLOCK_REALTIME),
-                                           NULL)
+        while (grpc_completion_queue_pluck(
+                   srv->ctl_cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL)
                    .type != GRPC_QUEUE_SHUTDOWN)
             ;
         grpc_completion_queue_destroy(srv->ctl_cq);

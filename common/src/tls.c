@@ -59,8 +59,8 @@ out:
 
 /* Verifies cert (with any intermediates after it in pem) against store. */
 static int
-tls_verify_chain(X509_STORE *store, X509 *cert, const char *cert_pem,
-                 char *why, size_t whylen)
+tls_verify_chain(X509_STORE *store, X509 *cert, const char *cert_pem, char *why,
+                 size_t whylen)
 {
     STACK_OF(X509) *chain = sk_X509_new_null();
     X509_STORE_CTX *ctx = X509_STORE_CTX_new();
@@ -80,8 +80,8 @@ tls_verify_chain(X509_STORE *store, X509 *cert, const char *cert_pem,
         rc = 0;
         goto out;
     }
-    snprintf(why, whylen, "%s", X509_verify_cert_error_string(
-                                    X509_STORE_CTX_get_error(ctx)));
+    snprintf(why, whylen, "%s",
+             X509_verify_cert_error_string(X509_STORE_CTX_get_error(ctx)));
     rc = FQ_EINVAL;
 out:
     BIO_free(bio);
@@ -126,16 +126,20 @@ tls_check(const struct fq_tls_files *f, struct fq_tls_material *m, char *err,
     bio = BIO_new_mem_buf(m->cert_pem, -1);
     cert = bio ? PEM_read_bio_X509(bio, NULL, NULL, NULL) : NULL;
     if (!cert) {
-        snprintf(err, errlen, "certificate file '%s' holds no PEM "
-                 "certificate", f->cert);
+        snprintf(err, errlen,
+                 "certificate file '%s' holds no PEM "
+                 "certificate",
+                 f->cert);
         goto out;
     }
     BIO_free(bio);
     bio = BIO_new_mem_buf(m->key_pem, -1);
     key = bio ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : NULL;
     if (!key) {
-        snprintf(err, errlen, "key file '%s' holds no unencrypted PEM "
-                 "private key", f->key);
+        snprintf(err, errlen,
+                 "key file '%s' holds no unencrypted PEM "
+                 "private key",
+                 f->key);
         goto out;
     }
     if (X509_check_private_key(cert, key) != 1) {
@@ -144,8 +148,10 @@ tls_check(const struct fq_tls_files *f, struct fq_tls_material *m, char *err,
         goto out;
     }
     if (tls_verify_chain(store, cert, m->cert_pem, why, sizeof(why)) < 0) {
-        snprintf(err, errlen, "certificate '%s' does not verify against CA "
-                 "'%s': %s", f->cert, f->ca, why);
+        snprintf(err, errlen,
+                 "certificate '%s' does not verify against CA "
+                 "'%s': %s",
+                 f->cert, f->ca, why);
         goto out;
     }
     if (fq_identity_from_pem(m->cert_pem, strlen(m->cert_pem), &m->self, why,
@@ -173,13 +179,15 @@ fq_tls_load(const struct fq_tls_files *files, struct fq_tls_material *ret,
 
     memset(&m, 0, sizeof(m));
     if ((rc = tls_read("CA", files->ca, &m.ca_pem, err, errlen)) < 0 ||
-        (rc = tls_read("certificate", files->cert, &m.cert_pem, err,
-                       errlen)) < 0 ||
+        (rc = tls_read("certificate", files->cert, &m.cert_pem, err, errlen)) <
+            0 ||
         (rc = tls_read("key", files->key, &m.key_pem, err, errlen)) < 0)
         goto fail;
     if (!tls_key_private(files->key)) {
-        snprintf(err, errlen, "key file '%s' is readable by group or others "
-                 "(chmod 600 it)", files->key);
+        snprintf(err, errlen,
+                 "key file '%s' is readable by group or others "
+                 "(chmod 600 it)",
+                 files->key);
         rc = FQ_EPERM;
         goto fail;
     }

@@ -24,8 +24,7 @@ void *fq_arena_alloc(struct fq_arena *a, size_t size);
 /* Copies of strings and byte ranges (NUL-terminated); NULL on failure. */
 char *fq_arena_strdup(struct fq_arena *a, const char *s);
 char *fq_arena_strndup(struct fq_arena *a, const char *s, size_t len);
-char *fq_arena_printf(struct fq_arena *a, const char *fmt, ...)
-    FQ_PRINTF(2, 3);
+char *fq_arena_printf(struct fq_arena *a, const char *fmt, ...) FQ_PRINTF(2, 3);
 /* Bytes handed out so far. */
 size_t fq_arena_used(const struct fq_arena *a);
 

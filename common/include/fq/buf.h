@@ -14,10 +14,10 @@
 #include "fq/compat.h"
 
 struct fq_buf {
-    char *data; /* private: NULL until the first append */
-    size_t len; /* private */
+    char *data;   /* private: NULL until the first append */
+    size_t len;   /* private */
     size_t alloc; /* private */
-    size_t max; /* private: cap on len, fixed at init */
+    size_t max;   /* private: cap on len, fixed at init */
 };
 
 /* Cannot fail; allocates nothing. max must be > 0. */

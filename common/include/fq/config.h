@@ -27,19 +27,19 @@ struct fq_arena;
 #define FQ_CFG_STRING_MAX 4096 /* default cap on a string's length */
 
 enum fq_cfg_type {
-    FQ_CFG_END = 0, /* terminates a table (key == NULL) */
-    FQ_CFG_STRING,  /* char *; min/max bound the length (max 0: default) */
-    FQ_CFG_PATH,    /* char *; relative paths resolved against the file */
-    FQ_CFG_INT,     /* int64_t within [min, max] */
-    FQ_CFG_BOOL,    /* bool; true/false only */
-    FQ_CFG_ENUM,    /* int: index into names[] */
+    FQ_CFG_END = 0,  /* terminates a table (key == NULL) */
+    FQ_CFG_STRING,   /* char *; min/max bound the length (max 0: default) */
+    FQ_CFG_PATH,     /* char *; relative paths resolved against the file */
+    FQ_CFG_INT,      /* int64_t within [min, max] */
+    FQ_CFG_BOOL,     /* bool; true/false only */
+    FQ_CFG_ENUM,     /* int: index into names[] */
     FQ_CFG_DURATION, /* int64_t ms; "250ms", "5s", "2m", "1h" or bare ms */
-    FQ_CFG_SIZE,    /* int64_t bytes; "512", "64KiB", "4MiB", "1GiB" */
-    FQ_CFG_STRLIST, /* char **; count (size_t) at count_offset; max items */
-    FQ_CFG_SECTION, /* nested mapping into an embedded struct via sub */
-    FQ_CFG_LIST,    /* sequence of mappings: arena array of elem_size
-                       structs mapped via sub; count at count_offset */
-    FQ_CFG_LINE,    /* not a key: stores the mapping's source line (int) */
+    FQ_CFG_SIZE,     /* int64_t bytes; "512", "64KiB", "4MiB", "1GiB" */
+    FQ_CFG_STRLIST,  /* char **; count (size_t) at count_offset; max items */
+    FQ_CFG_SECTION,  /* nested mapping into an embedded struct via sub */
+    FQ_CFG_LIST,     /* sequence of mappings: arena array of elem_size
+                        structs mapped via sub; count at count_offset */
+    FQ_CFG_LINE,     /* not a key: stores the mapping's source line (int) */
 };
 
 #define FQ_CFG_REQUIRED 0x1u
@@ -59,17 +59,17 @@ typedef int (*fq_cfg_check_fn)(void *obj, struct fq_cfg_error *err);
 struct fq_cfg_directive {
     const char *key;
     enum fq_cfg_type type;
-    size_t offset;        /* of the field in the struct being mapped */
-    unsigned flags;       /* FQ_CFG_REQUIRED */
-    int64_t min, max;     /* bounds: value (INT, DURATION, SIZE), length
-                             (STRING, PATH), item count (LIST, STRLIST) */
-    const char *def;      /* default as YAML scalar text, or NULL */
+    size_t offset;            /* of the field in the struct being mapped */
+    unsigned flags;           /* FQ_CFG_REQUIRED */
+    int64_t min, max;         /* bounds: value (INT, DURATION, SIZE), length
+                                 (STRING, PATH), item count (LIST, STRLIST) */
+    const char *def;          /* default as YAML scalar text, or NULL */
     const char *const *names; /* ENUM: NULL-terminated names */
     const struct fq_cfg_directive *sub; /* SECTION, LIST */
-    size_t elem_size;     /* LIST: sizeof one element */
-    size_t count_offset;  /* LIST, STRLIST: offset of the size_t count */
+    size_t elem_size;                   /* LIST: sizeof one element */
+    size_t count_offset;   /* LIST, STRLIST: offset of the size_t count */
     fq_cfg_check_fn check; /* SECTION, LIST: run per mapped element */
-    const char *doc;      /* one line for the configuration reference */
+    const char *doc;       /* one line for the configuration reference */
 };
 
 /*

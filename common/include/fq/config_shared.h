@@ -26,8 +26,7 @@ extern const char *const fq_cfg_log_level_names[];
  * line. 0 or FQ_EINVAL.
  */
 int fq_cfg_tls_load(const char *path, const struct fq_cfg_tls *t,
-                    unsigned roles, const char *federation,
-                    const char *agency, struct fq_tls_material *ret,
-                    char *err, size_t errlen);
+                    unsigned roles, const char *federation, const char *agency,
+                    struct fq_tls_material *ret, char *err, size_t errlen);
 
 #endif

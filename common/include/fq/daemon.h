@@ -36,8 +36,8 @@ struct fq_rpc_server_opts;
 
 /* Command line common to both servers. */
 struct fq_daemon_args {
-    const char *config;   /* --config FILE (or the only positional) */
-    bool check;           /* --check FILE: validate and exit */
+    const char *config;     /* --config FILE (or the only positional) */
+    bool check;             /* --check FILE: validate and exit */
     const char *log_format; /* --log-format text|json, overrides config */
     const char *log_level;  /* --log-level debug|info|warn|error */
 };

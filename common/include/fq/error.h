@@ -13,20 +13,20 @@
 
 enum fq_error {
     FQ_OK = 0,
-    FQ_ENOMEM = -ENOMEM,        /* allocation failed */
-    FQ_EINVAL = -EINVAL,        /* malformed input: query, config, message */
-    FQ_ENOENT = -ENOENT,        /* no such file, dataset, agency */
-    FQ_EPERM = -EPERM,          /* identity or role not allowed */
-    FQ_EIO = -EIO,              /* file or database I/O failed */
-    FQ_ETOOBIG = -E2BIG,        /* a configured cap was exceeded */
-    FQ_EAGAIN = -EAGAIN,        /* try again later */
-    FQ_ENOSYS = -ENOSYS,        /* not implemented yet */
-    FQ_ETIMEDOUT = -ETIMEDOUT,  /* deadline passed */
+    FQ_ENOMEM = -ENOMEM,         /* allocation failed */
+    FQ_EINVAL = -EINVAL,         /* malformed input: query, config, message */
+    FQ_ENOENT = -ENOENT,         /* no such file, dataset, agency */
+    FQ_EPERM = -EPERM,           /* identity or role not allowed */
+    FQ_EIO = -EIO,               /* file or database I/O failed */
+    FQ_ETOOBIG = -E2BIG,         /* a configured cap was exceeded */
+    FQ_EAGAIN = -EAGAIN,         /* try again later */
+    FQ_ENOSYS = -ENOSYS,         /* not implemented yet */
+    FQ_ETIMEDOUT = -ETIMEDOUT,   /* deadline passed */
     FQ_EUNAVAIL = -EHOSTUNREACH, /* a party could not be reached */
-    FQ_ECANCELED = -ECANCELED,  /* shutting down or cancelled by the peer */
+    FQ_ECANCELED = -ECANCELED,   /* shutting down or cancelled by the peer */
     FQ_EPRECOND = -ENOTRECOVERABLE, /* state does not allow it (expired...) */
-    FQ_EPROTO = -EPROTO,        /* a peer broke the protocol */
-    FQ_EINTERNAL = -1000,       /* broken invariant caught at runtime */
+    FQ_EPROTO = -EPROTO,            /* a peer broke the protocol */
+    FQ_EINTERNAL = -1000,           /* broken invariant caught at runtime */
 };
 
 /* Short human-readable text for an FQ_E* code; never NULL, never freed. */

@@ -22,7 +22,7 @@ enum fq_role {
     FQ_ROLE_ANALYST = 1u << 2,
     FQ_ROLE_STEWARD = 1u << 3,
 };
-#define FQ_ROLE_ANY                                                            \
+#define FQ_ROLE_ANY \
     (FQ_ROLE_GATEWAY | FQ_ROLE_AGENT | FQ_ROLE_ANALYST | FQ_ROLE_STEWARD)
 
 #define FQ_NAME_MAX       32

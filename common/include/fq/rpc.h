@@ -76,8 +76,8 @@ typedef void (*fq_rpc_handler_fn)(struct fq_rpc_call *call,
 struct fq_rpc_method {
     const char *path;                           /* "/fedq.v1.Agent/Describe" */
     const ProtobufCMessageDescriptor *req_desc; /* request type */
-    unsigned roles;             /* FQ_ROLE_* mask of callers allowed */
-    fq_rpc_handler_fn handler;  /* NULL: answers UNIMPLEMENTED */
+    unsigned roles;            /* FQ_ROLE_* mask of callers allowed */
+    fq_rpc_handler_fn handler; /* NULL: answers UNIMPLEMENTED */
 };
 
 /*
@@ -90,18 +90,18 @@ typedef int (*fq_rpc_authorize_fn)(void *app, const struct fq_rpc_method *m,
                                    size_t whylen);
 
 struct fq_rpc_server_opts {
-    const char *listen;           /* "127.0.0.1:0", "0.0.0.0:7443", ... */
+    const char *listen; /* "127.0.0.1:0", "0.0.0.0:7443", ... */
     const struct fq_tls_material *tls;
-    const char *federation;       /* peers must belong to it */
+    const char *federation; /* peers must belong to it */
     const struct fq_rpc_method *methods;
     size_t n_methods;
     fq_rpc_authorize_fn authorize; /* may be NULL */
-    void *app;                    /* passed to handlers and authorize */
-    int threads;                  /* worker threads polling the queue */
-    int64_t default_deadline_ms;  /* when the client sets none */
-    int64_t max_deadline_ms;      /* cap on any client deadline */
-    size_t max_message_bytes;     /* larger requests: RESOURCE_EXHAUSTED */
-    size_t call_memory_bytes;     /* cap on one call's arena */
+    void *app;                     /* passed to handlers and authorize */
+    int threads;                   /* worker threads polling the queue */
+    int64_t default_deadline_ms;   /* when the client sets none */
+    int64_t max_deadline_ms;       /* cap on any client deadline */
+    size_t max_message_bytes;      /* larger requests: RESOURCE_EXHAUSTED */
+    size_t call_memory_bytes;      /* cap on one call's arena */
 };
 
 /*
@@ -134,6 +134,11 @@ struct fq_arena *fq_rpc_call_arena(struct fq_rpc_call *call);
 int64_t fq_rpc_call_deadline(const struct fq_rpc_call *call);
 const char *fq_rpc_call_method(const struct fq_rpc_call *call);
 
+/*
+ * Finishing a call hands it back to the RPC layer, which may free it and
+ * its arena at once, on another thread: touch nothing of the call or its
+ * arena afterwards.
+ */
 /* Finishes the call with OK and resp (packed at once; caller keeps resp). */
 void fq_rpc_call_reply(struct fq_rpc_call *call, const ProtobufCMessage *resp);
 /* Finishes the call with the status mapped from err and a message. */
@@ -143,7 +148,7 @@ void fq_rpc_call_fail(struct fq_rpc_call *call, int err, const char *fmt, ...)
 /* ---- client channels ---------------------------------------------------- */
 
 struct fq_rpc_channel_opts {
-    const char *target;          /* "ipv4:127.0.0.1:7443", "host:port" */
+    const char *target; /* "ipv4:127.0.0.1:7443", "host:port" */
     const struct fq_tls_material *tls;
     const char *expect_identity; /* spiffe URI the server must present */
     size_t max_message_bytes;    /* cap on replies */
@@ -158,10 +163,10 @@ const char *fq_rpc_channel_target(const struct fq_rpc_channel *ch);
 
 /* Outcome of a client call. */
 struct fq_rpc_result {
-    int status;              /* enum fq_rpc_status */
-    const char *message;     /* status details, or "" ; in arena */
-    ProtobufCMessage *resp;  /* decoded reply on OK, else NULL; in arena */
-    struct fq_arena *arena;  /* owns message and resp */
+    int status;             /* enum fq_rpc_status */
+    const char *message;    /* status details, or "" ; in arena */
+    ProtobufCMessage *resp; /* decoded reply on OK, else NULL; in arena */
+    struct fq_arena *arena; /* owns message and resp */
     int64_t latency_ms;
 };
 

@@ -19,9 +19,9 @@ struct fq_tls_files {
 };
 
 struct fq_tls_material {
-    char *ca_pem;   /* NUL-terminated; owned, freed by release */
-    char *cert_pem; /* NUL-terminated; owned */
-    char *key_pem;  /* NUL-terminated; owned, wiped on release */
+    char *ca_pem;            /* NUL-terminated; owned, freed by release */
+    char *cert_pem;          /* NUL-terminated; owned */
+    char *key_pem;           /* NUL-terminated; owned, wiped on release */
     struct fq_identity self; /* from the certificate's URI SAN */
     int64_t not_after;       /* certificate expiry, unix seconds */
 };

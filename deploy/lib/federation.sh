@@ -1,0 +1,60 @@
+# Shell helpers shared by deploy/quickstart.sh and tests: start, wait for
+# and stop a local federation under $FEDQ_HOME. Sourced, not executed.
+# Readiness is always a bounded poll on a file or a health check; never a
+# fixed sleep.
+
+FQ_AGENCIES=${FQ_AGENCIES:-"dol dss doe uhs csu ccs"}
+FQ_FEDERATION=${FQ_FEDERATION:-fedq.local}
+
+fq_die() { echo "quickstart: $*" >&2; exit 1; }
+
+# fq_wait_file FILE SECONDS: waits until FILE exists and is not empty.
+fq_wait_file() {
+    local file=$1 deadline=$((SECONDS + $2))
+    while [ ! -s "$file" ]; do
+        [ $SECONDS -lt $deadline ] || return 1
+        sleep 0.05
+    done
+}
+
+# fq_start NAME CMD...: starts a server in the background, logging to
+# $FEDQ_HOME/log/NAME.log, and waits for its run/NAME.addr file.
+fq_start() {
+    local name=$1; shift
+    rm -f "$FEDQ_HOME/run/$name.addr"
+    "$@" >>"$FEDQ_HOME/log/$name.log" 2>&1 </dev/null &
+    local pid=$!
+    if ! fq_wait_file "$FEDQ_HOME/run/$name.addr" 30; then
+        kill "$pid" 2>/dev/null
+        tail -n 5 "$FEDQ_HOME/log/$name.log" >&2
+        fq_die "$name did not start (log: $FEDQ_HOME/log/$name.log)"
+    fi
+}
+
+# fq_stop_all: SIGTERM to every server with a pid file; waits for each.
+fq_stop_all() {
+    local f pid n
+    for f in "$FEDQ_HOME"/run/*.pid; do
+        [ -e "$f" ] || continue
+        pid=$(cat "$f")
+        kill -TERM "$pid" 2>/dev/null || { rm -f "$f"; continue; }
+        for n in $(seq 1 200); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.05
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            echo "quickstart: $(basename "$f" .pid) did not stop; killing" >&2
+            kill -KILL "$pid" 2>/dev/null
+        fi
+        rm -f "$f" "${f%.pid}.addr"
+    done
+}
+
+# fq_running: true if any server of this FEDQ_HOME is alive.
+fq_running() {
+    local f
+    for f in "$FEDQ_HOME"/run/*.pid; do
+        [ -e "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && return 0
+    done
+    return 1
+}

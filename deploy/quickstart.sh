@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Brings up a whole local fedq federation on loopback and shows it working:
+# installs what is missing, builds, creates a PKI and synthetic agencies,
+# starts one agent per agency and the gateway (mutual TLS everywhere), asks
+# for the catalogs and the federation's health, then stops what it started.
+#
+#   deploy/quickstart.sh            run, show, stop
+#   deploy/quickstart.sh --keep     leave the federation running
+#   deploy/quickstart.sh --stop     stop a federation left running
+#
+# Everything it creates lives under $FEDQ_HOME (default .fedq-local/ at the
+# repository root). Options: --persons N (default 20000), --seed S.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "$0")/.." && pwd)
+export FEDQ_HOME=${FEDQ_HOME:-$REPO/.fedq-local}
+BUILD=${FEDQ_BUILD_DIR:-$REPO/build}
+. "$REPO/deploy/lib/federation.sh"
+
+keep=0 stop=0 persons=20000 seed=42
+while [ $# -gt 0 ]; do
+    case $1 in
+    --keep) keep=1 ;;
+    --stop) stop=1 ;;
+    --persons) persons=$2; shift ;;
+    --seed) seed=$2; shift ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    *) fq_die "unknown option '$1' (see --help)" ;;
+    esac
+    shift
+done
+
+if [ $stop -eq 1 ]; then
+    fq_running || { echo "quickstart: no federation running under $FEDQ_HOME"; exit 0; }
+    fq_stop_all
+    echo "quickstart: stopped the federation under $FEDQ_HOME"
+    exit 0
+fi
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "dependencies"
+"$REPO/deploy/install-deps.sh"
+
+step "build ($BUILD)"
+# An existing build directory keeps its own settings (tests point this
+# script at their sanitizer build).
+[ -f "$BUILD/CMakeCache.txt" ] ||
+    cmake -S "$REPO" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+ninja -C "$BUILD" >/dev/null
+echo "built fedq-agent, fedq-gateway, fedq, fedq-synth"
+
+if fq_running; then
+    echo "quickstart: stopping the federation already running under $FEDQ_HOME"
+    fq_stop_all
+fi
+mkdir -p "$FEDQ_HOME"/{pki,etc,data,run,log}
+
+step "PKI: one CA for federation $FQ_FEDERATION, a certificate per party"
+pki=$FEDQ_HOME/pki
+"$REPO/deploy/pki.sh" init "$pki" "$FQ_FEDERATION"
+"$REPO/deploy/pki.sh" gateway "$pki"
+for a in $FQ_AGENCIES; do "$REPO/deploy/pki.sh" agent "$pki" "$a"; done
+"$REPO/deploy/pki.sh" analyst "$pki" alice
+"$REPO/deploy/pki.sh" steward "$pki" dol sam
+
+step "synthetic agencies ($persons persons, seed $seed)"
+"$BUILD/fedq-synth" --out "$FEDQ_HOME/data" --persons "$persons" --seed "$seed"
+
+step "agents"
+for a in $FQ_AGENCIES; do
+    cp "$REPO/deploy/examples/etc/agent-$a.yaml" "$FEDQ_HOME/etc/"
+    fq_start "agent-$a" "$BUILD/fedq-agent" --config "$FEDQ_HOME/etc/agent-$a.yaml"
+    echo "agent $a listening on $(cat "$FEDQ_HOME/run/agent-$a.addr")"
+done
+
+step "gateway"
+{
+    echo "# Written by deploy/quickstart.sh: the agents' addresses of this run."
+    echo "federation: $FQ_FEDERATION"
+    echo "listen: 127.0.0.1:0"
+    echo "run_dir: ../run"
+    echo "tls:"
+    echo "  ca: ../pki/ca.crt"
+    echo "  cert: ../pki/gateway.crt"
+    echo "  key: ../pki/gateway.key"
+    echo "agents:"
+    for a in $FQ_AGENCIES; do
+        echo "  - agency: $a"
+        echo "    address: ipv4:$(cat "$FEDQ_HOME/run/agent-$a.addr")"
+    done
+    echo "aliases:"
+    echo "  - name: hied"
+    echo "    agencies: [uhs, csu, ccs]"
+} >"$FEDQ_HOME/etc/gateway.yaml"
+fq_start gateway "$BUILD/fedq-gateway" --config "$FEDQ_HOME/etc/gateway.yaml"
+gw=$(cat "$FEDQ_HOME/run/gateway.addr")
+echo "gateway listening on $gw"
+
+cat >"$FEDQ_HOME/client.yaml" <<YAML
+# Written by deploy/quickstart.sh: analyst alice of federation $FQ_FEDERATION.
+federation: $FQ_FEDERATION
+gateway: ipv4:$gw
+tls:
+  ca: pki/ca.crt
+  cert: pki/analyst-alice.crt
+  key: pki/analyst-alice.key
+YAML
+
+# Ready means every agency answers through the gateway (bounded poll).
+deadline=$((SECONDS + 30))
+until "$BUILD/fedq" health >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || { "$BUILD/fedq" health || true; fq_stop_all; fq_die "federation not healthy after 30 s"; }
+    sleep 0.1
+done
+
+step "fedq datasets   (the catalogs of all agencies, through the gateway)"
+"$BUILD/fedq" datasets
+step "fedq health"
+"$BUILD/fedq" health
+
+if [ $keep -eq 1 ]; then
+    cat <<EOT
+
+The federation is running (state in $FEDQ_HOME). Try:
+  $BUILD/fedq datasets --columns
+  $BUILD/fedq health --format json
+  $BUILD/fedq datasets --agency dol --format csv
+Client config: $FEDQ_HOME/client.yaml (found automatically below $REPO).
+Logs: $FEDQ_HOME/log/   Stop it with: deploy/quickstart.sh --stop
+EOT
+else
+    step "stopping"
+    fq_stop_all
+    echo "stopped (use --keep to leave the federation running)"
+fi
