@@ -96,6 +96,9 @@ cli_out_row(struct cli_out *o, const char *const *values)
 static void
 print_table_row(const char **cells, const size_t *width, size_t n)
 {
+    /* No padding after the last non-empty cell: no trailing blanks. */
+    while (n > 1 && cells[n - 1][0] == '\0')
+        n--;
     for (size_t i = 0; i < n; i++) {
         if (i + 1 == n)
             printf("%s\n", cells[i]);

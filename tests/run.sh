@@ -66,6 +66,13 @@ if want style; then
         clang-format --dry-run -Werror "$src" >/dev/null 2>&1 ||
             { echo "style: clang-format would change $src"; f=$((f + 1)); }
     done < <(git ls-files '*.c' '*.h'; git ls-files --others --exclude-standard '*.c' '*.h')
+    # The configuration reference is generated from the directive tables.
+    n=$((n + 1))
+    ref=$(mktemp)
+    docs/gen-config-reference.sh build "$ref"
+    cmp -s "$ref" docs/configuration-reference.md ||
+        { echo "style: docs/configuration-reference.md is stale (run docs/gen-config-reference.sh build)"; f=$((f + 1)); }
+    rm -f "$ref"
     record style $n $f
 fi
 

@@ -504,6 +504,11 @@ fq_rpc_call_start_child(struct fq_rpc_server *srv, struct fq_rpc_channel *ch,
     if (grpc_call_start_batch(k->call, k->ops.ops, 6, &k->tag, NULL) !=
         GRPC_CALL_OK)
         fq_fatalx("cannot start a child call on %s", method);
+    /* Linked before this check, so either shutdown's sweep cancels it or
+     * we see the flag here: no child outlives a drain by its deadline. */
+    if (atomic_load(&srv->stopping))
+        grpc_call_cancel_with_status(k->call, GRPC_STATUS_CANCELLED,
+                                     "server shutting down", NULL);
     return 0;
 }
 

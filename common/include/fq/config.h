@@ -43,6 +43,9 @@ enum fq_cfg_type {
 };
 
 #define FQ_CFG_REQUIRED 0x1u
+/* The default is a sentinel meaning "not given" (checked by a hook), not a
+ * value a user would write; the reference leaves it out. */
+#define FQ_CFG_DEFAULT_UNSET 0x2u
 
 struct fq_cfg_error {
     int line;      /* 0: the loader uses the line of the mapping checked */
