@@ -159,7 +159,7 @@ cli_cmd_datasets(struct cli *c, int argc, char **argv)
     bool columns = false;
     int opt, rc;
 
-    optind = 1;
+    optind = 0; /* reinitialise getopt for the command's own argv */
     while ((opt = getopt_long(argc, argv, "a:Cf:", longopts, NULL)) != -1) {
         if (opt == 'a')
             req.agency = optarg;

@@ -120,6 +120,7 @@ main(int argc, char **argv)
         {"format", required_argument, NULL, 'f'},
         {"timeout", required_argument, NULL, 't'},
         {"help", no_argument, NULL, 'h'},
+        {"config-reference", no_argument, NULL, 'R'},
         {NULL, 0, NULL, 0},
     };
     struct cli c = {0};
@@ -145,6 +146,10 @@ main(int argc, char **argv)
             break;
         case 'h':
             usage(stdout);
+            return CLI_OK;
+        case 'R':
+            fq_cfg_write_reference(stdout, "fedq (client.yaml)",
+                                   cli_config_table);
             return CLI_OK;
         default:
             usage(stderr);

@@ -42,7 +42,7 @@ daemon_write_all(int fd, const char *p, size_t len)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0)
-            return -errno;
+            return fq_error_from_errno(errno);
         p += n;
         len -= (size_t)n;
     }
@@ -56,20 +56,20 @@ fq_daemon_write_runfile(const char *dir, const char *name, const char *content)
     int rc;
 
     if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-        return -errno;
+        return fq_error_from_errno(errno);
     if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path) ||
         snprintf(tmp, sizeof(tmp), "%s/.%s.%ld", dir, name, (long)getpid()) >=
             (int)sizeof(tmp))
         return FQ_ETOOBIG;
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0)
-        return -errno;
+        return fq_error_from_errno(errno);
     rc = daemon_write_all(fd, content, strlen(content));
     if (rc == 0 && fsync(fd) < 0)
-        rc = -errno;
+        rc = fq_error_from_errno(errno);
     close(fd);
     if (rc == 0 && rename(tmp, path) < 0)
-        rc = -errno;
+        rc = fq_error_from_errno(errno);
     if (rc < 0)
         unlink(tmp);
     return rc;
@@ -111,6 +111,8 @@ daemon_usage(FILE *out, const char *prog)
             "  --log-format FMT   text (default) or json; overrides the "
             "config\n"
             "  --log-level LEVEL  debug, info, warn or error\n"
+            "  --config-reference print every configuration key as "
+            "Markdown\n"
             "Signals: SIGTERM/SIGINT drain and exit 0; SIGHUP reloads.\n",
             prog, prog, prog);
 }
@@ -124,6 +126,7 @@ fq_daemon_parse_args(int argc, char **argv, const char *prog,
         {"check", required_argument, NULL, 'k'},
         {"log-format", required_argument, NULL, 'f'},
         {"log-level", required_argument, NULL, 'l'},
+        {"config-reference", no_argument, NULL, 'R'},
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -131,7 +134,7 @@ fq_daemon_parse_args(int argc, char **argv, const char *prog,
     struct fq_daemon_args a = {0};
     int c;
 
-    optind = 1;
+    optind = 0; /* 0, not 1: also resets glibc's state inside a group */
     while ((c = getopt_long(argc, argv, "c:k:f:l:Vh", longopts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -147,6 +150,10 @@ fq_daemon_parse_args(int argc, char **argv, const char *prog,
         case 'l':
             a.log_level = optarg;
             break;
+        case 'R':
+            a.reference = true;
+            *ret = a;
+            return 0;
         case 'V':
             printf("%s %s\n", prog, FQ_VERSION);
             exit(0);

@@ -40,3 +40,26 @@ fq_strerror(int err)
         return "unknown error";
     }
 }
+
+int
+fq_error_from_errno(int e)
+{
+    switch (e) {
+    case ENOENT:
+    case ENOTDIR:
+        return FQ_ENOENT;
+    case EACCES:
+    case EPERM:
+    case EROFS:
+        return FQ_EPERM;
+    case ENOMEM:
+        return FQ_ENOMEM;
+    case E2BIG:
+    case ENAMETOOLONG:
+        return FQ_ETOOBIG;
+    case EINVAL:
+        return FQ_EINVAL;
+    default:
+        return FQ_EIO;
+    }
+}

@@ -40,6 +40,7 @@ struct fq_daemon_args {
     bool check;             /* --check FILE: validate and exit */
     const char *log_format; /* --log-format text|json, overrides config */
     const char *log_level;  /* --log-level debug|info|warn|error */
+    bool reference;         /* --config-reference: print the keys, exit */
 };
 
 /*

@@ -29,6 +29,9 @@ enum fq_error {
     FQ_EINTERNAL = -1000,           /* broken invariant caught at runtime */
 };
 
+/* The FQ_E* code for an errno value (FQ_EIO for anything without one). */
+int fq_error_from_errno(int e);
+
 /* Short human-readable text for an FQ_E* code; never NULL, never freed. */
 const char *fq_strerror(int err);
 
