@@ -67,6 +67,7 @@ struct ag_dataset_conf {
 };
 
 struct ag_config {
+    struct fq_cfg_doc doc; /* first: arena and file path */
     char *agency;
     char *federation;
     char *listen;
@@ -82,8 +83,6 @@ struct ag_config {
     int log_level;  /* enum fq_log_level */
     struct ag_dataset_conf *datasets;
     size_t n_datasets;
-    struct fq_arena *arena; /* owns everything above */
-    const char *path;       /* file it was read from */
 };
 
 /* Loads and checks a config file. 0, or FQ_E* with "FILE:LINE: ..." in err.

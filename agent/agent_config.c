@@ -10,7 +10,6 @@
 #include "agent.h"
 
 #define UNSET_TEXT "-9223372036854775808"
-#define CFG_MEMORY (4 * 1024 * 1024)
 
 static const char *const role_names[] = {"identifier", "dimension", "measure",
                                          "date", NULL};
@@ -268,12 +267,6 @@ sql_identifier(const char *s)
     return true;
 }
 
-#define CHECK_FAIL(...)                                    \
-    do {                                                   \
-        snprintf(err->msg, sizeof(err->msg), __VA_ARGS__); \
-        return FQ_EINVAL;                                  \
-    } while (0)
-
 static int
 check_domain(const struct ag_column_conf *c, struct fq_cfg_error *err)
 {
@@ -282,24 +275,28 @@ check_domain(const struct ag_column_conf *c, struct fq_cfg_error *err)
 
     if (c->role != AG_ROLE_DIMENSION) {
         if (d->n_codes || range)
-            CHECK_FAIL("column '%s': only a dimension has a domain", c->name);
+            FQ_CFG_FAIL(err, "column '%s': only a dimension has a domain",
+                        c->name);
         return 0;
     }
     if (d->n_codes && range)
-        CHECK_FAIL("column '%s': domain has both codes and min/max", c->name);
+        FQ_CFG_FAIL(err, "column '%s': domain has both codes and min/max",
+                    c->name);
     if (!d->n_codes && !range)
-        CHECK_FAIL("dimension '%s' needs a domain (codes, or min and max)",
-                   c->name);
+        FQ_CFG_FAIL(err,
+                    "dimension '%s' needs a domain (codes, or min and max)",
+                    c->name);
     if (range && (c->type != AG_TYPE_INTEGER || d->min == AG_UNSET ||
                   d->max == AG_UNSET || d->min > d->max))
-        CHECK_FAIL("dimension '%s': min/max domain needs an integer column "
-                   "and min <= max",
-                   c->name);
+        FQ_CFG_FAIL(err,
+                    "dimension '%s': min/max domain needs an integer column "
+                    "and min <= max",
+                    c->name);
     for (size_t i = 0; i < d->n_codes; i++) {
         for (size_t j = 0; j < i; j++) {
             if (strcmp(d->codes[i], d->codes[j]) == 0)
-                CHECK_FAIL("dimension '%s': code '%s' listed twice", c->name,
-                           d->codes[i]);
+                FQ_CFG_FAIL(err, "dimension '%s': code '%s' listed twice",
+                            c->name, d->codes[i]);
         }
     }
     return 0;
@@ -313,14 +310,17 @@ check_column(void *obj, struct fq_cfg_error *err)
     bool has_bounds = b->min != AG_UNSET || b->max != AG_UNSET;
 
     if (!sql_identifier(c->name))
-        CHECK_FAIL("column name '%s' must be letters, digits and '_'", c->name);
+        FQ_CFG_FAIL(err, "column name '%s' must be letters, digits and '_'",
+                    c->name);
     if (has_bounds && c->role != AG_ROLE_MEASURE)
-        CHECK_FAIL("column '%s': only a measure has bounds", c->name);
+        FQ_CFG_FAIL(err, "column '%s': only a measure has bounds", c->name);
     if (c->role == AG_ROLE_MEASURE) {
         if (c->type != AG_TYPE_INTEGER && c->type != AG_TYPE_DECIMAL)
-            CHECK_FAIL("measure '%s' must be integer or decimal", c->name);
+            FQ_CFG_FAIL(err, "measure '%s' must be integer or decimal",
+                        c->name);
         if (b->min == AG_UNSET || b->max == AG_UNSET || b->min > b->max)
-            CHECK_FAIL("measure '%s' needs bounds with min <= max", c->name);
+            FQ_CFG_FAIL(err, "measure '%s' needs bounds with min <= max",
+                        c->name);
     }
     return check_domain(c, err);
 }
@@ -332,25 +332,26 @@ check_dataset(void *obj, struct fq_cfg_error *err)
     size_t visible = 0;
 
     if (!sql_identifier(d->name))
-        CHECK_FAIL("dataset name '%s' must be letters, digits and '_'",
-                   d->name);
+        FQ_CFG_FAIL(err, "dataset name '%s' must be letters, digits and '_'",
+                    d->name);
     if (!sql_identifier(d->source.table)) {
         err->line = d->source.line;
-        CHECK_FAIL("table name '%s' must be letters, digits and '_'",
-                   d->source.table);
+        FQ_CFG_FAIL(err, "table name '%s' must be letters, digits and '_'",
+                    d->source.table);
     }
     for (size_t i = 0; i < d->n_columns; i++) {
         visible += d->columns[i].role != AG_ROLE_IDENTIFIER;
         for (size_t j = 0; j < i; j++) {
             if (strcmp(d->columns[i].name, d->columns[j].name) == 0) {
                 err->line = d->columns[i].line;
-                CHECK_FAIL("column '%s' listed twice", d->columns[i].name);
+                FQ_CFG_FAIL(err, "column '%s' listed twice",
+                            d->columns[i].name);
             }
         }
     }
     if (visible == 0)
-        CHECK_FAIL("dataset '%s' exposes no dimension, measure or date",
-                   d->name);
+        FQ_CFG_FAIL(err, "dataset '%s' exposes no dimension, measure or date",
+                    d->name);
     return 0;
 }
 
@@ -361,13 +362,14 @@ check_config(void *obj, struct fq_cfg_error *err)
     struct fq_identity gw;
 
     if (!fq_name_valid(cfg->agency))
-        CHECK_FAIL("agency '%s' must match [a-z0-9][a-z0-9_-]*", cfg->agency);
+        FQ_CFG_FAIL(err, "agency '%s' must match [a-z0-9][a-z0-9_-]*",
+                    cfg->agency);
     if (!fq_federation_valid(cfg->federation))
-        CHECK_FAIL("federation '%s' must match [a-z0-9][a-z0-9.-]*",
-                   cfg->federation);
+        FQ_CFG_FAIL(err, "federation '%s' must match [a-z0-9][a-z0-9.-]*",
+                    cfg->federation);
     if (!cfg->gateway_identity) {
-        cfg->gateway_identity =
-            fq_arena_printf(cfg->arena, "spiffe://%s/gateway", cfg->federation);
+        cfg->gateway_identity = fq_arena_printf(
+            cfg->doc.arena, "spiffe://%s/gateway", cfg->federation);
         if (!cfg->gateway_identity)
             return FQ_ENOMEM;
     }
@@ -375,15 +377,17 @@ check_config(void *obj, struct fq_cfg_error *err)
                           &gw) < 0 ||
         gw.role != FQ_ROLE_GATEWAY ||
         strcmp(gw.federation, cfg->federation) != 0)
-        CHECK_FAIL("gateway_identity '%s' is not a gateway of federation '%s'",
-                   cfg->gateway_identity, cfg->federation);
+        FQ_CFG_FAIL(err,
+                    "gateway_identity '%s' is not a gateway of federation '%s'",
+                    cfg->gateway_identity, cfg->federation);
     if (cfg->default_deadline_ms > cfg->max_deadline_ms)
-        CHECK_FAIL("default_deadline exceeds max_deadline");
+        FQ_CFG_FAIL(err, "default_deadline exceeds max_deadline");
     for (size_t i = 0; i < cfg->n_datasets; i++) {
         for (size_t j = 0; j < i; j++) {
             if (strcmp(cfg->datasets[i].name, cfg->datasets[j].name) == 0) {
                 err->line = cfg->datasets[i].line;
-                CHECK_FAIL("dataset '%s' listed twice", cfg->datasets[i].name);
+                FQ_CFG_FAIL(err, "dataset '%s' listed twice",
+                            cfg->datasets[i].name);
             }
         }
     }
@@ -394,29 +398,12 @@ int
 ag_config_load(const char *path, struct ag_config **ret, char *err,
                size_t errlen)
 {
-    struct fq_arena *arena = fq_arena_new(CFG_MEMORY);
-    struct ag_config *cfg = arena ? fq_arena_alloc(arena, sizeof(*cfg)) : NULL;
-
-    if (!cfg) {
-        fq_arena_free(arena);
-        snprintf(err, errlen, "%s: out of memory", path);
-        return FQ_ENOMEM;
-    }
-    cfg->arena = arena;
-    cfg->path = fq_arena_strdup(arena, path);
-    int rc = fq_cfg_load_file(path, ag_config_table, check_config, cfg, arena,
-                              err, errlen);
-    if (rc < 0) {
-        fq_arena_free(arena);
-        return rc;
-    }
-    *ret = cfg;
-    return 0;
+    return fq_cfg_doc_load(path, ag_config_table, check_config,
+                           sizeof(struct ag_config), (void **)ret, err, errlen);
 }
 
 void
 ag_config_free(struct ag_config *cfg)
 {
-    if (cfg)
-        fq_arena_free(cfg->arena);
+    fq_cfg_doc_free(cfg ? &cfg->doc : NULL);
 }

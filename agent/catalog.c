@@ -77,7 +77,7 @@ source_check(const struct ag_config *cfg, const struct ag_dataset_conf *d,
         snprintf(err, errlen,
                  "%s:%d: dataset '%s': cannot open SQLite file "
                  "'%s': %s",
-                 cfg->path, d->source.line, d->name, d->source.sqlite,
+                 cfg->doc.path, d->source.line, d->name, d->source.sqlite,
                  db ? sqlite3_errmsg(db) : "out of memory");
         rc = FQ_EIO;
         goto out;
@@ -87,7 +87,7 @@ source_check(const struct ag_config *cfg, const struct ag_dataset_conf *d,
     if (sqlite3_prepare_v2(db, sql, -1, &info, NULL) != SQLITE_OK ||
         sqlite3_step(info) != SQLITE_ROW) {
         snprintf(err, errlen, "%s:%d: dataset '%s': no table '%s' in '%s'",
-                 cfg->path, d->source.line, d->name, d->source.table,
+                 cfg->doc.path, d->source.line, d->name, d->source.table,
                  d->source.sqlite);
         goto out;
     }
@@ -96,8 +96,8 @@ source_check(const struct ag_config *cfg, const struct ag_dataset_conf *d,
             snprintf(err, errlen,
                      "%s:%d: dataset '%s': table '%s' has no "
                      "column '%s'",
-                     cfg->path, d->columns[i].line, d->name, d->source.table,
-                     d->columns[i].name);
+                     cfg->doc.path, d->columns[i].line, d->name,
+                     d->source.table, d->columns[i].name);
             goto out;
         }
     }
@@ -255,7 +255,7 @@ ag_catalog_build(const struct ag_config *cfg, struct ag_catalog **ret,
 fail:
     if (rc == FQ_ENOMEM)
         snprintf(err, errlen, "%s: out of memory building the catalog",
-                 cfg->path);
+                 cfg->doc.path);
     if (cat)
         fq_arena_free(cat->arena);
     free(cat);

@@ -78,7 +78,7 @@ state_open(struct ag_state *st, const char *path, char *err, size_t errlen)
     st->config_path = path;
     pthread_mutex_init(&st->mu, NULL);
     if ((rc = ag_config_load(path, &st->cfg, err, errlen)) < 0 ||
-        (rc = fq_cfg_tls_load(st->cfg->path, &st->cfg->tls, FQ_ROLE_AGENT,
+        (rc = fq_cfg_tls_load(st->cfg->doc.path, &st->cfg->tls, FQ_ROLE_AGENT,
                               st->cfg->federation, st->cfg->agency, &st->tls,
                               err, errlen)) < 0 ||
         (rc = ag_catalog_build(st->cfg, &st->catalog, err, errlen)) < 0)
@@ -133,19 +133,6 @@ reload(void *app)
     ag_config_free(cfg);
 }
 
-static void
-setup_logging(const struct ag_config *cfg, const struct fq_daemon_args *a)
-{
-    enum fq_log_format fmt = (enum fq_log_format)cfg->log_format;
-    enum fq_log_level level = (enum fq_log_level)cfg->log_level;
-
-    if (a->log_format && fq_log_parse_format(a->log_format, &fmt) < 0)
-        fq_log_warnx("unknown --log-format '%s', ignoring", a->log_format);
-    if (a->log_level && fq_log_parse_level(a->log_level, &level) < 0)
-        fq_log_warnx("unknown --log-level '%s', ignoring", a->log_level);
-    fq_log_setup("agent", level, fmt);
-}
-
 static int
 serve(struct ag_state *st)
 {
@@ -188,6 +175,10 @@ main(int argc, char **argv)
 
     if (fq_daemon_parse_args(argc, argv, "fedq-agent", &args) < 0)
         return 2;
+    if (args.reference) {
+        fq_cfg_write_reference(stdout, "fedq-agent", ag_config_table);
+        return 0;
+    }
     fq_log_setup("agent", FQ_LOG_INFO, FQ_LOG_TEXT);
     fq_daemon_block_signals();
     fq_rpc_global_init();
@@ -201,7 +192,8 @@ main(int argc, char **argv)
         rc = 0;
         goto out;
     }
-    setup_logging(st.cfg, &args);
+    fq_daemon_setup_logging("agent", st.cfg->log_format, st.cfg->log_level,
+                            &args);
     rc = serve(&st);
 out:
     state_close(&st);

@@ -9,6 +9,8 @@
 #include "fq/config_shared.h"
 #include "fq/rpc.h"
 
+struct fq_arena;
+
 /* Exit codes (documented in docs/analyst-guide.md). */
 enum cli_exit {
     CLI_OK = 0,
@@ -20,6 +22,7 @@ enum cli_exit {
 enum cli_format { CLI_FMT_TABLE, CLI_FMT_CSV, CLI_FMT_JSON };
 
 struct cli_config {
+    struct fq_cfg_doc doc; /* first: arena and file path */
     char *federation;
     char *gateway;          /* gRPC target of the gateway */
     char *gateway_identity; /* default spiffe://FED/gateway */
@@ -76,6 +79,10 @@ void cli_out_print(struct cli_out *o);
 
 /* "ok", "unavailable", "timeout", "refused", "error" for an AgencyState. */
 const char *cli_agency_state_name(int state);
+/* An "agencies" section: one row per fedq.v1.AgencyStatus. */
+struct Fedq__V1__AgencyStatus;
+int cli_out_agencies(struct cli_out *o, struct fq_arena *a,
+                     struct Fedq__V1__AgencyStatus *const *agencies, size_t n);
 
 /* ---- commands ------------------------------------------------------------ */
 

@@ -11,8 +11,7 @@
 
 #include <sys/stat.h>
 
-#define CFG_MEMORY (1024 * 1024)
-#define PATH_CAP   4096
+#define PATH_CAP 4096
 
 static const char *const format_names[] = {"table", "csv", "json", NULL};
 
@@ -74,7 +73,7 @@ check_config(void *obj, struct fq_cfg_error *err)
     }
     if (!cfg->gateway_identity &&
         !(cfg->gateway_identity = fq_arena_printf(
-              cfg->arena, "spiffe://%s/gateway", cfg->federation)))
+              cfg->doc.arena, "spiffe://%s/gateway", cfg->federation)))
         return FQ_ENOMEM;
     if (fq_identity_parse(cfg->gateway_identity, strlen(cfg->gateway_identity),
                           &id) < 0 ||
@@ -164,28 +163,13 @@ cli_config_find(const char *explicit_path, struct cli_config **ret, char *err,
                  "or FEDQ_HOME, or run deploy/quickstart.sh --keep");
         return FQ_ENOENT;
     }
-    struct fq_arena *arena = fq_arena_new(CFG_MEMORY);
-    struct cli_config *cfg = arena ? fq_arena_alloc(arena, sizeof(*cfg)) : NULL;
-    if (!cfg) {
-        fq_arena_free(arena);
-        snprintf(err, errlen, "out of memory");
-        return FQ_ENOMEM;
-    }
-    cfg->arena = arena;
-    cfg->path = fq_arena_strdup(arena, path);
-    int rc = fq_cfg_load_file(path, cli_config_table, check_config, cfg, arena,
-                              err, errlen);
-    if (rc < 0) {
-        fq_arena_free(arena);
-        return rc;
-    }
-    *ret = cfg;
-    return 0;
+    return fq_cfg_doc_load(path, cli_config_table, check_config,
+                           sizeof(struct cli_config), (void **)ret, err,
+                           errlen);
 }
 
 void
 cli_config_free(struct cli_config *cfg)
 {
-    if (cfg)
-        fq_arena_free(cfg->arena);
+    fq_cfg_doc_free(cfg ? &cfg->doc : NULL);
 }

@@ -113,22 +113,6 @@ add_aliases(struct cli_out *o, struct fq_arena *a,
     }
 }
 
-static void
-add_agencies(struct cli_out *o, struct fq_arena *a,
-             const Fedq__V1__ListDatasetsResponse *r)
-{
-    static const char *const cols[] = {"agency", "state", "latency_ms",
-                                       "message", NULL};
-    cli_out_section(o, "agencies", cols);
-    for (size_t i = 0; i < r->n_agencies; i++) {
-        const Fedq__V1__AgencyStatus *s = r->agencies[i];
-        const char *row[] = {s->agency, cli_agency_state_name(s->state),
-                             fq_arena_printf(a, "%u", s->latency_ms),
-                             s->message};
-        cli_out_row(o, row);
-    }
-}
-
 /* Names every agency that did not answer on stderr; true if any. */
 static bool
 report_missing(const Fedq__V1__ListDatasetsResponse *r)
@@ -184,7 +168,7 @@ cli_cmd_datasets(struct cli *c, int argc, char **argv)
     if (c->format != CLI_FMT_CSV && !req.agency[0])
         add_aliases(o, res.arena, r);
     if (c->format == CLI_FMT_JSON)
-        add_agencies(o, res.arena, r);
+        cli_out_agencies(o, res.arena, r->agencies, r->n_agencies);
     cli_out_print(o);
     rc = report_missing(r) ? CLI_PARTIAL : CLI_OK;
     fq_arena_free(res.arena);

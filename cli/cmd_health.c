@@ -11,15 +11,6 @@
 #include "fedq/v1/gateway.pb-c.h"
 #include "grpc/health/v1/health.pb-c.h"
 
-const char *
-cli_agency_state_name(int state)
-{
-    static const char *const names[] = {"?",       "ok",      "unavailable",
-                                        "timeout", "refused", "error"};
-    return state >= 0 && (size_t)state < FQ_ARRAY_LEN(names) ? names[state]
-                                                             : "?";
-}
-
 static int
 gateway_serving(struct cli *c, const char **ret_state)
 {
@@ -41,25 +32,15 @@ gateway_serving(struct cli *c, const char **ret_state)
     return serving ? CLI_OK : CLI_PARTIAL;
 }
 
+/* CLI_PARTIAL if any agency is not ok. */
 static int
-add_agencies(struct cli_out *o, struct fq_arena *a,
-             const Fedq__V1__FederationStatusResponse *r)
+agencies_exit(const Fedq__V1__FederationStatusResponse *r)
 {
-    static const char *const cols[] = {"agency", "state", "latency_ms",
-                                       "message", NULL};
-    int rc = CLI_OK;
-
-    cli_out_section(o, "agencies", cols);
     for (size_t i = 0; i < r->n_agencies; i++) {
-        const Fedq__V1__AgencyStatus *s = r->agencies[i];
-        const char *row[] = {s->agency, cli_agency_state_name(s->state),
-                             fq_arena_printf(a, "%u", s->latency_ms),
-                             s->message};
-        cli_out_row(o, row);
-        if (s->state != FEDQ__V1__AGENCY_STATE__AGENCY_STATE_OK)
-            rc = CLI_PARTIAL;
+        if (r->agencies[i]->state != FEDQ__V1__AGENCY_STATE__AGENCY_STATE_OK)
+            return CLI_PARTIAL;
     }
-    return rc;
+    return CLI_OK;
 }
 
 int
@@ -92,7 +73,8 @@ cli_cmd_health(struct cli *c, int argc, char **argv)
                          r->gateway_version};
     cli_out_section(o, "gateway", cols);
     cli_out_row(o, row);
-    rc = add_agencies(o, res.arena, r);
+    cli_out_agencies(o, res.arena, r->agencies, r->n_agencies);
+    rc = agencies_exit(r);
     cli_out_print(o);
     fq_arena_free(res.arena);
     return gw_rc != CLI_OK ? gw_rc : rc;

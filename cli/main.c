@@ -67,7 +67,7 @@ cli_open(struct cli *c, const char *config, char *err, size_t errlen)
     if ((rc = cli_config_find(config, &cfg, err, errlen)) < 0)
         return rc;
     c->cfg = cfg;
-    if ((rc = fq_cfg_tls_load(cfg->path, &cfg->tls,
+    if ((rc = fq_cfg_tls_load(cfg->doc.path, &cfg->tls,
                               FQ_ROLE_ANALYST | FQ_ROLE_STEWARD,
                               cfg->federation, NULL, &c->tls, err, errlen)) < 0)
         return rc;

@@ -8,6 +8,8 @@
 #include "fq/error.h"
 #include "cli.h"
 
+#include "fedq/v1/gateway.pb-c.h"
+
 #define OUT_MEMORY (256 * 1024 * 1024)
 
 struct out_row {
@@ -223,4 +225,30 @@ cli_out_print(struct cli_out *o)
         fputs("\n}\n", stdout);
     fflush(stdout);
     fq_arena_free(o->arena);
+}
+
+const char *
+cli_agency_state_name(int state)
+{
+    static const char *const names[] = {"?",       "ok",      "unavailable",
+                                        "timeout", "refused", "error"};
+    return state >= 0 && (size_t)state < FQ_ARRAY_LEN(names) ? names[state]
+                                                             : "?";
+}
+
+int
+cli_out_agencies(struct cli_out *o, struct fq_arena *a,
+                 Fedq__V1__AgencyStatus *const *agencies, size_t n)
+{
+    static const char *const cols[] = {"agency", "state", "latency_ms",
+                                       "message", NULL};
+    int rc = cli_out_section(o, "agencies", cols);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const Fedq__V1__AgencyStatus *s = agencies[i];
+        const char *row[] = {s->agency, cli_agency_state_name(s->state),
+                             fq_arena_printf(a, "%u", s->latency_ms),
+                             s->message};
+        rc = cli_out_row(o, row);
+    }
+    return rc;
 }

@@ -27,6 +27,7 @@ struct gw_alias_conf {
 };
 
 struct gw_config {
+    struct fq_cfg_doc doc; /* first: arena and file path */
     char *federation;
     char *listen;
     char *run_dir;
@@ -44,8 +45,6 @@ struct gw_config {
     size_t n_agents;
     struct gw_alias_conf *aliases;
     size_t n_aliases;
-    struct fq_arena *arena; /* owns everything above */
-    const char *path;
 };
 
 extern const struct fq_cfg_directive gw_config_table[];

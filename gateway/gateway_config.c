@@ -8,14 +8,6 @@
 #include "fq/identity.h"
 #include "gateway.h"
 
-#define CFG_MEMORY (4 * 1024 * 1024)
-
-#define CHECK_FAIL(...)                                    \
-    do {                                                   \
-        snprintf(err->msg, sizeof(err->msg), __VA_ARGS__); \
-        return FQ_EINVAL;                                  \
-    } while (0)
-
 static const struct fq_cfg_directive agent_table[] = {
     {.key = "",
      .type = FQ_CFG_LINE,
@@ -53,7 +45,7 @@ static const struct fq_cfg_directive alias_table[] = {
      .offset = offsetof(struct gw_alias_conf, name),
      .min = 1,
      .max = 32,
-     .doc = "alias, queried as <alias>.<dataset>"},
+     .doc = "alias, queried as ALIAS.DATASET"},
     {.key = "agencies",
      .type = FQ_CFG_STRLIST,
      .flags = FQ_CFG_REQUIRED,
@@ -190,21 +182,24 @@ check_agent(struct gw_config *cfg, size_t i, struct fq_cfg_error *err)
 
     err->line = a->line;
     if (!fq_name_valid(a->agency))
-        CHECK_FAIL("agency '%s' must match [a-z0-9][a-z0-9_-]*", a->agency);
+        FQ_CFG_FAIL(err, "agency '%s' must match [a-z0-9][a-z0-9_-]*",
+                    a->agency);
     if (find_agent(cfg, a->agency, i) >= 0)
-        CHECK_FAIL("agency '%s' listed twice", a->agency);
+        FQ_CFG_FAIL(err, "agency '%s' listed twice", a->agency);
     if (!a->identity) {
-        a->identity = fq_arena_printf(cfg->arena, "spiffe://%s/agency/%s/agent",
-                                      cfg->federation, a->agency);
+        a->identity =
+            fq_arena_printf(cfg->doc.arena, "spiffe://%s/agency/%s/agent",
+                            cfg->federation, a->agency);
         if (!a->identity)
             return FQ_ENOMEM;
     }
     if (fq_identity_parse(a->identity, strlen(a->identity), &id) < 0 ||
         id.role != FQ_ROLE_AGENT || strcmp(id.federation, cfg->federation) ||
         strcmp(id.agency, a->agency))
-        CHECK_FAIL("identity '%s' is not the agent of agency '%s' in "
-                   "federation '%s'",
-                   a->identity, a->agency, cfg->federation);
+        FQ_CFG_FAIL(err,
+                    "identity '%s' is not the agent of agency '%s' in "
+                    "federation '%s'",
+                    a->identity, a->agency, cfg->federation);
     return 0;
 }
 
@@ -215,21 +210,21 @@ check_alias(struct gw_config *cfg, size_t i, struct fq_cfg_error *err)
 
     err->line = al->line;
     if (!fq_name_valid(al->name))
-        CHECK_FAIL("alias '%s' must match [a-z0-9][a-z0-9_-]*", al->name);
+        FQ_CFG_FAIL(err, "alias '%s' must match [a-z0-9][a-z0-9_-]*", al->name);
     if (find_agent(cfg, al->name, cfg->n_agents) >= 0)
-        CHECK_FAIL("alias '%s' is also an agency id", al->name);
+        FQ_CFG_FAIL(err, "alias '%s' is also an agency id", al->name);
     for (size_t j = 0; j < i; j++) {
         if (strcmp(cfg->aliases[j].name, al->name) == 0)
-            CHECK_FAIL("alias '%s' listed twice", al->name);
+            FQ_CFG_FAIL(err, "alias '%s' listed twice", al->name);
     }
     for (size_t j = 0; j < al->n_agencies; j++) {
         if (find_agent(cfg, al->agencies[j], cfg->n_agents) < 0)
-            CHECK_FAIL("alias '%s': no agent configured for agency '%s'",
-                       al->name, al->agencies[j]);
+            FQ_CFG_FAIL(err, "alias '%s': no agent configured for agency '%s'",
+                        al->name, al->agencies[j]);
         for (size_t k = 0; k < j; k++) {
             if (strcmp(al->agencies[j], al->agencies[k]) == 0)
-                CHECK_FAIL("alias '%s': agency '%s' listed twice", al->name,
-                           al->agencies[j]);
+                FQ_CFG_FAIL(err, "alias '%s': agency '%s' listed twice",
+                            al->name, al->agencies[j]);
         }
     }
     return 0;
@@ -242,10 +237,10 @@ check_config(void *obj, struct fq_cfg_error *err)
     int rc;
 
     if (!fq_federation_valid(cfg->federation))
-        CHECK_FAIL("federation '%s' must match [a-z0-9][a-z0-9.-]*",
-                   cfg->federation);
+        FQ_CFG_FAIL(err, "federation '%s' must match [a-z0-9][a-z0-9.-]*",
+                    cfg->federation);
     if (cfg->default_deadline_ms > cfg->max_deadline_ms)
-        CHECK_FAIL("default_deadline exceeds max_deadline");
+        FQ_CFG_FAIL(err, "default_deadline exceeds max_deadline");
     for (size_t i = 0; i < cfg->n_agents; i++) {
         if ((rc = check_agent(cfg, i, err)) < 0)
             return rc;
@@ -261,29 +256,12 @@ int
 gw_config_load(const char *path, struct gw_config **ret, char *err,
                size_t errlen)
 {
-    struct fq_arena *arena = fq_arena_new(CFG_MEMORY);
-    struct gw_config *cfg = arena ? fq_arena_alloc(arena, sizeof(*cfg)) : NULL;
-
-    if (!cfg) {
-        fq_arena_free(arena);
-        snprintf(err, errlen, "%s: out of memory", path);
-        return FQ_ENOMEM;
-    }
-    cfg->arena = arena;
-    cfg->path = fq_arena_strdup(arena, path);
-    int rc = fq_cfg_load_file(path, gw_config_table, check_config, cfg, arena,
-                              err, errlen);
-    if (rc < 0) {
-        fq_arena_free(arena);
-        return rc;
-    }
-    *ret = cfg;
-    return 0;
+    return fq_cfg_doc_load(path, gw_config_table, check_config,
+                           sizeof(struct gw_config), (void **)ret, err, errlen);
 }
 
 void
 gw_config_free(struct gw_config *cfg)
 {
-    if (cfg)
-        fq_arena_free(cfg->arena);
+    fq_cfg_doc_free(cfg ? &cfg->doc : NULL);
 }

@@ -99,19 +99,6 @@ state_close(struct gw_state *st)
     fq_tls_material_release(&st->tls);
 }
 
-static void
-setup_logging(const struct gw_config *cfg, const struct fq_daemon_args *a)
-{
-    enum fq_log_format fmt = (enum fq_log_format)cfg->log_format;
-    enum fq_log_level level = (enum fq_log_level)cfg->log_level;
-
-    if (a->log_format && fq_log_parse_format(a->log_format, &fmt) < 0)
-        fq_log_warnx("unknown --log-format '%s', ignoring", a->log_format);
-    if (a->log_level && fq_log_parse_level(a->log_level, &level) < 0)
-        fq_log_warnx("unknown --log-level '%s', ignoring", a->log_level);
-    fq_log_setup("gateway", level, fmt);
-}
-
 static int
 serve(struct gw_state *st)
 {
@@ -152,6 +139,10 @@ main(int argc, char **argv)
 
     if (fq_daemon_parse_args(argc, argv, "fedq-gateway", &args) < 0)
         return 2;
+    if (args.reference) {
+        fq_cfg_write_reference(stdout, "fedq-gateway", gw_config_table);
+        return 0;
+    }
     fq_log_setup("gateway", FQ_LOG_INFO, FQ_LOG_TEXT);
     fq_daemon_block_signals();
     fq_rpc_global_init();
@@ -165,7 +156,8 @@ main(int argc, char **argv)
         rc = 0;
         goto out;
     }
-    setup_logging(st.fed->cfg, &args);
+    fq_daemon_setup_logging("gateway", st.fed->cfg->log_format,
+                            st.fed->cfg->log_level, &args);
     rc = serve(&st);
 out:
     state_close(&st);

@@ -1,6 +1,7 @@
 /* Shared directive tables and their loaders; see fq/config_shared.h. */
 #include "fq/compat.h"
 #include "fq/config_shared.h"
+#include "fq/arena.h"
 #include "fq/error.h"
 
 const char *const fq_cfg_log_format_names[] = {"text", "json", NULL};
@@ -73,4 +74,34 @@ fq_cfg_tls_load(const char *path, const struct fq_cfg_tls *t, unsigned roles,
     }
     *ret = m;
     return 0;
+}
+
+int
+fq_cfg_doc_load(const char *path, const struct fq_cfg_directive *table,
+                fq_cfg_check_fn check, size_t size, void **ret, char *err,
+                size_t errlen)
+{
+    struct fq_arena *arena = fq_arena_new(FQ_CFG_DOC_MEMORY);
+    struct fq_cfg_doc *doc = arena ? fq_arena_alloc(arena, size) : NULL;
+
+    if (!doc || !(doc->path = fq_arena_strdup(arena, path))) {
+        fq_arena_free(arena);
+        snprintf(err, errlen, "%s: out of memory", path);
+        return FQ_ENOMEM;
+    }
+    doc->arena = arena;
+    int rc = fq_cfg_load_file(path, table, check, doc, arena, err, errlen);
+    if (rc < 0) {
+        fq_arena_free(arena);
+        return rc;
+    }
+    *ret = doc;
+    return 0;
+}
+
+void
+fq_cfg_doc_free(struct fq_cfg_doc *doc)
+{
+    if (doc)
+        fq_arena_free(doc->arena);
 }

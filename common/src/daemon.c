@@ -175,6 +175,25 @@ fq_daemon_parse_args(int argc, char **argv, const char *prog,
     return 0;
 }
 
+void
+fq_daemon_setup_logging(const char *prog, int cfg_format, int cfg_level,
+                        const struct fq_daemon_args *a)
+{
+    enum fq_log_format fmt = (enum fq_log_format)cfg_format;
+    enum fq_log_level level = (enum fq_log_level)cfg_level;
+
+    bool bad_fmt =
+        a->log_format && fq_log_parse_format(a->log_format, &fmt) < 0;
+    bool bad_level =
+        a->log_level && fq_log_parse_level(a->log_level, &level) < 0;
+
+    fq_log_setup(prog, level, fmt);
+    if (bad_fmt)
+        fq_log_warnx("unknown --log-format '%s', ignoring", a->log_format);
+    if (bad_level)
+        fq_log_warnx("unknown --log-level '%s', ignoring", a->log_level);
+}
+
 static int
 daemon_write_runfiles(const struct fq_daemon_spec *s, const char *addr)
 {

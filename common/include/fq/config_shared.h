@@ -8,6 +8,37 @@
 #include "fq/config.h"
 #include "fq/tls.h"
 
+/* Fails a check hook with a message: FQ_CFG_FAIL(err, "fmt", ...). */
+#define FQ_CFG_FAIL(err, ...)                                  \
+    do {                                                       \
+        snprintf((err)->msg, sizeof((err)->msg), __VA_ARGS__); \
+        return FQ_EINVAL;                                      \
+    } while (0)
+
+/*
+ * The first member of every program's configuration struct: the arena that
+ * owns the whole configuration and the file it came from, so loading and
+ * freeing are written once.
+ */
+struct fq_cfg_doc {
+    struct fq_arena *arena;
+    const char *path;
+};
+
+#define FQ_CFG_DOC_MEMORY (4 * 1024 * 1024)
+
+/*
+ * Allocates a zeroed struct of size bytes (which starts with a struct
+ * fq_cfg_doc) in a new arena, sets its doc, and loads path into it through
+ * table and check. On success *ret points to the struct; free it with
+ * fq_cfg_doc_free. On failure err reads "FILE:LINE: ...".
+ */
+int fq_cfg_doc_load(const char *path, const struct fq_cfg_directive *table,
+                    fq_cfg_check_fn check, size_t size, void **ret, char *err,
+                    size_t errlen);
+/* Frees a loaded configuration; NULL is a no-op. */
+void fq_cfg_doc_free(struct fq_cfg_doc *doc);
+
 struct fq_cfg_tls {
     int line;
     char *ca, *cert, *key;

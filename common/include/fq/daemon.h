@@ -50,6 +50,14 @@ struct fq_daemon_args {
 int fq_daemon_parse_args(int argc, char **argv, const char *prog,
                          struct fq_daemon_args *ret);
 
+/*
+ * Sets up logging for prog from the configured format and level (enum
+ * fq_log_format / fq_log_level values), letting --log-format and
+ * --log-level override them.
+ */
+void fq_daemon_setup_logging(const char *prog, int cfg_format, int cfg_level,
+                             const struct fq_daemon_args *args);
+
 struct fq_daemon_spec {
     const char *name;    /* run file base name: "gateway", "agent-dol" */
     const char *run_dir; /* where NAME.pid and NAME.addr go; may be NULL */
