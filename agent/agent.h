@@ -67,20 +67,11 @@ struct ag_dataset_conf {
 };
 
 struct ag_config {
-    struct fq_cfg_doc doc; /* first: arena and file path */
+    struct fq_cfg_doc doc;       /* first: arena and file path */
+    struct fq_cfg_server server; /* listen, tls, threads, limits, logs */
     char *agency;
     char *federation;
-    char *listen;
-    char *run_dir;
     char *gateway_identity; /* default: spiffe://<federation>/gateway */
-    struct fq_cfg_tls tls;
-    int64_t threads;
-    int64_t max_message_bytes;
-    int64_t call_memory_bytes;
-    int64_t default_deadline_ms;
-    int64_t max_deadline_ms;
-    int log_format; /* enum fq_log_format */
-    int log_level;  /* enum fq_log_level */
     struct ag_dataset_conf *datasets;
     size_t n_datasets;
 };

@@ -78,9 +78,9 @@ state_open(struct ag_state *st, const char *path, char *err, size_t errlen)
     st->config_path = path;
     pthread_mutex_init(&st->mu, NULL);
     if ((rc = ag_config_load(path, &st->cfg, err, errlen)) < 0 ||
-        (rc = fq_cfg_tls_load(st->cfg->doc.path, &st->cfg->tls, FQ_ROLE_AGENT,
-                              st->cfg->federation, st->cfg->agency, &st->tls,
-                              err, errlen)) < 0 ||
+        (rc = fq_cfg_tls_load(st->cfg->doc.path, &st->cfg->server.tls,
+                              FQ_ROLE_AGENT, st->cfg->federation,
+                              st->cfg->agency, &st->tls, err, errlen)) < 0 ||
         (rc = ag_catalog_build(st->cfg, &st->catalog, err, errlen)) < 0)
         return rc;
     return 0;
@@ -101,12 +101,11 @@ reload_warn_fixed(const struct ag_config *old, const struct ag_config *new)
 {
     if (strcmp(old->agency, new->agency) != 0 ||
         strcmp(old->federation, new->federation) != 0 ||
-        strcmp(old->listen, new->listen) != 0 ||
         strcmp(old->gateway_identity, new->gateway_identity) != 0 ||
-        strcmp(old->tls.cert, new->tls.cert) != 0 ||
-        old->threads != new->threads)
-        fq_log_warnx("agency, federation, listen, gateway_identity, tls or "
-                     "threads changed: restart to apply, keeping them");
+        fq_cfg_server_needs_restart(&old->server, &new->server))
+        fq_log_warnx("agency, federation, gateway_identity or server keys "
+                     "(listen, tls, threads, limits) changed: restart to "
+                     "apply them; keeping the running values");
 }
 
 static void
@@ -139,23 +138,16 @@ serve(struct ag_state *st)
     const struct ag_config *cfg = st->cfg;
     char name[64];
     struct fq_rpc_server_opts o = {
-        .listen = cfg->listen,
-        .tls = &st->tls,
-        .federation = cfg->federation,
         .methods = agent_methods,
         .n_methods = FQ_ARRAY_LEN(agent_methods),
         .authorize = authorize,
         .app = st,
-        .threads = (int)cfg->threads,
-        .default_deadline_ms = cfg->default_deadline_ms,
-        .max_deadline_ms = cfg->max_deadline_ms,
-        .max_message_bytes = (size_t)cfg->max_message_bytes,
-        .call_memory_bytes = (size_t)cfg->call_memory_bytes,
     };
+    fq_cfg_server_rpc_opts(&cfg->server, &st->tls, cfg->federation, &o);
     snprintf(name, sizeof(name), "agent-%s", cfg->agency);
     struct fq_daemon_spec spec = {
         .name = name,
-        .run_dir = cfg->run_dir,
+        .run_dir = cfg->server.run_dir,
         .rpc = &o,
         .reload = reload,
         .app = st,
@@ -192,8 +184,8 @@ main(int argc, char **argv)
         rc = 0;
         goto out;
     }
-    fq_daemon_setup_logging("agent", st.cfg->log_format, st.cfg->log_level,
-                            &args);
+    fq_daemon_setup_logging("agent", st.cfg->server.log_format,
+                            st.cfg->server.log_level, &args);
     rc = serve(&st);
 out:
     state_close(&st);

@@ -30,7 +30,7 @@ gw_federation_new(struct gw_config *cfg, const struct fq_tls_material *tls,
             .target = a->address,
             .tls = tls,
             .expect_identity = a->identity,
-            .max_message_bytes = (size_t)cfg->max_message_bytes,
+            .max_message_bytes = (size_t)cfg->server.max_message_bytes,
             .max_backoff_ms = (int)cfg->reconnect_backoff_ms,
         };
         fed->agents[i].conf = a;

@@ -27,20 +27,11 @@ struct gw_alias_conf {
 };
 
 struct gw_config {
-    struct fq_cfg_doc doc; /* first: arena and file path */
+    struct fq_cfg_doc doc;       /* first: arena and file path */
+    struct fq_cfg_server server; /* listen, tls, threads, limits, logs */
     char *federation;
-    char *listen;
-    char *run_dir;
-    struct fq_cfg_tls tls;
-    int64_t threads;
     int64_t agent_timeout_ms;
-    int64_t default_deadline_ms;
-    int64_t max_deadline_ms;
-    int64_t max_message_bytes;
-    int64_t call_memory_bytes;
     int64_t reconnect_backoff_ms;
-    int log_format;
-    int log_level;
     struct gw_agent_conf *agents;
     size_t n_agents;
     struct gw_alias_conf *aliases;

@@ -62,14 +62,16 @@ reload(void *app)
         gw_federation_unref(fed);
         return;
     }
+    if (fq_cfg_server_needs_restart(&fed->cfg->server, &st->fed->cfg->server))
+        fq_log_warnx("server keys (listen, tls, threads, limits) changed: "
+                     "restart to apply them; keeping the running values");
     pthread_mutex_lock(st->mu);
     old = st->fed;
     st->fed = fed;
     pthread_mutex_unlock(st->mu);
     gw_federation_unref(old);
-    fq_log_info("reloaded: %zu agents, %zu aliases (listen, tls and threads "
-                "need a restart)",
-                fed->n_agents, fed->cfg->n_aliases);
+    fq_log_info("reloaded: %zu agents, %zu aliases", fed->n_agents,
+                fed->cfg->n_aliases);
 }
 
 static int
@@ -83,8 +85,9 @@ state_open(struct gw_state *st, const char *path, char *err, size_t errlen)
     st->mu = &state_mu;
     if ((rc = gw_config_load(path, &cfg, err, errlen)) < 0)
         return rc;
-    if ((rc = fq_cfg_tls_load(path, &cfg->tls, FQ_ROLE_GATEWAY, cfg->federation,
-                              NULL, &st->tls, err, errlen)) < 0 ||
+    if ((rc = fq_cfg_tls_load(path, &cfg->server.tls, FQ_ROLE_GATEWAY,
+                              cfg->federation, NULL, &st->tls, err, errlen)) <
+            0 ||
         (rc = gw_federation_new(cfg, &st->tls, &st->fed, err, errlen)) < 0) {
         gw_config_free(cfg);
         return rc;
@@ -104,21 +107,14 @@ serve(struct gw_state *st)
 {
     const struct gw_config *cfg = st->fed->cfg;
     struct fq_rpc_server_opts o = {
-        .listen = cfg->listen,
-        .tls = &st->tls,
-        .federation = cfg->federation,
         .methods = gateway_methods,
         .n_methods = FQ_ARRAY_LEN(gateway_methods),
         .app = st,
-        .threads = (int)cfg->threads,
-        .default_deadline_ms = cfg->default_deadline_ms,
-        .max_deadline_ms = cfg->max_deadline_ms,
-        .max_message_bytes = (size_t)cfg->max_message_bytes,
-        .call_memory_bytes = (size_t)cfg->call_memory_bytes,
     };
+    fq_cfg_server_rpc_opts(&cfg->server, &st->tls, cfg->federation, &o);
     struct fq_daemon_spec spec = {
         .name = "gateway",
-        .run_dir = cfg->run_dir,
+        .run_dir = cfg->server.run_dir,
         .rpc = &o,
         .reload = reload,
         .app = st,
@@ -156,8 +152,8 @@ main(int argc, char **argv)
         rc = 0;
         goto out;
     }
-    fq_daemon_setup_logging("gateway", st.fed->cfg->log_format,
-                            st.fed->cfg->log_level, &args);
+    fq_daemon_setup_logging("gateway", st.fed->cfg->server.log_format,
+                            st.fed->cfg->server.log_level, &args);
     rc = serve(&st);
 out:
     state_close(&st);

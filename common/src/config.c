@@ -886,6 +886,7 @@ map_value(struct cfg_ctx *c, const struct fq_cfg_directive *d, void *obj,
         return map_list(c, d, obj, n);
     case FQ_CFG_END:
     case FQ_CFG_LINE:
+    case FQ_CFG_INLINE:
         break;
     }
     return cfg_fail(c, FQ_EINVAL, n->line, "bad directive for '%s'", c->path);
@@ -896,15 +897,28 @@ map_value(struct cfg_ctx *c, const struct fq_cfg_directive *d, void *obj,
 static bool
 is_key(const struct fq_cfg_directive *d)
 {
-    return d->key && d->type != FQ_CFG_LINE;
+    return d->key && d->type != FQ_CFG_LINE && d->type != FQ_CFG_INLINE;
 }
 
+/* The directive for key k, looking through INLINE tables; *objp is moved
+ * to the struct the directive's offset applies to. */
 static const struct fq_cfg_directive *
-find_directive(const struct fq_cfg_directive *table, const struct node *k)
+find_directive(const struct fq_cfg_directive *table, const struct node *k,
+               void **objp)
 {
-    for (const struct fq_cfg_directive *d = table; d->type != FQ_CFG_END; d++)
-        if (is_key(d) && text_is(k, d->key))
+    for (const struct fq_cfg_directive *d = table; d->type != FQ_CFG_END; d++) {
+        if (d->type == FQ_CFG_INLINE) {
+            void *inner = field(*objp, d);
+            const struct fq_cfg_directive *hit =
+                find_directive(d->sub, k, &inner);
+            if (hit) {
+                *objp = inner;
+                return hit;
+            }
+        } else if (is_key(d) && text_is(k, d->key)) {
             return d;
+        }
+    }
     return NULL;
 }
 
@@ -943,13 +957,14 @@ map_pair(struct cfg_ctx *c, const struct fq_cfg_directive *table, void *obj,
 {
     if (k->kind != NODE_SCALAR)
         return cfg_fail(c, FQ_EINVAL, k->line, "mapping keys must be strings");
-    const struct fq_cfg_directive *d = find_directive(table, k);
+    void *target = obj;
+    const struct fq_cfg_directive *d = find_directive(table, k, &target);
     if (!d)
         return fail_key(c, k, "unknown key");
     if (find_pair(map, k->text, k->len, k))
         return fail_key(c, k, "duplicate key");
     size_t old = path_push_key(c, d->key);
-    int rc = map_value(c, d, obj, k->next);
+    int rc = map_value(c, d, target, k->next);
     path_pop(c, old);
     return rc;
 }
@@ -976,10 +991,16 @@ map_default(struct cfg_ctx *c, const struct fq_cfg_directive *d, void *obj,
     return rc;
 }
 
+static int map_absent_keys(struct cfg_ctx *c,
+                           const struct fq_cfg_directive *table, void *obj,
+                           const struct node *map, int line);
+
 static int
 map_absent(struct cfg_ctx *c, const struct fq_cfg_directive *d, void *obj,
-           int line)
+           const struct node *map, int line)
 {
+    if (d->type == FQ_CFG_INLINE)
+        return map_absent_keys(c, d->sub, field(obj, d), map, line);
     if (d->type == FQ_CFG_LINE) {
         memcpy(field(obj, d), &line, sizeof(line));
         return 0;
@@ -1027,10 +1048,18 @@ map_mapping(struct cfg_ctx *c, const struct fq_cfg_directive *table, void *obj,
         if (rc < 0)
             return rc;
     }
+    return map_absent_keys(c, table, obj, map, line);
+}
+
+/* Defaults, required keys and LINE for every directive map lacks. */
+static int
+map_absent_keys(struct cfg_ctx *c, const struct fq_cfg_directive *table,
+                void *obj, const struct node *map, int line)
+{
     for (const struct fq_cfg_directive *d = table; d->type != FQ_CFG_END; d++) {
         if (is_key(d) && find_pair(map, d->key, strlen(d->key), NULL))
             continue;
-        rc = map_absent(c, d, obj, line);
+        int rc = map_absent(c, d, obj, map, line);
         if (rc < 0)
             return rc;
     }
@@ -1229,6 +1258,7 @@ ref_type(const struct fq_cfg_directive *d, char *buf, size_t len)
         return;
     case FQ_CFG_END:
     case FQ_CFG_LINE:
+    case FQ_CFG_INLINE:
         break;
     }
     buf[0] = '\0';
@@ -1264,6 +1294,8 @@ ref_table(FILE *out, const char *prefix, const struct fq_cfg_directive *table,
     if (!table || depth > FQ_CFG_MAX_DEPTH)
         return; /* a table that contains itself would never end */
     for (const struct fq_cfg_directive *d = table; d->type != FQ_CFG_END; d++) {
+        if (d->type == FQ_CFG_INLINE)
+            ref_table(out, prefix, d->sub, depth + 1);
         if (!is_key(d))
             continue;
         snprintf(path, sizeof(path), "%s%s%s", prefix, prefix[0] ? "." : "",

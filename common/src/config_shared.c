@@ -3,6 +3,7 @@
 #include "fq/config_shared.h"
 #include "fq/arena.h"
 #include "fq/error.h"
+#include "fq/rpc.h"
 
 const char *const fq_cfg_log_format_names[] = {"text", "json", NULL};
 const char *const fq_cfg_log_level_names[] = {"debug", "info", "warn", "error",
@@ -47,6 +48,117 @@ tls_role_names(unsigned roles)
                               fq_role_name(all[i]));
     }
     return buf;
+}
+
+const struct fq_cfg_directive fq_cfg_server_table[] = {
+    {.key = "listen",
+     .type = FQ_CFG_STRING,
+     .offset = offsetof(struct fq_cfg_server, listen),
+     .def = "127.0.0.1:0",
+     .max = 127,
+     .doc = "address to serve on (host:port); port 0 picks a free port"},
+    {.key = "run_dir",
+     .type = FQ_CFG_PATH,
+     .offset = offsetof(struct fq_cfg_server, run_dir),
+     .doc = "where NAME.pid and NAME.addr are written once serving"},
+    {.key = "tls",
+     .type = FQ_CFG_SECTION,
+     .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct fq_cfg_server, tls),
+     .sub = fq_cfg_tls_table,
+     .doc = "mutual TLS material"},
+    {.key = "threads",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct fq_cfg_server, threads),
+     .min = 1,
+     .max = 64,
+     .def = "2",
+     .doc = "worker threads serving calls (calls never block them)"},
+    {.key = "max_message_bytes",
+     .type = FQ_CFG_SIZE,
+     .offset = offsetof(struct fq_cfg_server, max_message_bytes),
+     .min = 1024,
+     .max = 64 * 1024 * 1024,
+     .def = "4MiB",
+     .doc = "largest message received or sent; larger: RESOURCE_EXHAUSTED"},
+    {.key = "call_memory",
+     .type = FQ_CFG_SIZE,
+     .offset = offsetof(struct fq_cfg_server, call_memory_bytes),
+     .min = 64 * 1024,
+     .max = 1024LL * 1024 * 1024,
+     .def = "64MiB",
+     .doc = "memory one call may use"},
+    {.key = "default_deadline",
+     .type = FQ_CFG_DURATION,
+     .offset = offsetof(struct fq_cfg_server, default_deadline_ms),
+     .min = 10,
+     .max = 3600 * 1000,
+     .def = "10s",
+     .doc = "deadline of a call whose client set none"},
+    {.key = "max_deadline",
+     .type = FQ_CFG_DURATION,
+     .offset = offsetof(struct fq_cfg_server, max_deadline_ms),
+     .min = 10,
+     .max = 3600 * 1000,
+     .def = "60s",
+     .doc = "cap on any client deadline"},
+    {.key = "log_format",
+     .type = FQ_CFG_ENUM,
+     .offset = offsetof(struct fq_cfg_server, log_format),
+     .names = fq_cfg_log_format_names,
+     .def = "text",
+     .doc = "text, or json for log collectors"},
+    {.key = "log_level",
+     .type = FQ_CFG_ENUM,
+     .offset = offsetof(struct fq_cfg_server, log_level),
+     .names = fq_cfg_log_level_names,
+     .def = "info",
+     .doc = "lowest level logged"},
+    {0},
+};
+
+int
+fq_cfg_server_check(const struct fq_cfg_server *s, struct fq_cfg_error *err)
+{
+    if (s->default_deadline_ms > s->max_deadline_ms)
+        FQ_CFG_FAIL(err, "default_deadline exceeds max_deadline");
+    return 0;
+}
+
+static bool
+str_differs(const char *a, const char *b)
+{
+    return strcmp(a ? a : "", b ? b : "") != 0;
+}
+
+bool
+fq_cfg_server_needs_restart(const struct fq_cfg_server *a,
+                            const struct fq_cfg_server *b)
+{
+    return str_differs(a->listen, b->listen) ||
+           str_differs(a->run_dir, b->run_dir) ||
+           str_differs(a->tls.ca, b->tls.ca) ||
+           str_differs(a->tls.cert, b->tls.cert) ||
+           str_differs(a->tls.key, b->tls.key) || a->threads != b->threads ||
+           a->max_message_bytes != b->max_message_bytes ||
+           a->call_memory_bytes != b->call_memory_bytes ||
+           a->default_deadline_ms != b->default_deadline_ms ||
+           a->max_deadline_ms != b->max_deadline_ms;
+}
+
+void
+fq_cfg_server_rpc_opts(const struct fq_cfg_server *s,
+                       const struct fq_tls_material *tls,
+                       const char *federation, struct fq_rpc_server_opts *o)
+{
+    o->listen = s->listen;
+    o->tls = tls;
+    o->federation = federation;
+    o->threads = (int)s->threads;
+    o->default_deadline_ms = s->default_deadline_ms;
+    o->max_deadline_ms = s->max_deadline_ms;
+    o->max_message_bytes = (size_t)s->max_message_bytes;
+    o->call_memory_bytes = (size_t)s->call_memory_bytes;
 }
 
 int

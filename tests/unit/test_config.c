@@ -1590,12 +1590,124 @@ test_write_reference(void **state)
     free(out);
 }
 
+/* ---- INLINE: a shared table whose keys sit at the including level ---- */
+
+struct shared_part {
+    int64_t port;
+    char *host;
+};
+
+struct with_inline {
+    char *name;
+    struct shared_part part;
+    int64_t after;
+};
+
+static const struct fq_cfg_directive shared_part_table[] = {
+    {.key = "port",
+     .type = FQ_CFG_INT,
+     .min = 1,
+     .max = 65535,
+     .def = "80",
+     .offset = offsetof(struct shared_part, port),
+     .doc = "shared port"},
+    {.key = "host",
+     .type = FQ_CFG_STRING,
+     .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct shared_part, host),
+     .doc = "shared host"},
+    {0},
+};
+
+static const struct fq_cfg_directive with_inline_table[] = {
+    {.key = "name",
+     .type = FQ_CFG_STRING,
+     .offset = offsetof(struct with_inline, name),
+     .doc = "own name"},
+    {.type = FQ_CFG_INLINE,
+     .offset = offsetof(struct with_inline, part),
+     .sub = shared_part_table},
+    {.key = "after",
+     .type = FQ_CFG_INT,
+     .def = "7",
+     .offset = offsetof(struct with_inline, after),
+     .doc = "own int"},
+    {0},
+};
+
+static int
+inline_load(struct fixture *f, const char *text, struct with_inline *w)
+{
+    memset(w, 0, sizeof(*w));
+    return fq_cfg_load_buf("i.yaml", NULL, text, strlen(text),
+                           with_inline_table, NULL, w, f->arena, f->err,
+                           sizeof(f->err));
+}
+
+static void
+test_inline_keys(void **state)
+{
+    struct fixture *f = *state;
+    struct with_inline w;
+
+    assert_int_equal(inline_load(f, "name: a\nhost: h\nport: 443\n", &w), 0);
+    assert_string_equal(w.name, "a");
+    assert_string_equal(w.part.host, "h");
+    assert_int_equal(w.part.port, 443);
+    assert_int_equal(w.after, 7);
+    /* the inlined table's defaults apply too */
+    assert_int_equal(inline_load(f, "host: h\n", &w), 0);
+    assert_int_equal(w.part.port, 80);
+}
+
+static void
+test_inline_errors(void **state)
+{
+    struct fixture *f = *state;
+    struct with_inline w;
+
+    assert_int_equal(inline_load(f, "name: a\n", &w), FQ_EINVAL);
+    assert_string_equal(f->err, "i.yaml:1: missing required key 'host'");
+    assert_int_equal(inline_load(f, "host: h\nport: 0\n", &w), FQ_EINVAL);
+    assert_string_equal(
+        f->err, "i.yaml:2: 'port' must be between 1 and 65535, found 0");
+    assert_int_equal(inline_load(f, "host: h\nhost: g\n", &w), FQ_EINVAL);
+    assert_string_equal(f->err, "i.yaml:2: duplicate key 'host'");
+    assert_int_equal(inline_load(f, "host: h\npart: 1\n", &w), FQ_EINVAL);
+    assert_string_equal(f->err, "i.yaml:2: unknown key 'part'");
+}
+
+static void
+test_inline_reference(void **state)
+{
+    char *out = NULL;
+    size_t len = 0;
+    FILE *fp = open_memstream(&out, &len);
+
+    (void)state;
+    assert_non_null(fp);
+    fq_cfg_write_reference(fp, "Inline", with_inline_table);
+    assert_int_equal(fclose(fp), 0);
+    /* inlined keys are listed at the top level, in table order */
+    char *name = strstr(out, "\n| name |");
+    char *host = strstr(out, "\n| host | string |  | yes | shared host |");
+    char *after = strstr(out, "\n| after |");
+    assert_non_null(name);
+    assert_non_null(host);
+    assert_non_null(after);
+    assert_true(name < host && host < after);
+    free(out);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_full_config),
+        T(test_inline_keys),
+        T(test_inline_errors),
+        T(test_inline_reference),
         T(test_defaults),
         T(test_empty_file),
         T(test_int),

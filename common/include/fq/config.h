@@ -40,6 +40,8 @@ enum fq_cfg_type {
     FQ_CFG_LIST,     /* sequence of mappings: arena array of elem_size
                         structs mapped via sub; count at count_offset */
     FQ_CFG_LINE,     /* not a key: stores the mapping's source line (int) */
+    FQ_CFG_INLINE,   /* not a key: sub's keys belong to this mapping and map
+                        into the struct embedded at offset (shared tables) */
 };
 
 #define FQ_CFG_REQUIRED 0x1u

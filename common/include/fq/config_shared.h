@@ -44,6 +44,42 @@ struct fq_cfg_tls {
     char *ca, *cert, *key;
 };
 
+/*
+ * The keys every fedq server has (listen address, run files, TLS, threads,
+ * deadlines, limits, logging), inlined at the top level of the agent's and
+ * the gateway's configuration through FQ_CFG_INLINE.
+ */
+struct fq_cfg_server {
+    char *listen;
+    char *run_dir;
+    struct fq_cfg_tls tls;
+    int64_t threads;
+    int64_t max_message_bytes;
+    int64_t call_memory_bytes;
+    int64_t default_deadline_ms;
+    int64_t max_deadline_ms;
+    int log_format; /* enum fq_log_format */
+    int log_level;  /* enum fq_log_level */
+};
+
+extern const struct fq_cfg_directive fq_cfg_server_table[];
+
+/* Checks that tie server keys together (deadlines); for a top-level hook. */
+int fq_cfg_server_check(const struct fq_cfg_server *s,
+                        struct fq_cfg_error *err);
+
+/* True if a and b differ in keys only a restart applies (listen, run_dir,
+ * tls, threads, limits). */
+bool fq_cfg_server_needs_restart(const struct fq_cfg_server *a,
+                                 const struct fq_cfg_server *b);
+
+struct fq_rpc_server_opts;
+/* Fills the RPC server options that come from the configuration. */
+void fq_cfg_server_rpc_opts(const struct fq_cfg_server *s,
+                            const struct fq_tls_material *tls,
+                            const char *federation,
+                            struct fq_rpc_server_opts *o);
+
 /* Maps a `tls:` section onto struct fq_cfg_tls. */
 extern const struct fq_cfg_directive fq_cfg_tls_table[];
 /* Names for FQ_CFG_ENUM directives of enum fq_log_format / fq_log_level. */
