@@ -43,8 +43,7 @@ static const Fedq__V1__ValueType type_map[] = {
     [AG_TYPE_DECIMAL] = FEDQ__V1__VALUE_TYPE__VALUE_TYPE_DECIMAL,
 };
 
-/* ---- checking a source -----------------------------------------------------
- */
+/* ---- checking a source --------------------------------------------------- */
 
 /* True if table has a column named col (names compared case-insensitively,
  * as SQLite does). */
@@ -108,8 +107,7 @@ out:
     return rc;
 }
 
-/* ---- rendering -------------------------------------------------------------
- */
+/* ---- rendering ----------------------------------------------------------- */
 
 static const char *
 or_empty(const char *s)

@@ -66,8 +66,7 @@ static const struct fq_rpc_method agent_methods[] = {
      FQ_ROLE_GATEWAY, NULL},
 };
 
-/* ---- startup and reload -----------------------------------------------------
- */
+/* ---- startup and reload -------------------------------------------------- */
 
 static int
 state_open(struct ag_state *st, const char *path, char *err, size_t errlen)

@@ -92,8 +92,7 @@ cli_out_row(struct cli_out *o, const char *const *values)
     return 0;
 }
 
-/* ---- table ----------------------------------------------------------------
- */
+/* ---- table --------------------------------------------------------------- */
 
 static void
 print_table_row(const char **cells, const size_t *width, size_t n)
@@ -128,8 +127,7 @@ print_table(const struct out_section *s)
         print_table_row(r->cells, width, n);
 }
 
-/* ---- CSV -------------------------------------------------------------------
- */
+/* ---- CSV ----------------------------------------------------------------- */
 
 static void
 print_csv_cell(const char *v)
@@ -166,8 +164,7 @@ print_csv(const struct out_section *s)
         print_csv_row(r->cells, s->ncols);
 }
 
-/* ---- JSON ------------------------------------------------------------------
- */
+/* ---- JSON ---------------------------------------------------------------- */
 
 static void
 print_json_string(const char *v)

@@ -209,8 +209,7 @@ rpc_reject(struct fq_rpc_call *c, enum fq_rpc_status status, const char *fmt,
     rpc_send_status(c, status);
 }
 
-/* ---- accessors ------------------------------------------------------------
- */
+/* ---- accessors ----------------------------------------------------------- */
 
 const struct fq_identity *
 fq_rpc_call_peer(const struct fq_rpc_call *c)
@@ -242,8 +241,7 @@ fq_rpc_server_address(const struct fq_rpc_server *srv)
     return srv->address;
 }
 
-/* ---- accepting a call -----------------------------------------------------
- */
+/* ---- accepting a call ---------------------------------------------------- */
 
 /* The peer's identity: exactly one URI SAN, which must parse. */
 static int
@@ -415,8 +413,7 @@ rpc_post_request(struct fq_rpc_server *srv)
         rpc_call_free(c);
 }
 
-/* ---- health ----------------------------------------------------------------
- */
+/* ---- health -------------------------------------------------------------- */
 
 /* True if service is "" or a service of one of our methods. */
 static bool
@@ -455,8 +452,7 @@ rpc_health_check(struct fq_rpc_call *call, const ProtobufCMessage *msg,
     fq_rpc_call_reply(call, &resp.base);
 }
 
-/* ---- child calls ------------------------------------------------------------
- */
+/* ---- child calls --------------------------------------------------------- */
 
 static void
 rpc_child_link(struct fq_rpc_server *srv, struct rpc_child *k, bool add)
@@ -526,8 +522,7 @@ rpc_on_child_done(struct rpc_child *k)
     rpc_live_add(srv, -1, 0);
 }
 
-/* ---- workers and lifecycle --------------------------------------------------
- */
+/* ---- workers and lifecycle ----------------------------------------------- */
 
 static void
 rpc_dispatch(struct rpc_tag *tag, bool ok)

@@ -36,8 +36,7 @@ assert_zeroed(const void *p, size_t n)
     }
 }
 
-/* ---- alloc ----------------------------------------------------------------
- */
+/* ---- alloc --------------------------------------------------------------- */
 
 static void
 test_new_free(void **state)
@@ -100,8 +99,7 @@ test_alloc_many_chunks(void **state)
     fq_arena_free(a);
 }
 
-/* ---- the cap --------------------------------------------------------------
- */
+/* ---- the cap ------------------------------------------------------------- */
 
 static void
 test_cap_exact(void **state)
@@ -173,8 +171,7 @@ test_alloc_huge_fails(void **state)
     fq_arena_free(a);
 }
 
-/* ---- large blocks ----------------------------------------------------------
- */
+/* ---- large blocks -------------------------------------------------------- */
 
 /* A large block that does not fit the current chunk gets its own, and the
  * current chunk goes on serving small requests right after the last one. */
@@ -317,8 +314,7 @@ test_strings_over_cap(void **state)
     fq_arena_free(a);
 }
 
-/* ---- protobuf-c allocator -------------------------------------------------
- */
+/* ---- protobuf-c allocator ------------------------------------------------ */
 
 /* Packs a Column with every field set; *ret_len gets the size. */
 static uint8_t *

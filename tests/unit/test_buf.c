@@ -76,8 +76,7 @@ write_file(const char *name, const void *data, size_t len, char *path,
     assert_int_equal(close(fd), 0);
 }
 
-/* ---- init, append, str ----------------------------------------------------
- */
+/* ---- init, append, str --------------------------------------------------- */
 
 static void
 test_init_empty(void **state)
@@ -235,8 +234,7 @@ test_cap_of_one(void **state)
     assert_released(&b);
 }
 
-/* ---- printf ---------------------------------------------------------------
- */
+/* ---- printf -------------------------------------------------------------- */
 
 static void
 test_printf_small(void **state)
@@ -319,8 +317,7 @@ test_printf_cap(void **state)
     assert_released(&b);
 }
 
-/* ---- detach, reset, release -----------------------------------------------
- */
+/* ---- detach, reset, release ---------------------------------------------- */
 
 static void
 test_detach(void **state)

@@ -69,8 +69,7 @@ repeat(char c, size_t n)
     return s;
 }
 
-/* ---- fq_identity_parse: the four forms ------------------------------------
- */
+/* ---- fq_identity_parse: the four forms ----------------------------------- */
 
 static void
 test_parse_gateway(void **state)
@@ -155,8 +154,7 @@ test_parse_uses_len(void **state)
     assert_string_equal(id.federation, "x");
 }
 
-/* ---- fq_identity_parse: lengths --------------------------------------------
- */
+/* ---- fq_identity_parse: lengths ------------------------------------------ */
 
 static void
 test_parse_name_lengths(void **state)
@@ -244,8 +242,7 @@ test_parse_length_limits(void **state)
     assert_rejected_len(big, sizeof(big));
 }
 
-/* ---- fq_identity_parse: refusals -------------------------------------------
- */
+/* ---- fq_identity_parse: refusals ----------------------------------------- */
 
 static void
 test_parse_rejects_scheme(void **state)
@@ -379,8 +376,7 @@ test_parse_rejects_embedded_nul(void **state)
     assert_string_equal(id.name, "alice");
 }
 
-/* ---- names ----------------------------------------------------------------
- */
+/* ---- names --------------------------------------------------------------- */
 
 static void
 test_name_valid(void **state)
@@ -437,8 +433,7 @@ test_role_name(void **state)
     assert_string_equal(fq_role_name((enum fq_role)64), "none");
 }
 
-/* ---- fq_identity_format ----------------------------------------------------
- */
+/* ---- fq_identity_format -------------------------------------------------- */
 
 static void
 assert_round_trip(enum fq_role role, const char *fed, const char *agency,
@@ -545,8 +540,7 @@ test_format_out_size(void **state)
         FQ_ETOOBIG);
 }
 
-/* ---- fq_identity_from_pem --------------------------------------------------
- */
+/* ---- fq_identity_from_pem ------------------------------------------------ */
 
 struct san {
     int type;          /* GEN_URI, GEN_DNS or GEN_EMAIL */

@@ -28,8 +28,7 @@
 static char dir[64];
 static time_t leaf_not_after; /* of leaf.crt, to the second */
 
-/* ---- building the PKI -----------------------------------------------------
- */
+/* ---- building the PKI ---------------------------------------------------- */
 
 struct cert_spec {
     const char *cn;
@@ -352,8 +351,7 @@ slurp(const char *path)
     return s;
 }
 
-/* ---- success ---------------------------------------------------------------
- */
+/* ---- success ------------------------------------------------------------- */
 
 static void
 test_load_ok(void **state)
@@ -442,8 +440,7 @@ test_release_zeroed(void **state)
     assert_null(m.key_pem);
 }
 
-/* ---- unreadable or missing files --------------------------------------------
- */
+/* ---- unreadable or missing files ----------------------------------------- */
 
 static void
 test_missing_files(void **state)
@@ -600,8 +597,7 @@ test_not_yet_valid(void **state)
     expect_verify_fail("ca.crt", "future.crt", X509_V_ERR_CERT_NOT_YET_VALID);
 }
 
-/* ---- identity ---------------------------------------------------------------
- */
+/* ---- identity ------------------------------------------------------------ */
 
 static void
 test_two_uri_sans(void **state)
