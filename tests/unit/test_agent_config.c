@@ -218,7 +218,7 @@ test_dataset_rules(void **state)
                       "    source: {sqlite: d.sqlite, table: t}\n"
                       "    columns:\n"
                       "      - {name: year, role: date, type: integer}\n",
-                 10, "dataset 'w' listed twice");
+                 9, "dataset 'w' listed twice");
 }
 
 static void
