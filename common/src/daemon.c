@@ -242,11 +242,20 @@ daemon_loop(const struct fq_daemon_spec *s)
 }
 
 int
-fq_daemon_serve(const struct fq_daemon_spec *s)
+fq_daemon_serve(const struct fq_daemon_spec *spec)
 {
     struct fq_rpc_server *srv = NULL;
-    char err[512];
+    struct fq_daemon_spec copy = *spec, *s = &copy;
+    char err[512], name[128], run_dir[4096];
     int rc;
+
+    /* A reload may free the configuration these strings came from. */
+    snprintf(name, sizeof(name), "%s", spec->name);
+    copy.name = name;
+    if (spec->run_dir) {
+        snprintf(run_dir, sizeof(run_dir), "%s", spec->run_dir);
+        copy.run_dir = run_dir;
+    }
 
     if ((rc = fq_rpc_server_new(s->rpc, &srv, err, sizeof(err))) < 0) {
         fq_log_errx("%s", err);

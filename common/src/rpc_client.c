@@ -247,6 +247,8 @@ fq_rpc_channel_open(const struct fq_rpc_channel_opts *o,
     c->max_message_bytes = o->max_message_bytes;
     c->verify = v;
 
+    /* Not GRPC_ARG_MIN_RECONNECT_BACKOFF_MS: gRPC also takes it as the
+     * minimum connect timeout, and a small one fails distant agents. */
     grpc_arg args[] = {
         {GRPC_ARG_INTEGER,
          GRPC_ARG_MAX_RECONNECT_BACKOFF_MS,
@@ -254,7 +256,6 @@ fq_rpc_channel_open(const struct fq_rpc_channel_opts *o,
         {GRPC_ARG_INTEGER,
          GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS,
          {.integer = 100}},
-        {GRPC_ARG_INTEGER, GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, {.integer = 100}},
         {GRPC_ARG_INTEGER,
          GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH,
          {.integer = (int)o->max_message_bytes}},
@@ -322,7 +323,23 @@ fq__rpc_client_ops_init(struct rpc_client_ops *o, const ProtobufCMessage *req)
     return 0;
 }
 
-/* A refused server identity reads better than gRPC's handshake text. */
+/*
+ * gRPC reports a failed TLS handshake only as text inside UNAVAILABLE.
+ * These markers are gRPC 1.51's (the integration tests pin them down); a
+ * plain connection failure, such as nothing listening, has none of them.
+ */
+static bool
+rpc_handshake_failed(const char *msg)
+{
+    return strstr(msg, "andshake") || strstr(msg, "Verify peer callback") ||
+           strstr(msg, "certificate verify failed");
+}
+
+/*
+ * A handshake that failed means a party was refused, not an outage: say
+ * which identity the server showed when our own check refused it, or that
+ * TLS refused its certificate (another CA, no serverAuth, expired).
+ */
 static void
 rpc_note_refusal(struct fq_rpc_channel *ch, struct fq_rpc_result *res)
 {
@@ -330,18 +347,28 @@ rpc_note_refusal(struct fq_rpc_channel *ch, struct fq_rpc_result *res)
     char seen[sizeof(v->seen)], expect[sizeof(v->expect)];
     bool refused;
 
+    if (res->status != FQ_RPC_UNAVAILABLE ||
+        !rpc_handshake_failed(res->message))
+        return;
     pthread_mutex_lock(&v->mu);
     refused = v->refused;
     memcpy(seen, v->seen, sizeof(seen));
     memcpy(expect, v->expect, sizeof(expect));
     pthread_mutex_unlock(&v->mu);
-    if (!refused || res->status != FQ_RPC_UNAVAILABLE)
-        return;
     res->status = FQ_RPC_UNAUTHENTICATED;
-    res->message = fq_arena_printf(res->arena,
-                                   "server at %s presented identity %s, "
-                                   "expected %s",
-                                   ch->target, seen, expect);
+    if (refused)
+        res->message = fq_arena_printf(res->arena,
+                                       "server at %s presented identity %s, "
+                                       "expected %s",
+                                       ch->target, seen, expect);
+    else
+        res->message = fq_arena_printf(res->arena,
+                                       "TLS handshake with %s failed (its "
+                                       "certificate, or ours, was refused): "
+                                       "%s",
+                                       ch->target, res->message);
+    if (!res->message)
+        res->message = "TLS handshake failed";
 }
 
 static void

@@ -67,7 +67,9 @@ struct fq_rpc_call {
 };
 
 struct fq_rpc_server {
-    struct fq_rpc_server_opts o;
+    struct fq_rpc_server_opts o; /* strings point at the copies below */
+    char listen[128];
+    char federation[FQ_FEDERATION_MAX + 1];
     struct fq_rpc_method *methods; /* the program's plus Health/Check */
     size_t n_methods;
     grpc_server *server;
@@ -85,6 +87,8 @@ struct fq_rpc_server {
 };
 
 static void rpc_post_request(struct fq_rpc_server *srv);
+static void rpc_health_check(struct fq_rpc_call *call,
+                             const ProtobufCMessage *msg, void *app);
 
 /* ---- context accounting -------------------------------------------------- */
 
@@ -320,7 +324,9 @@ rpc_authorize(struct fq_rpc_call *c, char *why, size_t whylen)
                  fq_role_name(c->peer.role), c->path);
         return FQ_RPC_PERMISSION_DENIED;
     }
-    if (srv->o.authorize &&
+    /* Health answers every party of the federation; the program's own
+     * rule applies to its methods. */
+    if (srv->o.authorize && c->method->handler != rpc_health_check &&
         srv->o.authorize(srv->o.app, c->method, &c->peer, why, whylen) < 0)
         return FQ_RPC_PERMISSION_DENIED;
     return FQ_RPC_OK;
@@ -631,7 +637,13 @@ fq_rpc_server_new(const struct fq_rpc_server_opts *o,
         snprintf(err, errlen, "out of memory");
         return FQ_ENOMEM;
     }
+    /* The caller's configuration may be replaced by a reload while we
+     * serve: keep our own copies of the strings. */
     srv->o = *o;
+    snprintf(srv->listen, sizeof(srv->listen), "%s", o->listen);
+    snprintf(srv->federation, sizeof(srv->federation), "%s", o->federation);
+    srv->o.listen = srv->listen;
+    srv->o.federation = srv->federation;
     pthread_mutex_init(&srv->mu, NULL);
     pthread_cond_init(&srv->idle, NULL);
     atomic_init(&srv->stopping, false);
