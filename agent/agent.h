@@ -64,6 +64,7 @@ struct ag_dataset_conf {
     struct ag_source_conf source;
     struct ag_column_conf *columns;
     size_t n_columns;
+    char *contributor; /* identifier column counted by the rules, or NULL */
 };
 
 struct ag_config {
@@ -74,6 +75,7 @@ struct ag_config {
     char *gateway_identity; /* default: spiffe://<federation>/gateway */
     struct ag_dataset_conf *datasets;
     size_t n_datasets;
+    int64_t max_groups; /* cap on the groups one query may produce */
 };
 
 /* Loads and checks a config file. 0, or FQ_E* with "FILE:LINE: ..." in err.
@@ -95,8 +97,35 @@ int ag_catalog_build(const struct ag_config *cfg, struct ag_catalog **ret,
                      char *err, size_t errlen);
 void ag_catalog_ref(struct ag_catalog *cat);
 void ag_catalog_unref(struct ag_catalog *cat);
+/* Where a dataset's records live, as the executor needs it. */
+struct ag_source {
+    const char *sqlite;      /* file, opened read-only */
+    const char *table;       /* checked identifier */
+    const char *contributor; /* identifier column counted by the rules */
+};
+
+/*
+ * The catalog entry (a Fedq__V1__Dataset *) and source of dataset name, or
+ * NULL if the catalog has none. Valid while the caller holds a reference.
+ */
+const void *ag_catalog_find(const struct ag_catalog *cat, const char *name,
+                            const struct ag_source **ret_source);
+
 /* The prebuilt fedq.v1.DescribeResponse (a ProtobufCMessage). */
 const void *ag_catalog_describe(const struct ag_catalog *cat);
 size_t ag_catalog_datasets(const struct ag_catalog *cat);
+
+/*
+ * Runs plan on the catalog's dataset: checks it (fq_plan_check), compiles
+ * it to parameterised SQL and fills resp with one partial group per group,
+ * allocated in arena. 0, or FQ_ENOENT / FQ_EINVAL / FQ_ETOOBIG (more than
+ * max_groups groups, or a sum overflow) / FQ_EIO, with a message in err.
+ */
+struct Fedq__V1__Plan;
+struct Fedq__V1__ExecuteResponse;
+int ag_execute(const struct ag_catalog *cat, const struct Fedq__V1__Plan *plan,
+               size_t max_groups, struct fq_arena *arena,
+               struct Fedq__V1__ExecuteResponse *resp, char *err,
+               size_t errlen);
 
 #endif

@@ -144,6 +144,12 @@ static const struct fq_cfg_directive dataset_table[] = {
      .offset = offsetof(struct ag_dataset_conf, source),
      .sub = source_table,
      .doc = "where the records live"},
+    {.key = "contributor",
+     .type = FQ_CFG_STRING,
+     .offset = offsetof(struct ag_dataset_conf, contributor),
+     .max = 63,
+     .doc = "identifier column whose distinct values the disclosure rules "
+            "count (the persons behind a cell); default: records"},
     {.key = "columns",
      .type = FQ_CFG_LIST,
      .flags = FQ_CFG_REQUIRED,
@@ -181,6 +187,13 @@ const struct fq_cfg_directive ag_config_table[] = {
      .offset = offsetof(struct ag_config, gateway_identity),
      .max = 255,
      .doc = "the only identity served (default spiffe://FED/gateway)"},
+    {.key = "max_groups",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct ag_config, max_groups),
+     .min = 1,
+     .max = 10000000,
+     .def = "100000",
+     .doc = "most groups one query may produce (more: RESOURCE_EXHAUSTED)"},
     {.key = "datasets",
      .type = FQ_CFG_LIST,
      .offset = offsetof(struct ag_config, datasets),
@@ -265,6 +278,16 @@ check_column(void *obj, struct fq_cfg_error *err)
     return check_domain(c, err);
 }
 
+static bool
+has_identifier(const struct ag_dataset_conf *d, const char *name)
+{
+    for (size_t i = 0; i < d->n_columns; i++) {
+        if (strcmp(d->columns[i].name, name) == 0)
+            return d->columns[i].role == AG_ROLE_IDENTIFIER;
+    }
+    return false;
+}
+
 static int
 check_dataset(void *obj, struct fq_cfg_error *err)
 {
@@ -289,6 +312,11 @@ check_dataset(void *obj, struct fq_cfg_error *err)
             }
         }
     }
+    if (d->contributor && !has_identifier(d, d->contributor))
+        FQ_CFG_FAIL(err,
+                    "contributor '%s' is not an identifier column of "
+                    "dataset '%s'",
+                    d->contributor, d->name);
     if (visible == 0)
         FQ_CFG_FAIL(err, "dataset '%s' exposes no dimension, measure or date",
                     d->name);

@@ -25,6 +25,7 @@ struct ag_catalog {
     atomic_int refs;
     struct fq_arena *arena;
     Fedq__V1__DescribeResponse resp;
+    struct ag_source *sources; /* one per dataset, in resp's order */
 };
 
 static const Fedq__V1__ColumnRole role_map[] = {
@@ -192,6 +193,30 @@ render_dataset(struct fq_arena *a, const struct ag_config *cfg,
     return ds;
 }
 
+/* The executor's view of each dataset, in the catalog's own arena. */
+static int
+copy_sources(struct ag_catalog *cat, const struct ag_config *cfg)
+{
+    struct fq_arena *a = cat->arena;
+
+    cat->sources =
+        fq_arena_alloc(a, (cfg->n_datasets + 1) * sizeof(*cat->sources));
+    if (!cat->sources)
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < cfg->n_datasets; i++) {
+        const struct ag_dataset_conf *d = &cfg->datasets[i];
+        struct ag_source *src = &cat->sources[i];
+        src->sqlite = fq_arena_strdup(a, d->source.sqlite);
+        src->table = fq_arena_strdup(a, d->source.table);
+        src->contributor =
+            d->contributor ? fq_arena_strdup(a, d->contributor) : NULL;
+        if (!src->sqlite || !src->table ||
+            (d->contributor && !src->contributor))
+            return FQ_ENOMEM;
+    }
+    return 0;
+}
+
 /*
  * Renders into the catalog's arena. Strings are shared with the config, so
  * the catalog keeps the packed reply instead: it is unpacked again into its
@@ -226,7 +251,7 @@ render(struct ag_catalog *cat, const struct ag_config *cfg)
     if (!copy)
         goto out;
     cat->resp = *copy;
-    rc = 0;
+    rc = copy_sources(cat, cfg);
 out:
     fq_arena_free(tmp);
     return rc;
@@ -273,6 +298,19 @@ ag_catalog_unref(struct ag_catalog *cat)
         fq_arena_free(cat->arena);
         free(cat);
     }
+}
+
+const void *
+ag_catalog_find(const struct ag_catalog *cat, const char *name,
+                const struct ag_source **ret_source)
+{
+    for (size_t i = 0; i < cat->resp.n_datasets; i++) {
+        if (strcmp(cat->resp.datasets[i]->name, name) == 0) {
+            *ret_source = &cat->sources[i];
+            return cat->resp.datasets[i];
+        }
+    }
+    return NULL;
 }
 
 const void *

@@ -45,6 +45,32 @@ handle_describe(struct fq_rpc_call *call, const ProtobufCMessage *req,
     ag_catalog_unref(cat);
 }
 
+static void
+handle_execute(struct fq_rpc_call *call, const ProtobufCMessage *msg, void *app)
+{
+    const Fedq__V1__ExecuteRequest *req = (const void *)msg;
+    struct ag_state *st = app;
+    Fedq__V1__ExecuteResponse resp = FEDQ__V1__EXECUTE_RESPONSE__INIT;
+    char err[512];
+
+    if (!req->plan) {
+        fq_rpc_call_fail(call, FQ_EINVAL, "request carries no plan");
+        return;
+    }
+    struct ag_catalog *cat = state_catalog(st);
+    resp.agency = st->cfg->agency;
+    int rc = ag_execute(cat, req->plan, (size_t)st->cfg->max_groups,
+                        fq_rpc_call_arena(call), &resp, err, sizeof(err));
+    /* Ids and sizes only: never literals or values. */
+    fq_log_info("query %.64s for %.200s: %s, %zu groups", req->query_id,
+                req->analyst, rc < 0 ? "refused" : "answered", resp.n_groups);
+    if (rc < 0)
+        fq_rpc_call_fail(call, rc, "agency %s: %s", st->cfg->agency, err);
+    else
+        fq_rpc_call_reply(call, &resp.base);
+    ag_catalog_unref(cat);
+}
+
 /* The role check lets any gateway through; only ours is served. */
 static int
 authorize(void *app, const struct fq_rpc_method *m,
@@ -63,7 +89,7 @@ static const struct fq_rpc_method agent_methods[] = {
     {"/fedq.v1.Agent/Describe", &fedq__v1__describe_request__descriptor,
      FQ_ROLE_GATEWAY, handle_describe},
     {"/fedq.v1.Agent/Execute", &fedq__v1__execute_request__descriptor,
-     FQ_ROLE_GATEWAY, NULL},
+     FQ_ROLE_GATEWAY, handle_execute},
 };
 
 /* ---- startup and reload -------------------------------------------------- */

@@ -20,6 +20,8 @@ struct cli_command {
 static const struct cli_command commands[] = {
     {"datasets", cli_cmd_datasets,
      "list every agency's datasets and the federation's aliases"},
+    {"query", cli_cmd_query,
+     "run a fedq SQL query: fedq query \"SELECT ... FROM agency.dataset\""},
     {"health", cli_cmd_health, "check the gateway and every agency it reaches"},
 };
 

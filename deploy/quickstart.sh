@@ -119,6 +119,17 @@ step "fedq datasets   (the catalogs of all agencies, through the gateway)"
 step "fedq health"
 "$BUILD/fedq" health
 
+# Three federated queries: pooled over the three higher-education systems,
+# over labor wages, over social services. Small groups come back
+# suppressed, never as a number.
+q1="SELECT credential, COUNT(*) FROM hied.enrollment WHERE term = '2024FA' GROUP BY credential"
+q2="SELECT quarter, COUNT(*), SUM(wages), AVG(wages) FROM dol.wages WHERE quarter BETWEEN '2024Q1' AND '2024Q4' AND industry IN ('23', '31', '62') GROUP BY quarter"
+q3="SELECT program, town, COUNT(*), AVG(benefit) FROM dss.enrollment WHERE month = '2024-06' AND town IN ('T001', 'T002', 'T150', 'T169') GROUP BY program, town"
+for q in "$q1" "$q2" "$q3"; do
+    step "fedq query \"$q\""
+    "$BUILD/fedq" query "$q"
+done
+
 if [ $keep -eq 1 ]; then
     cat <<EOT
 
@@ -126,6 +137,8 @@ The federation is running (state in $FEDQ_HOME). Try:
   $BUILD/fedq datasets --columns
   $BUILD/fedq health --format json
   $BUILD/fedq datasets --agency dol --format csv
+  $BUILD/fedq query "SELECT sex, COUNT(*) FROM dss.enrollment WHERE program = 'TANF' GROUP BY sex"
+  $BUILD/fedq query --format json "SELECT town, COUNT(*) FROM hied.enrollment GROUP BY town"
 Client config: $FEDQ_HOME/client.yaml (found automatically below $REPO).
 Logs: $FEDQ_HOME/log/   Stop it with: deploy/quickstart.sh --stop
 EOT

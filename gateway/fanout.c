@@ -114,6 +114,14 @@ gw_fanout_reply(const struct gw_fanout *f, size_t i)
     return &f->slots[i].reply;
 }
 
+struct fq_arena *
+gw_fanout_take(struct gw_fanout *f, size_t i)
+{
+    struct fq_arena *a = f->slots[i].arena;
+    f->slots[i].arena = NULL;
+    return a;
+}
+
 void
 gw_fanout_free(struct gw_fanout *f)
 {

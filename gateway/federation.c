@@ -34,8 +34,18 @@ gw_federation_new(struct gw_config *cfg, const struct fq_tls_material *tls,
             .max_backoff_ms = (int)cfg->reconnect_backoff_ms,
         };
         fed->agents[i].conf = a;
-        if ((rc = fq_rpc_channel_open(&o, &fed->agents[i].ch, err, errlen)) < 0)
+        if (!(fed->agents[i].mu = malloc(sizeof(pthread_mutex_t)))) {
+            snprintf(err, errlen, "out of memory");
+            rc = FQ_ENOMEM;
             goto fail;
+        }
+        pthread_mutex_init(fed->agents[i].mu, NULL);
+        if ((rc = fq_rpc_channel_open(&o, &fed->agents[i].ch, err, errlen)) <
+            0) {
+            pthread_mutex_destroy(fed->agents[i].mu);
+            free(fed->agents[i].mu);
+            goto fail;
+        }
         fed->n_agents++;
     }
     *ret = fed;
@@ -58,8 +68,12 @@ gw_federation_unref(struct gw_federation *fed)
 {
     if (!fed || __atomic_sub_fetch(&fed->refs, 1, __ATOMIC_ACQ_REL) > 0)
         return;
-    for (size_t i = 0; i < fed->n_agents; i++)
+    for (size_t i = 0; i < fed->n_agents; i++) {
         fq_rpc_channel_free(fed->agents[i].ch);
+        gw_catalog_unref(fed->agents[i].cached);
+        pthread_mutex_destroy(fed->agents[i].mu);
+        free(fed->agents[i].mu);
+    }
     gw_config_free(fed->cfg);
     free(fed->agents);
     free(fed);

@@ -31,6 +31,9 @@ struct gw_config {
     struct fq_cfg_server server; /* listen, tls, threads, limits, logs */
     char *federation;
     int64_t agent_timeout_ms;
+    int64_t catalog_ttl_ms;
+    int64_t min_cell_count;
+    int64_t max_groups;
     int64_t reconnect_backoff_ms;
     struct gw_agent_conf *agents;
     size_t n_agents;
@@ -45,9 +48,13 @@ void gw_config_free(struct gw_config *cfg);
 
 /* ---- the federation: config + one channel per agent, refcounted ------- */
 
+struct gw_catalog;
+
 struct gw_agent {
     const struct gw_agent_conf *conf;
     struct fq_rpc_channel *ch;
+    void *mu;                  /* pthread_mutex_t *, guards cached */
+    struct gw_catalog *cached; /* last Describe reply, or NULL */
 };
 
 struct gw_federation {
@@ -110,6 +117,39 @@ const struct gw_agent *gw_fanout_agent(const struct gw_fanout *f, size_t i);
 const struct gw_reply *gw_fanout_reply(const struct gw_fanout *f, size_t i);
 void gw_fanout_free(struct gw_fanout *f);
 
+/* ---- catalog cache: each agent's last Describe reply -------------------- */
+
+/*
+ * The cached catalog of agent i if younger than fed->cfg->catalog_ttl_ms,
+ * with a reference the caller drops with gw_catalog_unref; else NULL.
+ */
+struct gw_catalog *gw_catalog_get(struct gw_federation *fed, size_t i);
+/* Caches a Describe reply for agent i; takes ownership of arena. */
+void gw_catalog_put(struct gw_federation *fed, size_t i, struct fq_arena *arena,
+                    const void *describe_response);
+void gw_catalog_unref(struct gw_catalog *c);
+/* The dataset named name (a Fedq__V1__Dataset *) in c, or NULL. */
+const void *gw_catalog_dataset(const struct gw_catalog *c, const char *name);
+
+/* Takes slot i's reply arena (the caller frees it); the reply stays valid
+ * as long as the arena. */
+struct fq_arena *gw_fanout_take(struct gw_fanout *f, size_t i);
+
+/* ---- pooling ------------------------------------------------------------- */
+
+struct Fedq__V1__ExecuteResponse;
+struct Fedq__V1__PartialGroup;
+/*
+ * Merges the groups of nparts agency answers by key (each group with
+ * n_keys keys and n_aggs aggregates) into *ret, sorted by key, allocated
+ * in arena. 0, FQ_EPROTO (an answer of the wrong shape), FQ_ETOOBIG (more
+ * than max_groups groups, or an integer overflow) or FQ_ENOMEM.
+ */
+int gw_combine(struct fq_arena *arena,
+               struct Fedq__V1__ExecuteResponse *const *parts, size_t nparts,
+               size_t n_keys, size_t n_aggs, size_t max_groups,
+               struct Fedq__V1__PartialGroup ***ret, size_t *ret_n);
+
 /* ---- methods ------------------------------------------------------------- */
 
 /*
@@ -123,5 +163,6 @@ void gw_list_datasets(struct fq_rpc_call *call, const ProtobufCMessage *req,
                       void *app);
 void gw_federation_status(struct fq_rpc_call *call, const ProtobufCMessage *req,
                           void *app);
+void gw_query(struct fq_rpc_call *call, const ProtobufCMessage *req, void *app);
 
 #endif

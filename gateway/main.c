@@ -21,7 +21,7 @@ static const struct fq_rpc_method gateway_methods[] = {
      &fedq__v1__federation_status_request__descriptor,
      FQ_ROLE_ANALYST | FQ_ROLE_STEWARD, gw_federation_status},
     {"/fedq.v1.Gateway/Query", &fedq__v1__query_request__descriptor,
-     FQ_ROLE_ANALYST, NULL},
+     FQ_ROLE_ANALYST, gw_query},
     {"/fedq.v1.Gateway/Explain", &fedq__v1__explain_request__descriptor,
      FQ_ROLE_ANALYST, NULL},
 };

@@ -1,0 +1,363 @@
+/*
+ * The agent's executor on SQLite: a checked plan in, partial aggregates
+ * out. The plan is compiled to one parameterised statement: identifiers
+ * come only from the catalog (and are quoted), every literal is a bound
+ * parameter, and the statement is prepared on a read-only connection. What
+ * leaves is one row per group: the group's key, its record and contributor
+ * counts, and each aggregate's mergeable state. Never a record.
+ *
+ * Kept behind ag_execute() alone, so that a later issue can move it into a
+ * separate unprivileged process (typed plan in, partial out).
+ */
+#include "fq/compat.h"
+#include "fq/arena.h"
+#include "fq/buf.h"
+#include "fq/error.h"
+#include "fq/plan.h"
+#include "agent.h"
+
+#include <sqlite3.h>
+
+#include "fedq/v1/agent.pb-c.h"
+
+#define SQL_MAX (256 * 1024)
+
+struct compiled {
+    struct fq_buf sql;
+    const Fedq__V1__Literal **binds; /* in placeholder order */
+    size_t n_binds, cap_binds;
+};
+
+static int
+bind_push(struct compiled *c, struct fq_arena *a, const Fedq__V1__Literal *lit)
+{
+    if (c->n_binds == c->cap_binds) {
+        size_t cap = c->cap_binds ? c->cap_binds * 2 : 16;
+        const Fedq__V1__Literal **n = fq_arena_alloc(a, cap * sizeof(*n));
+        if (!n)
+            return FQ_ENOMEM;
+        if (c->n_binds)
+            memcpy(n, c->binds, c->n_binds * sizeof(*n));
+        c->binds = n;
+        c->cap_binds = cap;
+    }
+    c->binds[c->n_binds++] = lit;
+    return fq_buf_append_str(&c->sql, "?");
+}
+
+static const char *
+compare_sql(Fedq__V1__CompareOp op)
+{
+    static const char *const ops[] = {"?", "=", "<>", "<", "<=", ">", ">="};
+    return (size_t)op < FQ_ARRAY_LEN(ops) ? ops[op] : "?";
+}
+
+static int compile_predicate(struct compiled *c, struct fq_arena *a,
+                             const Fedq__V1__Predicate *p);
+
+static int
+compile_all(struct compiled *c, struct fq_arena *a,
+            const Fedq__V1__Conjunction *all)
+{
+    int rc = fq_buf_append_str(&c->sql, "(");
+    for (size_t i = 0; rc == 0 && i < all->n_terms; i++) {
+        if (i)
+            rc = fq_buf_append_str(&c->sql, " AND ");
+        if (rc == 0)
+            rc = compile_predicate(c, a, all->terms[i]);
+    }
+    return rc ? rc : fq_buf_append_str(&c->sql, ")");
+}
+
+static int
+compile_in(struct compiled *c, struct fq_arena *a, const Fedq__V1__InList *in)
+{
+    int rc = fq_buf_printf(&c->sql, "\"%s\" IN (", in->column);
+    for (size_t i = 0; rc == 0 && i < in->n_values; i++) {
+        if (i)
+            rc = fq_buf_append_str(&c->sql, ", ");
+        if (rc == 0)
+            rc = bind_push(c, a, in->values[i]);
+    }
+    return rc ? rc : fq_buf_append_str(&c->sql, ")");
+}
+
+static int
+compile_predicate(struct compiled *c, struct fq_arena *a,
+                  const Fedq__V1__Predicate *p)
+{
+    int rc;
+
+    switch (p->node_case) {
+    case FEDQ__V1__PREDICATE__NODE_ALL:
+        return compile_all(c, a, p->all);
+    case FEDQ__V1__PREDICATE__NODE_COMPARE:
+        if ((rc = fq_buf_printf(&c->sql, "\"%s\" %s ", p->compare->column,
+                                compare_sql(p->compare->op))) < 0)
+            return rc;
+        return bind_push(c, a, p->compare->value);
+    case FEDQ__V1__PREDICATE__NODE_BETWEEN:
+        if ((rc = fq_buf_printf(&c->sql, "\"%s\" BETWEEN ",
+                                p->between->column)) < 0 ||
+            (rc = bind_push(c, a, p->between->low)) < 0 ||
+            (rc = fq_buf_append_str(&c->sql, " AND ")) < 0)
+            return rc;
+        return bind_push(c, a, p->between->high);
+    case FEDQ__V1__PREDICATE__NODE_IN:
+        return compile_in(c, a, p->in);
+    default:
+        return FQ_EINVAL; /* fq_plan_check refuses it first */
+    }
+}
+
+/* SELECT keys..., COUNT(*), contributors, per aggregate COUNT(m), SUM(m). */
+static int
+compile_select(struct compiled *c, const Fedq__V1__Plan *plan,
+               const Fedq__V1__Dataset *ds, const struct ag_source *src)
+{
+    int rc = fq_buf_append_str(&c->sql, "SELECT ");
+    for (size_t i = 0; rc == 0 && i < plan->n_group_by; i++)
+        rc = fq_buf_printf(&c->sql, "\"%s\", ", plan->group_by[i]);
+    if (rc == 0 && src->contributor)
+        rc = fq_buf_printf(&c->sql, "COUNT(*), COUNT(DISTINCT \"%s\")",
+                           src->contributor);
+    else if (rc == 0)
+        rc = fq_buf_append_str(&c->sql, "COUNT(*), COUNT(*)");
+    for (size_t i = 0; rc == 0 && i < plan->n_aggregates; i++) {
+        const Fedq__V1__Aggregate *ag = plan->aggregates[i];
+        if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT)
+            continue;
+        const Fedq__V1__Column *col = fq_catalog_column(ds, ag->column);
+        /* TOTAL is SQLite's floating sum; SUM stays integer and reports
+         * an overflow as an error instead of wrapping. */
+        const char *fn = col->type == FEDQ__V1__VALUE_TYPE__VALUE_TYPE_DECIMAL
+                             ? "TOTAL"
+                             : "SUM";
+        rc = fq_buf_printf(&c->sql, ", COUNT(\"%s\"), %s(\"%s\")", ag->column,
+                           fn, ag->column);
+    }
+    return rc ? rc : fq_buf_printf(&c->sql, " FROM \"%s\"", src->table);
+}
+
+static int
+compile(struct compiled *c, struct fq_arena *a, const Fedq__V1__Plan *plan,
+        const Fedq__V1__Dataset *ds, const struct ag_source *src)
+{
+    int rc = compile_select(c, plan, ds, src);
+    if (rc == 0 && plan->filter) {
+        rc = fq_buf_append_str(&c->sql, " WHERE ");
+        if (rc == 0)
+            rc = compile_predicate(c, a, plan->filter);
+    }
+    for (size_t i = 0; rc == 0 && i < plan->n_group_by; i++)
+        rc = fq_buf_printf(&c->sql, "%s\"%s\"", i ? ", " : " GROUP BY ",
+                           plan->group_by[i]);
+    return rc;
+}
+
+/* ---- running ----------------------------------------------------------- */
+
+static int
+bind_all(sqlite3_stmt *st, const struct compiled *c)
+{
+    for (size_t i = 0; i < c->n_binds; i++) {
+        const Fedq__V1__Literal *l = c->binds[i];
+        int idx = (int)i + 1, rc;
+        switch (l->value_case) {
+        case FEDQ__V1__LITERAL__VALUE_INT_VALUE:
+            rc = sqlite3_bind_int64(st, idx, l->int_value);
+            break;
+        case FEDQ__V1__LITERAL__VALUE_DECIMAL_VALUE:
+            rc = sqlite3_bind_double(st, idx, l->decimal_value);
+            break;
+        case FEDQ__V1__LITERAL__VALUE_TEXT_VALUE:
+            rc = sqlite3_bind_text(st, idx, l->text_value, -1, SQLITE_STATIC);
+            break;
+        default:
+            rc = sqlite3_bind_null(st, idx);
+        }
+        if (rc != SQLITE_OK)
+            return FQ_EIO;
+    }
+    return 0;
+}
+
+/* The group key value in result column i, typed like its catalog column. */
+static Fedq__V1__Literal *
+read_key(struct fq_arena *a, sqlite3_stmt *st, int i,
+         const Fedq__V1__Column *col)
+{
+    Fedq__V1__Literal *l = fq_arena_alloc(a, sizeof(*l));
+    if (!l)
+        return NULL;
+    fedq__v1__literal__init(l);
+    int t = sqlite3_column_type(st, i);
+    if (t == SQLITE_NULL)
+        return l; /* no value: the group of records where it is NULL */
+    if (col->type == FEDQ__V1__VALUE_TYPE__VALUE_TYPE_INTEGER &&
+        t == SQLITE_INTEGER) {
+        l->value_case = FEDQ__V1__LITERAL__VALUE_INT_VALUE;
+        l->int_value = sqlite3_column_int64(st, i);
+        return l;
+    }
+    const unsigned char *txt = sqlite3_column_text(st, i);
+    l->value_case = FEDQ__V1__LITERAL__VALUE_TEXT_VALUE;
+    l->text_value = fq_arena_strdup(a, txt ? (const char *)txt : "");
+    return l->text_value ? l : NULL;
+}
+
+static Fedq__V1__AggregateState *
+read_state(struct fq_arena *a, sqlite3_stmt *st, int *col, int64_t records,
+           const Fedq__V1__Aggregate *ag)
+{
+    Fedq__V1__AggregateState *s = fq_arena_alloc(a, sizeof(*s));
+    if (!s)
+        return NULL;
+    fedq__v1__aggregate_state__init(s);
+    if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT) {
+        s->count = records;
+        return s;
+    }
+    s->count = sqlite3_column_int64(st, (*col)++);
+    if (sqlite3_column_type(st, *col) == SQLITE_FLOAT)
+        s->decimal_sum = sqlite3_column_double(st, *col);
+    else
+        s->int_sum = sqlite3_column_int64(st, *col);
+    (*col)++;
+    return s;
+}
+
+static Fedq__V1__PartialGroup *
+read_group(struct fq_arena *a, sqlite3_stmt *st, const Fedq__V1__Plan *plan,
+           const Fedq__V1__Dataset *ds)
+{
+    Fedq__V1__PartialGroup *g = fq_arena_alloc(a, sizeof(*g));
+    int k = (int)plan->n_group_by;
+
+    if (!g)
+        return NULL;
+    fedq__v1__partial_group__init(g);
+    g->n_key = plan->n_group_by;
+    g->key = fq_arena_alloc(a, (g->n_key + 1) * sizeof(*g->key));
+    g->n_aggregates = plan->n_aggregates;
+    g->aggregates =
+        fq_arena_alloc(a, (g->n_aggregates + 1) * sizeof(*g->aggregates));
+    if (!g->key || !g->aggregates)
+        return NULL;
+    for (int i = 0; i < k; i++) {
+        const Fedq__V1__Column *col = fq_catalog_column(ds, plan->group_by[i]);
+        if (!(g->key[i] = read_key(a, st, i, col)))
+            return NULL;
+    }
+    g->records = sqlite3_column_int64(st, k);
+    g->contributors = sqlite3_column_int64(st, k + 1);
+    int col = k + 2;
+    for (size_t i = 0; i < plan->n_aggregates; i++) {
+        g->aggregates[i] =
+            read_state(a, st, &col, g->records, plan->aggregates[i]);
+        if (!g->aggregates[i])
+            return NULL;
+    }
+    return g;
+}
+
+struct run {
+    const Fedq__V1__Plan *plan;
+    const Fedq__V1__Dataset *ds;
+    size_t max_groups;
+    struct fq_arena *arena;
+    Fedq__V1__ExecuteResponse *resp;
+    char *err;
+    size_t errlen;
+};
+
+static int
+add_group(struct run *r, Fedq__V1__PartialGroup *g, size_t *cap)
+{
+    Fedq__V1__ExecuteResponse *resp = r->resp;
+    if (resp->n_groups == r->max_groups) {
+        snprintf(r->err, r->errlen, "query produces more than %zu groups",
+                 r->max_groups);
+        return FQ_ETOOBIG;
+    }
+    if (resp->n_groups == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 64;
+        Fedq__V1__PartialGroup **n =
+            fq_arena_alloc(r->arena, ncap * sizeof(*n));
+        if (!n)
+            return FQ_ENOMEM;
+        if (resp->n_groups)
+            memcpy(n, resp->groups, resp->n_groups * sizeof(*n));
+        resp->groups = n;
+        *cap = ncap;
+    }
+    resp->groups[resp->n_groups++] = g;
+    return 0;
+}
+
+static int
+step_all(struct run *r, sqlite3 *db, sqlite3_stmt *st)
+{
+    size_t cap = 0;
+    int s, rc;
+
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        Fedq__V1__PartialGroup *g = read_group(r->arena, st, r->plan, r->ds);
+        if (!g) {
+            snprintf(r->err, r->errlen, "out of memory reading groups");
+            return FQ_ENOMEM;
+        }
+        if ((rc = add_group(r, g, &cap)) < 0)
+            return rc;
+    }
+    if (s == SQLITE_DONE)
+        return 0;
+    /* SQLite's SUM reports an integer overflow rather than wrapping. */
+    bool overflow = strstr(sqlite3_errmsg(db), "overflow") != NULL;
+    snprintf(r->err, r->errlen, "%s",
+             overflow ? "a sum overflows 64-bit integers"
+                      : "the agency's database failed");
+    return overflow ? FQ_ETOOBIG : FQ_EIO;
+}
+
+int
+ag_execute(const struct ag_catalog *cat, const Fedq__V1__Plan *plan,
+           size_t max_groups, struct fq_arena *arena,
+           Fedq__V1__ExecuteResponse *resp, char *err, size_t errlen)
+{
+    const struct ag_source *src;
+    const Fedq__V1__Dataset *ds = ag_catalog_find(cat, plan->dataset, &src);
+    struct compiled c = {0};
+    sqlite3 *db = NULL;
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    if (!ds) {
+        snprintf(err, errlen, "no dataset '%s' at this agency", plan->dataset);
+        return FQ_ENOENT;
+    }
+    if ((rc = fq_plan_check(plan, ds, err, errlen)) < 0)
+        return rc;
+    fq_buf_init(&c.sql, SQL_MAX);
+    if ((rc = compile(&c, arena, plan, ds, src)) < 0) {
+        snprintf(err, errlen, "cannot compile the plan");
+        goto out;
+    }
+    rc = FQ_EIO;
+    if (sqlite3_open_v2(src->sqlite, &db,
+                        SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db, fq_buf_str(&c.sql), -1, &st, NULL) !=
+            SQLITE_OK ||
+        bind_all(st, &c) < 0) {
+        snprintf(err, errlen, "the agency's database cannot run the plan");
+        goto out;
+    }
+    struct run r = {plan, ds, max_groups, arena, resp, err, errlen};
+    rc = step_all(&r, db, st);
+out:
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    fq_buf_release(&c.sql);
+    return rc;
+}

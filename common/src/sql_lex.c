@@ -1,0 +1,340 @@
+/*
+ * fedq SQL lexer: cuts query text into tokens, each with its line and
+ * column, for the parser in sql_parse.c (grammar and limits in fq/sql.h).
+ *
+ * The lexer decides as little as it can. A character no token starts with
+ * becomes an INVALID token rather than an error, so the parser can say
+ * what it expected there ("expected FROM, found '#'"). Only what the
+ * parser cannot phrase that way fails here: an unterminated string and
+ * identifiers or strings over their byte limits. Tokens point into the
+ * caller's text; nothing is allocated. Character classes are ASCII and
+ * spelled out rather than taken from <ctype.h>, whose answers follow the
+ * process locale.
+ */
+#include "fq/compat.h"
+#include "fq/sql.h"
+#include "fq/error.h"
+
+#define STR_(x) #x
+#define STR(x)  STR_(x)
+
+/* Bytes of a token's text quoted in an error message. */
+#define DESCRIBE_BYTES 32
+
+static const struct keyword {
+    const char *word;
+    enum fq_sql_tok kind;
+} keywords[] = {
+    {"SELECT", FQ_SQL_TOK_SELECT},   {"FROM", FQ_SQL_TOK_FROM},
+    {"WHERE", FQ_SQL_TOK_WHERE},     {"GROUP", FQ_SQL_TOK_GROUP},
+    {"BY", FQ_SQL_TOK_BY},           {"AND", FQ_SQL_TOK_AND},
+    {"BETWEEN", FQ_SQL_TOK_BETWEEN}, {"IN", FQ_SQL_TOK_IN},
+};
+
+static bool
+is_digit(int c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool
+is_ident_start(int c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+static bool
+is_ident_char(int c)
+{
+    return is_ident_start(c) || is_digit(c);
+}
+
+static bool
+is_space(int c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
+           c == '\v';
+}
+
+static int
+upper(int c)
+{
+    return c >= 'a' && c <= 'z' ? c - 'a' + 'A' : c;
+}
+
+/* The byte k ahead of the cursor, or -1 past the end. */
+static int
+at(const struct fq_sql_lexer *lx, size_t k)
+{
+    if (k >= lx->len - lx->off)
+        return -1;
+    return (unsigned char)lx->text[lx->off + k];
+}
+
+/* Moves the cursor n bytes, keeping line and column. */
+static void
+advance(struct fq_sql_lexer *lx, size_t n)
+{
+    for (size_t i = 0; i < n && lx->off < lx->len; i++) {
+        if (lx->text[lx->off++] == '\n') {
+            lx->pos.line++;
+            lx->pos.column = 1;
+        } else {
+            lx->pos.column++;
+        }
+    }
+}
+
+static int
+lex_error(struct fq_sql_error *err, struct fq_sql_pos pos, const char *what)
+{
+    if (err) {
+        err->pos = pos;
+        snprintf(err->msg, sizeof(err->msg), "line %d, column %d: %s", pos.line,
+                 pos.column, what);
+    }
+    return FQ_EINVAL;
+}
+
+static void
+skip_space_and_comments(struct fq_sql_lexer *lx)
+{
+    for (;;) {
+        int c = at(lx, 0);
+        if (is_space(c)) {
+            advance(lx, 1);
+        } else if (c == '-' && at(lx, 1) == '-') {
+            while (at(lx, 0) != -1 && at(lx, 0) != '\n')
+                advance(lx, 1);
+        } else {
+            return;
+        }
+    }
+}
+
+static enum fq_sql_tok
+keyword_kind(const char *s, size_t len)
+{
+    for (size_t k = 0; k < FQ_ARRAY_LEN(keywords); k++) {
+        const char *w = keywords[k].word;
+        size_t i = 0;
+        while (i < len && w[i] && upper((unsigned char)s[i]) == w[i])
+            i++;
+        if (i == len && !w[i])
+            return keywords[k].kind;
+    }
+    return FQ_SQL_TOK_IDENT;
+}
+
+static int
+lex_word(struct fq_sql_lexer *lx, struct fq_sql_token *t,
+         struct fq_sql_error *err)
+{
+    size_t n = 0;
+
+    while (is_ident_char(at(lx, n)))
+        n++;
+    if (n > FQ_SQL_MAX_IDENT)
+        return lex_error(
+            err, t->pos,
+            "identifier is longer than " STR(FQ_SQL_MAX_IDENT) " bytes");
+    t->kind = keyword_kind(t->text, n);
+    advance(lx, n);
+    return 0;
+}
+
+/* [-]digits, then '.' digits makes it a decimal ("12." stays an INT). */
+static void
+lex_number(struct fq_sql_lexer *lx, struct fq_sql_token *t)
+{
+    size_t n = at(lx, 0) == '-' ? 1 : 0;
+
+    while (is_digit(at(lx, n)))
+        n++;
+    t->kind = FQ_SQL_TOK_INT;
+    if (at(lx, n) == '.' && is_digit(at(lx, n + 1))) {
+        n++;
+        while (is_digit(at(lx, n)))
+            n++;
+        t->kind = FQ_SQL_TOK_DECIMAL;
+    }
+    advance(lx, n);
+}
+
+/*
+ * 'text' with '' for a quote. The limit is on decoded bytes, checked as
+ * they are counted so a huge literal stops early.
+ */
+static int
+lex_string(struct fq_sql_lexer *lx, struct fq_sql_token *t,
+           struct fq_sql_error *err)
+{
+    size_t decoded = 0;
+
+    advance(lx, 1);
+    for (;;) {
+        int c = at(lx, 0);
+        if (c == -1)
+            return lex_error(err, t->pos, "unterminated string literal");
+        if (c == '\'' && at(lx, 1) != '\'') {
+            advance(lx, 1);
+            break;
+        }
+        advance(lx, c == '\'' ? 2 : 1);
+        if (++decoded > FQ_SQL_MAX_STRING)
+            return lex_error(err, t->pos,
+                             "string literal is longer than " STR(
+                                 FQ_SQL_MAX_STRING) " bytes");
+    }
+    t->kind = FQ_SQL_TOK_STRING;
+    return 0;
+}
+
+/*
+ * Length of the well-formed UTF-8 sequence at the cursor, else 1: an
+ * invalid token covers a whole character, so "found 'é'" quotes all of it.
+ */
+static size_t
+utf8_len(const struct fq_sql_lexer *lx)
+{
+    int c = at(lx, 0);
+    size_t n = c >= 0xc2 && c <= 0xdf   ? 2
+               : c >= 0xe0 && c <= 0xef ? 3
+               : c >= 0xf0 && c <= 0xf4 ? 4
+                                        : 1;
+
+    for (size_t i = 1; i < n; i++) {
+        int k = at(lx, i);
+        if (k < 0x80 || k > 0xbf)
+            return 1;
+    }
+    return n;
+}
+
+/* Operators and punctuation; anything else is one INVALID character. */
+static void
+lex_punct(struct fq_sql_lexer *lx, struct fq_sql_token *t)
+{
+    int c = at(lx, 0), c1 = at(lx, 1);
+    size_t n = 1;
+
+    switch (c) {
+    case ',':
+        t->kind = FQ_SQL_TOK_COMMA;
+        break;
+    case '.':
+        t->kind = FQ_SQL_TOK_DOT;
+        break;
+    case '(':
+        t->kind = FQ_SQL_TOK_LPAREN;
+        break;
+    case ')':
+        t->kind = FQ_SQL_TOK_RPAREN;
+        break;
+    case '*':
+        t->kind = FQ_SQL_TOK_STAR;
+        break;
+    case ';':
+        t->kind = FQ_SQL_TOK_SEMI;
+        break;
+    case '=':
+        t->kind = FQ_SQL_TOK_EQ;
+        break;
+    case '<':
+        t->kind = c1 == '='   ? FQ_SQL_TOK_LE
+                  : c1 == '>' ? FQ_SQL_TOK_NE
+                              : FQ_SQL_TOK_LT;
+        n = t->kind == FQ_SQL_TOK_LT ? 1 : 2;
+        break;
+    case '>':
+        t->kind = c1 == '=' ? FQ_SQL_TOK_GE : FQ_SQL_TOK_GT;
+        n = c1 == '=' ? 2 : 1;
+        break;
+    case '!':
+        t->kind = c1 == '=' ? FQ_SQL_TOK_NE : FQ_SQL_TOK_INVALID;
+        n = c1 == '=' ? 2 : 1;
+        break;
+    default:
+        t->kind = FQ_SQL_TOK_INVALID;
+        n = utf8_len(lx);
+        break;
+    }
+    advance(lx, n);
+}
+
+void
+fq_sql_lex_init(struct fq_sql_lexer *lx, const char *text, size_t len)
+{
+    /* Token pointers are text + offset, which is undefined on NULL. */
+    lx->text = text ? text : "";
+    lx->len = text ? len : 0;
+    lx->off = 0;
+    lx->pos.line = 1;
+    lx->pos.column = 1;
+}
+
+int
+fq_sql_lex_next(struct fq_sql_lexer *lx, struct fq_sql_token *ret,
+                struct fq_sql_error *err)
+{
+    struct fq_sql_token t;
+    int rc = 0;
+
+    skip_space_and_comments(lx);
+    t.pos = lx->pos;
+    t.text = lx->text + lx->off;
+    size_t start = lx->off;
+    int c = at(lx, 0);
+    if (c == -1)
+        t.kind = FQ_SQL_TOK_END;
+    else if (is_ident_start(c))
+        rc = lex_word(lx, &t, err);
+    else if (is_digit(c) || (c == '-' && is_digit(at(lx, 1))))
+        lex_number(lx, &t);
+    else if (c == '\'')
+        rc = lex_string(lx, &t, err);
+    else
+        lex_punct(lx, &t);
+    if (rc < 0)
+        return rc;
+    t.len = lx->off - start;
+    *ret = t;
+    return 0;
+}
+
+/* Appends to out, never past outlen - 1; the caller terminates. */
+static void
+put(char *out, size_t outlen, size_t *n, const char *s)
+{
+    while (*s && *n + 1 < outlen)
+        out[(*n)++] = *s++;
+}
+
+void
+fq_sql_token_describe(const struct fq_sql_token *t, char *out, size_t outlen)
+{
+    size_t n = 0, shown = t->len < DESCRIBE_BYTES ? t->len : DESCRIBE_BYTES;
+
+    if (outlen == 0)
+        return;
+    if (t->kind == FQ_SQL_TOK_END) {
+        snprintf(out, outlen, "end of input");
+        return;
+    }
+    /* A string's text has its own quotes; a word says what it is. */
+    put(out, outlen, &n, t->kind == FQ_SQL_TOK_STRING ? "string " : "'");
+    for (size_t i = 0; i < shown; i++) {
+        unsigned char c = (unsigned char)t->text[i];
+        char b[8] = {(char)c, '\0'};
+        if (c < 0x20 || c > 0x7e)
+            snprintf(b, sizeof(b), "\\x%02x", c);
+        else if (c == '\\')
+            snprintf(b, sizeof(b), "\\\\");
+        put(out, outlen, &n, b);
+    }
+    if (shown < t->len)
+        put(out, outlen, &n, "...");
+    if (t->kind != FQ_SQL_TOK_STRING)
+        put(out, outlen, &n, "'");
+    out[n] = '\0';
+}

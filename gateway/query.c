@@ -1,0 +1,593 @@
+/*
+ * Gateway/Query: fedq SQL in, a protected table out.
+ *
+ *   parse ─ resolve the source (agency or alias) ─ catalogs (cached, or a
+ *   Describe fan-out) ─ typed plan, checked ─ Execute fan-out ─ pool the
+ *   partials ─ minimum-cell rule on the pooled true values ─ reply
+ *
+ * Each step that waits on agents is a fan-out whose continuation runs the
+ * next step, so no worker thread ever waits. A pooled figure never
+ * silently lacks an agency: a missing one fails the query with UNAVAILABLE
+ * naming it, unless the request allows a partial answer, which is then
+ * marked and lists what is missing.
+ */
+#include "fq/compat.h"
+#include "fq/arena.h"
+#include "fq/error.h"
+#include "fq/log.h"
+#include "fq/plan.h"
+#include "fq/sql.h"
+#include "gateway.h"
+
+#include <openssl/rand.h>
+
+#include "fedq/v1/agent.pb-c.h"
+#include "fedq/v1/gateway.pb-c.h"
+
+#define DESCRIBE "/fedq.v1.Agent/Describe"
+#define EXECUTE  "/fedq.v1.Agent/Execute"
+
+struct query {
+    struct gw_state *st;
+    struct fq_rpc_call *call;
+    struct fq_arena *a; /* the call's */
+    struct gw_federation *fed;
+    const Fedq__V1__QueryRequest *req;
+    struct fq_sql_query *sql;
+    char id[40];
+    int *which; /* agents asked, indexes into fed->agents */
+    size_t n_which;
+    struct gw_catalog **catalogs; /* per which[], NULL if unknown */
+    Fedq__V1__Plan *plan;
+    const Fedq__V1__Dataset *ds; /* the checked-against catalog entry */
+    Fedq__V1__AgencyStatus **missing;
+    size_t n_missing;
+};
+
+/* Ends the query: releases what it holds, then finishes the call. */
+static void query_end(struct query *q, int err, const ProtobufCMessage *resp,
+                      const char *fmt, ...) FQ_PRINTF(4, 5);
+
+static void
+query_end(struct query *q, int err, const ProtobufCMessage *resp,
+          const char *fmt, ...)
+{
+    struct fq_rpc_call *call = q->call;
+    char msg[512] = "";
+    va_list ap;
+
+    if (fmt) {
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+    }
+    for (size_t i = 0; q->catalogs && i < q->n_which; i++)
+        gw_catalog_unref(q->catalogs[i]);
+    gw_federation_unref(q->fed);
+    fq_log_info("query %s by %s: %s%s%s", q->id, fq_rpc_call_peer(call)->uri,
+                err ? fq_strerror(err) : "answered", err ? ": " : "",
+                err ? "see reply" : "");
+    /* q lives in the call's arena: nothing of it is touched after this. */
+    if (err)
+        fq_rpc_call_fail(call, err, "%s", msg);
+    else
+        fq_rpc_call_reply(call, resp);
+}
+
+/* ---- step 1: parse and resolve the source -------------------------------- */
+
+static int
+resolve_source(struct query *q)
+{
+    const char *src = q->sql->source.name;
+    const struct gw_config *cfg = q->fed->cfg;
+    int one = gw_federation_find(q->fed, src);
+
+    q->which = fq_arena_alloc(q->a, (q->fed->n_agents + 1) * sizeof(int));
+    if (!q->which)
+        return FQ_ENOMEM;
+    if (one >= 0) {
+        q->which[q->n_which++] = one;
+        return 0;
+    }
+    for (size_t i = 0; i < cfg->n_aliases; i++) {
+        const struct gw_alias_conf *al = &cfg->aliases[i];
+        if (strcmp(al->name, src) != 0)
+            continue;
+        for (size_t j = 0; j < al->n_agencies; j++)
+            q->which[q->n_which++] =
+                gw_federation_find(q->fed, al->agencies[j]);
+        return 0;
+    }
+    return FQ_ENOENT;
+}
+
+static void
+query_id(char out[40])
+{
+    unsigned char r[8];
+    if (RAND_bytes(r, sizeof(r)) != 1)
+        memset(r, 0, sizeof(r));
+    snprintf(out, 40, "q-%02x%02x%02x%02x%02x%02x%02x%02x", r[0], r[1], r[2],
+             r[3], r[4], r[5], r[6], r[7]);
+}
+
+/* ---- step 2: catalogs ------------------------------------------------------
+ */
+
+static void step_plan(struct query *q);
+
+/* Notes why agent k (index into which[]) is missing. */
+static int
+note_missing(struct query *q, size_t k, const struct gw_reply *r)
+{
+    if (!q->missing &&
+        !(q->missing = fq_arena_alloc(q->a, (q->n_which + 1) * sizeof(void *))))
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < q->n_missing; i++) {
+        if (strcmp(q->missing[i]->agency,
+                   q->fed->agents[q->which[k]].conf->agency) == 0)
+            return 0;
+    }
+    q->missing[q->n_missing] =
+        gw_agency_status(q->a, &q->fed->agents[q->which[k]], r);
+    return q->missing[q->n_missing++] ? 0 : FQ_ENOMEM;
+}
+
+static void
+catalogs_done(struct gw_fanout *f, void *arg)
+{
+    struct query *q = arg;
+    size_t slot = 0;
+
+    for (size_t k = 0; k < q->n_which; k++) {
+        if (q->catalogs[k])
+            continue;
+        const struct gw_reply *r = gw_fanout_reply(f, slot);
+        if (r->status == FQ_RPC_OK) {
+            gw_catalog_put(q->fed, (size_t)q->which[k], gw_fanout_take(f, slot),
+                           r->resp);
+            q->catalogs[k] = gw_catalog_get(q->fed, (size_t)q->which[k]);
+        } else if (note_missing(q, k, r) < 0) {
+            gw_fanout_free(f);
+            query_end(q, FQ_ENOMEM, NULL, "out of memory");
+            return;
+        }
+        slot++;
+    }
+    gw_fanout_free(f);
+    step_plan(q);
+}
+
+static void
+step_catalogs(struct query *q)
+{
+    int *need = fq_arena_alloc(q->a, (q->n_which + 1) * sizeof(int));
+    size_t n = 0;
+
+    q->catalogs = fq_arena_alloc(q->a, (q->n_which + 1) * sizeof(void *));
+    if (!need || !q->catalogs) {
+        query_end(q, FQ_ENOMEM, NULL, "out of memory");
+        return;
+    }
+    for (size_t k = 0; k < q->n_which; k++) {
+        q->catalogs[k] = gw_catalog_get(q->fed, (size_t)q->which[k]);
+        if (!q->catalogs[k])
+            need[n++] = q->which[k];
+    }
+    if (n == 0) {
+        step_plan(q);
+        return;
+    }
+    Fedq__V1__DescribeRequest dr = FEDQ__V1__DESCRIBE_REQUEST__INIT;
+    if (gw_fanout_start(q->st, q->fed, fq_rpc_call_deadline(q->call), need, n,
+                        DESCRIBE, &dr.base,
+                        &fedq__v1__describe_response__descriptor, catalogs_done,
+                        q) < 0)
+        query_end(q, FQ_ENOMEM, NULL, "out of memory");
+}
+
+/* ---- step 3: the plan ------------------------------------------------------
+ */
+
+static void step_execute(struct query *q);
+
+/* Same columns, roles and types, in order: what pooling needs. */
+static bool
+same_shape(const Fedq__V1__Dataset *a, const Fedq__V1__Dataset *b)
+{
+    if (a->n_columns != b->n_columns)
+        return false;
+    for (size_t i = 0; i < a->n_columns; i++) {
+        if (strcmp(a->columns[i]->name, b->columns[i]->name) ||
+            a->columns[i]->role != b->columns[i]->role ||
+            a->columns[i]->type != b->columns[i]->type)
+            return false;
+    }
+    return true;
+}
+
+/* The catalog entry to check against: every member that answered must
+ * hold the dataset, with the same shape. */
+static int
+pick_dataset(struct query *q, char *err, size_t errlen)
+{
+    const char *name = q->sql->dataset.name;
+
+    for (size_t k = 0; k < q->n_which; k++) {
+        if (!q->catalogs[k])
+            continue;
+        const Fedq__V1__Dataset *d = gw_catalog_dataset(q->catalogs[k], name);
+        const char *agency = q->fed->agents[q->which[k]].conf->agency;
+        if (!d) {
+            snprintf(err, errlen,
+                     "line %d, column %d: unknown dataset %s.%s%s%s",
+                     q->sql->dataset.pos.line, q->sql->dataset.pos.column,
+                     q->sql->source.name, name, q->n_which > 1 ? " at " : "",
+                     q->n_which > 1 ? agency : "");
+            return FQ_ENOENT;
+        }
+        if (q->ds && !same_shape(q->ds, d)) {
+            snprintf(err, errlen,
+                     "%s.%s has different columns at %s: it "
+                     "cannot be pooled",
+                     q->sql->source.name, name, agency);
+            return FQ_EPRECOND;
+        }
+        if (!q->ds)
+            q->ds = d;
+    }
+    return 0;
+}
+
+/* Missing agencies are fatal unless the request allows a partial answer. */
+static bool
+refuse_missing(struct query *q)
+{
+    if (q->n_missing == 0 || q->req->allow_partial)
+        return false;
+    query_end(q, FQ_EUNAVAIL, NULL,
+              "agency %s did not answer (%s); nothing is released without "
+              "it (set allow_partial to accept a partial answer)",
+              q->missing[0]->agency, q->missing[0]->message);
+    return true;
+}
+
+static void
+step_plan(struct query *q)
+{
+    struct fq_sql_error serr;
+    char err[400];
+    int rc;
+
+    if (refuse_missing(q))
+        return;
+    if (q->n_missing == q->n_which) {
+        query_end(q, FQ_EUNAVAIL, NULL, "no agency of %s answered",
+                  q->sql->source.name);
+        return;
+    }
+    if ((rc = pick_dataset(q, err, sizeof(err))) < 0) {
+        query_end(q, rc == FQ_ENOENT ? FQ_EINVAL : rc, NULL, "%s", err);
+        return;
+    }
+    /* The plan names the dataset as the agencies know it. */
+    if ((rc = fq_plan_from_sql(q->sql, q->ds, q->a, &q->plan, &serr)) < 0) {
+        query_end(q, rc, NULL, "%s",
+                  rc == FQ_ENOMEM ? "out of memory" : serr.msg);
+        return;
+    }
+    step_execute(q);
+}
+
+/* ---- step 4: execute, pool, protect ------------------------------------- */
+
+static void execute_done(struct gw_fanout *f, void *arg);
+
+static void
+step_execute(struct query *q)
+{
+    Fedq__V1__ExecuteRequest er = FEDQ__V1__EXECUTE_REQUEST__INIT;
+    int *go = fq_arena_alloc(q->a, (q->n_which + 1) * sizeof(int));
+    size_t n = 0;
+
+    if (!go) {
+        query_end(q, FQ_ENOMEM, NULL, "out of memory");
+        return;
+    }
+    for (size_t k = 0; k < q->n_which; k++) {
+        if (q->catalogs[k])
+            go[n++] = q->which[k];
+    }
+    er.query_id = q->id;
+    er.plan = q->plan;
+    er.analyst = (char *)fq_rpc_call_peer(q->call)->uri;
+    if (gw_fanout_start(q->st, q->fed, fq_rpc_call_deadline(q->call), go, n,
+                        EXECUTE, &er.base,
+                        &fedq__v1__execute_response__descriptor, execute_done,
+                        q) < 0)
+        query_end(q, FQ_ENOMEM, NULL, "out of memory");
+}
+
+/* A child failure that means "the agency is not there": it may be waived
+ * by allow_partial. Anything else the agency said is the query's answer. */
+static bool
+transport_failure(int status)
+{
+    return status == FQ_RPC_UNAVAILABLE || status == FQ_RPC_DEADLINE_EXCEEDED ||
+           status == FQ_RPC_UNAUTHENTICATED || status == FQ_RPC_CANCELLED;
+}
+
+/* Sorts the answers into parts and missing; fails the query on a refusal. */
+static bool
+collect(struct query *q, struct gw_fanout *f, Fedq__V1__ExecuteResponse **parts,
+        size_t *n_parts)
+{
+    for (size_t i = 0; i < gw_fanout_count(f); i++) {
+        const struct gw_reply *r = gw_fanout_reply(f, i);
+        const char *agency = gw_fanout_agent(f, i)->conf->agency;
+        if (r->status == FQ_RPC_OK) {
+            parts[(*n_parts)++] = (void *)r->resp;
+            continue;
+        }
+        if (!transport_failure(r->status)) {
+            query_end(q, fq_rpc_error_from_status(r->status), NULL,
+                      "agency %s refused the query: %s", agency, r->message);
+            return false;
+        }
+        for (size_t k = 0; k < q->n_which; k++) {
+            if (q->fed->agents[q->which[k]].conf ==
+                    gw_fanout_agent(f, i)->conf &&
+                note_missing(q, k, r) < 0) {
+                query_end(q, FQ_ENOMEM, NULL, "out of memory");
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
+static Fedq__V1__Cell *
+key_cell(struct fq_arena *a, const Fedq__V1__Literal *k)
+{
+    Fedq__V1__Cell *c = fq_arena_alloc(a, sizeof(*c));
+    if (!c)
+        return NULL;
+    fedq__v1__cell__init(c);
+    c->status = FEDQ__V1__CELL_STATUS__CELL_STATUS_EXACT;
+    switch (k->value_case) {
+    case FEDQ__V1__LITERAL__VALUE_INT_VALUE:
+        c->value_case = FEDQ__V1__CELL__VALUE_INT_VALUE;
+        c->int_value = k->int_value;
+        break;
+    case FEDQ__V1__LITERAL__VALUE_DECIMAL_VALUE:
+        c->value_case = FEDQ__V1__CELL__VALUE_DECIMAL_VALUE;
+        c->decimal_value = k->decimal_value;
+        break;
+    case FEDQ__V1__LITERAL__VALUE_TEXT_VALUE:
+        c->value_case = FEDQ__V1__CELL__VALUE_TEXT_VALUE;
+        c->text_value = k->text_value;
+        break;
+    default:
+        c->status = FEDQ__V1__CELL_STATUS__CELL_STATUS_NOT_APPLICABLE;
+    }
+    return c;
+}
+
+/* An aggregate's released cell. A suppressed cell carries no value, and
+ * the reason stays in the gateway (stewards, and the audit log later). */
+static Fedq__V1__Cell *
+aggregate_cell(struct fq_arena *a, const Fedq__V1__Aggregate *ag,
+               const Fedq__V1__AggregateState *s, bool decimal, bool suppress)
+{
+    Fedq__V1__Cell *c = fq_arena_alloc(a, sizeof(*c));
+    if (!c)
+        return NULL;
+    fedq__v1__cell__init(c);
+    c->status = suppress ? FEDQ__V1__CELL_STATUS__CELL_STATUS_SUPPRESSED
+                         : FEDQ__V1__CELL_STATUS__CELL_STATUS_EXACT;
+    if (suppress)
+        return c;
+    if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT) {
+        c->value_case = FEDQ__V1__CELL__VALUE_INT_VALUE;
+        c->int_value = s->count;
+    } else if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_AVG) {
+        if (s->count == 0) {
+            c->status = FEDQ__V1__CELL_STATUS__CELL_STATUS_NOT_APPLICABLE;
+            return c;
+        }
+        double sum = decimal ? s->decimal_sum : (double)s->int_sum;
+        c->value_case = FEDQ__V1__CELL__VALUE_DECIMAL_VALUE;
+        c->decimal_value = sum / (double)s->count;
+    } else if (decimal) {
+        c->value_case = FEDQ__V1__CELL__VALUE_DECIMAL_VALUE;
+        c->decimal_value = s->decimal_sum;
+    } else {
+        c->value_case = FEDQ__V1__CELL__VALUE_INT_VALUE;
+        c->int_value = s->int_sum;
+    }
+    return c;
+}
+
+static bool
+is_decimal(const struct query *q, const Fedq__V1__Aggregate *ag)
+{
+    const Fedq__V1__Column *col =
+        ag->column[0] ? fq_catalog_column(q->ds, ag->column) : NULL;
+    return col && col->type == FEDQ__V1__VALUE_TYPE__VALUE_TYPE_DECIMAL;
+}
+
+/* Index of select item i in the row: its key or aggregate position. */
+static Fedq__V1__Cell *
+item_cell(struct query *q, size_t i, size_t *agg_i,
+          const Fedq__V1__PartialGroup *g, bool suppress)
+{
+    const struct fq_sql_item *it = &q->sql->items[i];
+    if (it->is_aggregate) {
+        const Fedq__V1__Aggregate *ag = q->plan->aggregates[*agg_i];
+        const Fedq__V1__AggregateState *s = g->aggregates[(*agg_i)++];
+        return aggregate_cell(q->a, ag, s, is_decimal(q, ag), suppress);
+    }
+    for (size_t k = 0; k < q->plan->n_group_by; k++) {
+        if (strcmp(q->plan->group_by[k], it->column.name) == 0)
+            return key_cell(q->a, g->key[k]);
+    }
+    return NULL;
+}
+
+static Fedq__V1__Row *
+build_row(struct query *q, const Fedq__V1__PartialGroup *g, size_t *suppressed)
+{
+    Fedq__V1__Row *row = fq_arena_alloc(q->a, sizeof(*row));
+    /* The rule runs on the pooled true contributor count, whatever the
+     * query asked for. */
+    bool suppress = g->contributors < q->fed->cfg->min_cell_count;
+    size_t agg_i = 0;
+
+    if (!row)
+        return NULL;
+    fedq__v1__row__init(row);
+    row->cells = fq_arena_alloc(q->a, (q->sql->n_items + 1) * sizeof(void *));
+    if (!row->cells)
+        return NULL;
+    for (size_t i = 0; i < q->sql->n_items; i++) {
+        if (!(row->cells[row->n_cells++] =
+                  item_cell(q, i, &agg_i, g, suppress)))
+            return NULL;
+    }
+    *suppressed += suppress;
+    return row;
+}
+
+static Fedq__V1__ResultColumn *
+result_column(struct query *q, size_t i, size_t *agg_i)
+{
+    const struct fq_sql_item *it = &q->sql->items[i];
+    Fedq__V1__ResultColumn *c = fq_arena_alloc(q->a, sizeof(*c));
+    if (!c)
+        return NULL;
+    fedq__v1__result_column__init(c);
+    c->aggregate = it->is_aggregate;
+    if (!it->is_aggregate) {
+        c->name = (char *)it->column.name;
+        c->type = fq_catalog_column(q->ds, it->column.name)->type;
+        return c;
+    }
+    const Fedq__V1__Aggregate *ag = q->plan->aggregates[(*agg_i)++];
+    c->name = (char *)fq_plan_aggregate_name(ag, q->a);
+    if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT)
+        c->type = FEDQ__V1__VALUE_TYPE__VALUE_TYPE_INTEGER;
+    else if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_AVG)
+        c->type = FEDQ__V1__VALUE_TYPE__VALUE_TYPE_DECIMAL;
+    else
+        c->type = is_decimal(q, ag) ? FEDQ__V1__VALUE_TYPE__VALUE_TYPE_DECIMAL
+                                    : FEDQ__V1__VALUE_TYPE__VALUE_TYPE_INTEGER;
+    return c->name ? c : NULL;
+}
+
+static int
+build_response(struct query *q, Fedq__V1__PartialGroup **groups, size_t n,
+               Fedq__V1__ExecuteResponse **parts, size_t n_parts,
+               Fedq__V1__QueryResponse *resp, size_t *suppressed)
+{
+    size_t agg_i = 0;
+
+    resp->query_id = q->id;
+    resp->min_cell_count = (uint32_t)q->fed->cfg->min_cell_count;
+    resp->partial = q->n_missing > 0;
+    resp->missing = q->missing;
+    resp->n_missing = q->n_missing;
+    resp->columns =
+        fq_arena_alloc(q->a, (q->sql->n_items + 1) * sizeof(void *));
+    resp->rows = fq_arena_alloc(q->a, (n + 1) * sizeof(void *));
+    resp->agencies = fq_arena_alloc(q->a, (n_parts + 1) * sizeof(char *));
+    if (!resp->columns || !resp->rows || !resp->agencies)
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < q->sql->n_items; i++) {
+        if (!(resp->columns[resp->n_columns++] = result_column(q, i, &agg_i)))
+            return FQ_ENOMEM;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!(resp->rows[resp->n_rows++] = build_row(q, groups[i], suppressed)))
+            return FQ_ENOMEM;
+    }
+    for (size_t i = 0; i < n_parts; i++)
+        resp->agencies[resp->n_agencies++] = parts[i]->agency;
+    return 0;
+}
+
+static void
+execute_done(struct gw_fanout *f, void *arg)
+{
+    struct query *q = arg;
+    Fedq__V1__QueryResponse resp = FEDQ__V1__QUERY_RESPONSE__INIT;
+    Fedq__V1__ExecuteResponse **parts =
+        fq_arena_alloc(q->a, (gw_fanout_count(f) + 1) * sizeof(void *));
+    Fedq__V1__PartialGroup **groups = NULL;
+    size_t n_parts = 0, n_groups = 0, suppressed = 0;
+    int rc;
+
+    if (!parts) {
+        query_end(q, FQ_ENOMEM, NULL, "out of memory");
+        goto out;
+    }
+    if (!collect(q, f, parts, &n_parts) || refuse_missing(q))
+        goto out;
+    rc = gw_combine(q->a, parts, n_parts, q->plan->n_group_by,
+                    q->plan->n_aggregates, (size_t)q->fed->cfg->max_groups,
+                    &groups, &n_groups);
+    if (rc == 0)
+        rc = build_response(q, groups, n_groups, parts, n_parts, &resp,
+                            &suppressed);
+    if (rc < 0) {
+        query_end(q, rc, NULL, "%s",
+                  rc == FQ_ETOOBIG  ? "the pooled result has too many groups "
+                                      "or a sum overflows 64-bit integers"
+                  : rc == FQ_EPROTO ? "an agency answered with the wrong "
+                                      "shape"
+                                    : "out of memory");
+        goto out;
+    }
+    fq_log_info("query %s: %zu groups, %zu suppressed, %zu agencies", q->id,
+                n_groups, suppressed, n_parts);
+    query_end(q, 0, &resp.base, NULL);
+out:
+    gw_fanout_free(f); /* after the reply: the rows point into it */
+}
+
+/* ---- the method -------------------------------------------------------------
+ */
+
+void
+gw_query(struct fq_rpc_call *call, const ProtobufCMessage *msg, void *app)
+{
+    struct fq_arena *a = fq_rpc_call_arena(call);
+    struct query *q = fq_arena_alloc(a, sizeof(*q));
+    struct fq_sql_error serr;
+    int rc;
+
+    if (!q) {
+        fq_rpc_call_fail(call, FQ_ENOMEM, "out of memory");
+        return;
+    }
+    q->st = app;
+    q->call = call;
+    q->a = a;
+    q->req = (const void *)msg;
+    q->fed = gw_state_federation(q->st);
+    query_id(q->id);
+    rc = fq_sql_parse(q->req->sql, strlen(q->req->sql), a, &q->sql, &serr);
+    if (rc < 0) {
+        query_end(q, rc, NULL, "%s",
+                  rc == FQ_ENOMEM ? "out of memory" : serr.msg);
+        return;
+    }
+    if ((rc = resolve_source(q)) < 0) {
+        query_end(q, rc == FQ_ENOENT ? FQ_EINVAL : rc, NULL,
+                  "line %d, column %d: unknown agency or alias '%s'",
+                  q->sql->source.pos.line, q->sql->source.pos.column,
+                  q->sql->source.name);
+        return;
+    }
+    step_catalogs(q);
+}
