@@ -53,7 +53,7 @@ gw_catalog_get(struct gw_federation *fed, size_t i)
     return c;
 }
 
-void
+struct gw_catalog *
 gw_catalog_put(struct gw_federation *fed, size_t i, struct fq_arena *arena,
                const void *describe_response)
 {
@@ -61,10 +61,10 @@ gw_catalog_put(struct gw_federation *fed, size_t i, struct fq_arena *arena,
     struct gw_catalog *c = calloc(1, sizeof(*c)), *old;
 
     if (!c) {
-        fq_arena_free(arena); /* not cached: the next query asks again */
-        return;
+        fq_arena_free(arena);
+        return NULL;
     }
-    c->refs = 1;
+    c->refs = 2; /* the cache's and the caller's */
     c->fetched_ms = fq_rpc_now_ms();
     c->arena = arena;
     c->resp = describe_response;
@@ -73,6 +73,7 @@ gw_catalog_put(struct gw_federation *fed, size_t i, struct fq_arena *arena,
     ag->cached = c;
     pthread_mutex_unlock(ag->mu);
     gw_catalog_unref(old);
+    return c;
 }
 
 const void *

@@ -124,9 +124,13 @@ void gw_fanout_free(struct gw_fanout *f);
  * with a reference the caller drops with gw_catalog_unref; else NULL.
  */
 struct gw_catalog *gw_catalog_get(struct gw_federation *fed, size_t i);
-/* Caches a Describe reply for agent i; takes ownership of arena. */
-void gw_catalog_put(struct gw_federation *fed, size_t i, struct fq_arena *arena,
-                    const void *describe_response);
+/*
+ * Caches a Describe reply for agent i, taking ownership of arena, and
+ * returns it with a reference for the caller (NULL when out of memory).
+ */
+struct gw_catalog *gw_catalog_put(struct gw_federation *fed, size_t i,
+                                  struct fq_arena *arena,
+                                  const void *describe_response);
 void gw_catalog_unref(struct gw_catalog *c);
 /* The dataset named name (a Fedq__V1__Dataset *) in c, or NULL. */
 const void *gw_catalog_dataset(const struct gw_catalog *c, const char *name);

@@ -134,6 +134,19 @@ note_missing(struct query *q, size_t k, const struct gw_reply *r)
     return q->missing[q->n_missing++] ? 0 : FQ_ENOMEM;
 }
 
+/* Keeps agent k's fresh catalog, or notes why it is missing. */
+static int
+catalog_arrived(struct query *q, struct gw_fanout *f, size_t slot, size_t k)
+{
+    const struct gw_reply *r = gw_fanout_reply(f, slot);
+
+    if (r->status != FQ_RPC_OK)
+        return note_missing(q, k, r);
+    q->catalogs[k] = gw_catalog_put(q->fed, (size_t)q->which[k],
+                                    gw_fanout_take(f, slot), r->resp);
+    return q->catalogs[k] ? 0 : FQ_ENOMEM;
+}
+
 static void
 catalogs_done(struct gw_fanout *f, void *arg)
 {
@@ -143,17 +156,11 @@ catalogs_done(struct gw_fanout *f, void *arg)
     for (size_t k = 0; k < q->n_which; k++) {
         if (q->catalogs[k])
             continue;
-        const struct gw_reply *r = gw_fanout_reply(f, slot);
-        if (r->status == FQ_RPC_OK) {
-            gw_catalog_put(q->fed, (size_t)q->which[k], gw_fanout_take(f, slot),
-                           r->resp);
-            q->catalogs[k] = gw_catalog_get(q->fed, (size_t)q->which[k]);
-        } else if (note_missing(q, k, r) < 0) {
+        if (catalog_arrived(q, f, slot++, k) < 0) {
             gw_fanout_free(f);
             query_end(q, FQ_ENOMEM, NULL, "out of memory");
             return;
         }
-        slot++;
     }
     gw_fanout_free(f);
     step_plan(q);
