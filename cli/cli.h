@@ -74,6 +74,8 @@ int cli_out_section(struct cli_out *o, const char *title,
                     const char *const *columns);
 /* Adds a row to the current section; values are copied. */
 int cli_out_row(struct cli_out *o, const char *const *values);
+/* Prints s as a JSON string (quoted, escaped) to stdout. */
+void cli_json_string(const char *s);
 /* Prints everything to stdout and frees o. */
 void cli_out_print(struct cli_out *o);
 

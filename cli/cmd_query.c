@@ -73,25 +73,10 @@ print_rows(struct cli *c, struct fq_arena *a, const Fedq__V1__QueryResponse *r)
 /* ---- JSON: one document, numbers as numbers ---------------------------- */
 
 static void
-json_string(const char *s)
-{
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            printf("\\%c", *p);
-        else if (*p < 0x20)
-            printf("\\u%04x", *p);
-        else
-            putchar(*p);
-    }
-    putchar('"');
-}
-
-static void
 json_cell(const Fedq__V1__Cell *c)
 {
     fputs("{\"status\": ", stdout);
-    json_string(status_name(c->status));
+    cli_json_string(status_name(c->status));
     switch (c->value_case) {
     case FEDQ__V1__CELL__VALUE_INT_VALUE:
         printf(", \"value\": %" PRId64, c->int_value);
@@ -101,7 +86,7 @@ json_cell(const Fedq__V1__Cell *c)
         break;
     case FEDQ__V1__CELL__VALUE_TEXT_VALUE:
         fputs(", \"value\": ", stdout);
-        json_string(c->text_value);
+        cli_json_string(c->text_value);
         break;
     default:
         break;
@@ -118,7 +103,7 @@ json_columns(const Fedq__V1__QueryResponse *r)
     for (size_t i = 0; i < r->n_columns; i++) {
         const Fedq__V1__ResultColumn *col = r->columns[i];
         fputs(i ? ", {\"name\": " : "{\"name\": ", stdout);
-        json_string(col->name);
+        cli_json_string(col->name);
         printf(", \"type\": \"%s\", \"aggregate\": %s}",
                (size_t)col->type < FQ_ARRAY_LEN(types) ? types[col->type]
                                                        : "unknown",
@@ -131,7 +116,7 @@ static void
 print_json(const Fedq__V1__QueryResponse *r)
 {
     fputs("{\n  \"query_id\": ", stdout);
-    json_string(r->query_id);
+    cli_json_string(r->query_id);
     fputs(",\n", stdout);
     json_columns(r);
     fputs("  \"rows\": [", stdout);
@@ -149,14 +134,14 @@ print_json(const Fedq__V1__QueryResponse *r)
     for (size_t i = 0; i < r->n_agencies; i++) {
         if (i)
             fputs(", ", stdout);
-        json_string(r->agencies[i]);
+        cli_json_string(r->agencies[i]);
     }
     printf("],\n  \"partial\": %s,\n  \"missing\": [",
            r->partial ? "true" : "false");
     for (size_t i = 0; i < r->n_missing; i++) {
         if (i)
             fputs(", ", stdout);
-        json_string(r->missing[i]->agency);
+        cli_json_string(r->missing[i]->agency);
     }
     printf("],\n  \"min_cell_count\": %u\n}\n", r->min_cell_count);
 }

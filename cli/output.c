@@ -166,8 +166,8 @@ print_csv(const struct out_section *s)
 
 /* ---- JSON ---------------------------------------------------------------- */
 
-static void
-print_json_string(const char *v)
+void
+cli_json_string(const char *v)
 {
     putchar('"');
     for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
@@ -184,16 +184,16 @@ print_json_string(const char *v)
 static void
 print_json(const struct out_section *s)
 {
-    print_json_string(s->title);
+    cli_json_string(s->title);
     fputs(": [", stdout);
     for (const struct out_row *r = s->rows; r; r = r->next) {
         fputs(r == s->rows ? "\n    {" : ",\n    {", stdout);
         for (size_t i = 0; i < s->ncols; i++) {
             if (i)
                 fputs(", ", stdout);
-            print_json_string(s->columns[i]);
+            cli_json_string(s->columns[i]);
             fputs(": ", stdout);
-            print_json_string(r->cells[i]);
+            cli_json_string(r->cells[i]);
         }
         putchar('}');
     }
