@@ -307,6 +307,10 @@ step_all(struct run *r, sqlite3 *db, sqlite3_stmt *st)
             snprintf(r->err, r->errlen, "out of memory reading groups");
             return FQ_ENOMEM;
         }
+        /* SQLite answers an aggregate without GROUP BY with one row even
+         * when no record matches; a group without records does not exist. */
+        if (g->records == 0)
+            continue;
         if ((rc = add_group(r, g, &cap)) < 0)
             return rc;
     }

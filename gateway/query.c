@@ -540,6 +540,11 @@ execute_done(struct gw_fanout *f, void *arg)
     }
     if (!collect(q, f, parts, &n_parts) || refuse_missing(q))
         goto out;
+    if (n_parts == 0) { /* allowed to be partial, but nothing to show */
+        query_end(q, FQ_EUNAVAIL, NULL, "no agency of %s answered",
+                  q->sql->source.name);
+        goto out;
+    }
     rc = gw_combine(q->a, parts, n_parts, q->plan->n_group_by,
                     q->plan->n_aggregates, (size_t)q->fed->cfg->max_groups,
                     &groups, &n_groups);

@@ -10,8 +10,14 @@
 #include "fq/log.h"
 #include "rpc_internal.h"
 
-/* Replies are decoded into an arena this much larger than the reply. */
-#define RPC_REPLY_ARENA_FACTOR 4
+/*
+ * Replies are decoded into an arena capped at this multiple of their wire
+ * size: protobuf-c's structs take up to ~45x the bytes of small repeated
+ * messages (a partial group is ~7x). The arena grows in chunks, so the cap
+ * costs nothing until used, and it still bounds what a peer can make us
+ * allocate.
+ */
+#define RPC_REPLY_ARENA_FACTOR 64
 #define RPC_REPLY_ARENA_MIN    (64 * 1024)
 
 enum fq_rpc_status

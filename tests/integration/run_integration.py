@@ -1884,6 +1884,12 @@ def examples_federation(h):
           "the example configs share no dataset across uhs, csu and ccs")
 
 
+# Gateway/Query tests, in their own file; they register with @test above
+# (run as a script, this module is __main__: let them import it by name).
+sys.modules.setdefault("run_integration", sys.modules[__name__])
+import query_tests  # noqa: E402,F401
+
+
 # ---- runner -----------------------------------------------------------------
 
 
