@@ -31,6 +31,18 @@ static const struct keyword {
     {"BETWEEN", FQ_SQL_TOK_BETWEEN}, {"IN", FQ_SQL_TOK_IN},
 };
 
+/* Two-byte operators come first, so the longest match wins. */
+static const struct punct {
+    const char *text;
+    enum fq_sql_tok kind;
+} puncts[] = {
+    {"<=", FQ_SQL_TOK_LE},    {"<>", FQ_SQL_TOK_NE},    {"!=", FQ_SQL_TOK_NE},
+    {">=", FQ_SQL_TOK_GE},    {",", FQ_SQL_TOK_COMMA},  {".", FQ_SQL_TOK_DOT},
+    {"(", FQ_SQL_TOK_LPAREN}, {")", FQ_SQL_TOK_RPAREN}, {"*", FQ_SQL_TOK_STAR},
+    {";", FQ_SQL_TOK_SEMI},   {"=", FQ_SQL_TOK_EQ},     {"<", FQ_SQL_TOK_LT},
+    {">", FQ_SQL_TOK_GT},
+};
+
 static bool
 is_digit(int c)
 {
@@ -215,51 +227,19 @@ utf8_len(const struct fq_sql_lexer *lx)
 static void
 lex_punct(struct fq_sql_lexer *lx, struct fq_sql_token *t)
 {
-    int c = at(lx, 0), c1 = at(lx, 1);
-    size_t n = 1;
-
-    switch (c) {
-    case ',':
-        t->kind = FQ_SQL_TOK_COMMA;
-        break;
-    case '.':
-        t->kind = FQ_SQL_TOK_DOT;
-        break;
-    case '(':
-        t->kind = FQ_SQL_TOK_LPAREN;
-        break;
-    case ')':
-        t->kind = FQ_SQL_TOK_RPAREN;
-        break;
-    case '*':
-        t->kind = FQ_SQL_TOK_STAR;
-        break;
-    case ';':
-        t->kind = FQ_SQL_TOK_SEMI;
-        break;
-    case '=':
-        t->kind = FQ_SQL_TOK_EQ;
-        break;
-    case '<':
-        t->kind = c1 == '='   ? FQ_SQL_TOK_LE
-                  : c1 == '>' ? FQ_SQL_TOK_NE
-                              : FQ_SQL_TOK_LT;
-        n = t->kind == FQ_SQL_TOK_LT ? 1 : 2;
-        break;
-    case '>':
-        t->kind = c1 == '=' ? FQ_SQL_TOK_GE : FQ_SQL_TOK_GT;
-        n = c1 == '=' ? 2 : 1;
-        break;
-    case '!':
-        t->kind = c1 == '=' ? FQ_SQL_TOK_NE : FQ_SQL_TOK_INVALID;
-        n = c1 == '=' ? 2 : 1;
-        break;
-    default:
-        t->kind = FQ_SQL_TOK_INVALID;
-        n = utf8_len(lx);
-        break;
+    for (size_t k = 0; k < FQ_ARRAY_LEN(puncts); k++) {
+        const char *p = puncts[k].text;
+        size_t n = 0;
+        while (p[n] && at(lx, n) == p[n])
+            n++;
+        if (!p[n]) {
+            t->kind = puncts[k].kind;
+            advance(lx, n);
+            return;
+        }
     }
-    advance(lx, n);
+    t->kind = FQ_SQL_TOK_INVALID;
+    advance(lx, utf8_len(lx));
 }
 
 void

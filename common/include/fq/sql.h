@@ -142,12 +142,14 @@ struct fq_sql_query {
 };
 
 /*
- * Parses len bytes of text (no NUL needed; an embedded NUL is an error;
- * NULL with len 0 is the empty query) into a tree allocated from arena. 0,
- * FQ_EINVAL for a query that breaks the grammar or a limit, or FQ_ENOMEM when
- * the arena's cap or malloc fails (see FQ_SQL_PARSE_MEMORY_MAX). ret is written
- * only on success and freed with the arena; err (may be NULL) is written only
- * on failure. On failure the arena may hold parts of the tree, freed with it.
+ * Parses len bytes of text into a tree allocated from arena. The text
+ * needs no NUL terminator (an embedded NUL is an error); NULL with len 0
+ * is the empty query. Returns 0, FQ_EINVAL when the query breaks the
+ * grammar or a limit, or FQ_ENOMEM when the arena's cap or malloc fails
+ * (see FQ_SQL_PARSE_MEMORY_MAX). ret is written only on success and the
+ * tree is freed with the arena; err (may be NULL) is written only on
+ * failure. After a failure the arena may hold parts of a tree, freed
+ * with it.
  */
 int fq_sql_parse(const char *text, size_t len, struct fq_arena *arena,
                  struct fq_sql_query **ret, struct fq_sql_error *err);

@@ -1,0 +1,1 @@
+SELECT count, sum, SUM(count) FROM avg.count WHERE avg = 1 GROUP BY count, sum

@@ -1,0 +1,4 @@
+SELECT a
+	FROM b.c
+WHERE	x = 1 -- done
+;

@@ -1,0 +1,1 @@
+SELECT program, month, AVG(benefit) FROM dss.enrollment GROUP BY program, month

@@ -1,0 +1,1 @@
+SELECT town, COUNT(*) FROM dol.wages WHERE quarter BETWEEN '2023Q1' '2023Q4'

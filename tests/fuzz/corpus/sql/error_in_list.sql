@@ -1,0 +1,1 @@
+SELECT a FROM b.c WHERE x IN (1, 2, 3,) OR y = 1 /* later */

@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM hied.enrollment WHERE birth_year >= 1995

@@ -1,0 +1,1 @@
+SELECT COUNT(*) FROM dss.enrollment WHERE county = 'O''Brien' AND program IN ('SNAP', 'TANF', '', '''')

@@ -1,0 +1,1 @@
+SELECT town, COUNT(*), SUM(wages) FROM dol.wages WHERE quarter BETWEEN '2023Q1' AND '2023Q4' AND industry IN ('23', '31') GROUP BY town

@@ -1,0 +1,1 @@
+SELECT COUNT(*), SUM(wages), AVG(wages) FROM dol.wages WHERE wages > 12.5 AND wages <= 100000.75 AND hours <> 0 AND weeks != -1 AND age < 65
