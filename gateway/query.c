@@ -560,8 +560,12 @@ execute_done(struct gw_fanout *f, void *arg)
                                     : "out of memory");
         goto out;
     }
-    fq_log_info("query %s: %zu groups, %zu suppressed, %zu agencies", q->id,
-                n_groups, suppressed, n_parts);
+    /* The reason for suppression is kept here for stewards, never in the
+     * answer: there is one rule so far. */
+    fq_log_info("query %s: %zu groups, %zu suppressed (primary: fewer than "
+                "%" PRId64 " contributors), %zu agencies%s",
+                q->id, n_groups, suppressed, q->fed->cfg->min_cell_count,
+                n_parts, q->n_missing ? ", partial" : "");
     query_end(q, 0, &resp.base, NULL);
 out:
     gw_fanout_free(f); /* after the reply: the rows point into it */
