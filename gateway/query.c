@@ -64,9 +64,10 @@ query_end(struct query *q, int err, const ProtobufCMessage *resp,
     for (size_t i = 0; q->catalogs && i < q->n_which; i++)
         gw_catalog_unref(q->catalogs[i]);
     gw_federation_unref(q->fed);
-    fq_log_info("query %s by %s: %s%s%s", q->id, fq_rpc_call_peer(call)->uri,
-                err ? fq_strerror(err) : "answered", err ? ": " : "",
-                err ? "see reply" : "");
+    /* The status only: error messages quote the query's literals. */
+    fq_log_info("query %s by %s: %s", q->id, fq_rpc_call_peer(call)->uri,
+                err ? fq_rpc_status_name(fq_rpc_status_from_error(err))
+                    : "answered");
     /* q lives in the call's arena: nothing of it is touched after this. */
     if (err)
         fq_rpc_call_fail(call, err, "%s", msg);
