@@ -55,16 +55,17 @@ compare_sql(Fedq__V1__CompareOp op)
 static int compile_predicate(struct compiled *c, struct fq_arena *a,
                              const Fedq__V1__Predicate *p);
 
+/* "(t1 AND t2 ...)" or "(t1 OR t2 ...)". */
 static int
-compile_all(struct compiled *c, struct fq_arena *a,
-            const Fedq__V1__Conjunction *all)
+compile_terms(struct compiled *c, struct fq_arena *a,
+              Fedq__V1__Predicate *const *terms, size_t n, const char *op)
 {
     int rc = fq_buf_append_str(&c->sql, "(");
-    for (size_t i = 0; rc == 0 && i < all->n_terms; i++) {
+    for (size_t i = 0; rc == 0 && i < n; i++) {
         if (i)
-            rc = fq_buf_append_str(&c->sql, " AND ");
+            rc = fq_buf_append_str(&c->sql, op);
         if (rc == 0)
-            rc = compile_predicate(c, a, all->terms[i]);
+            rc = compile_predicate(c, a, terms[i]);
     }
     return rc ? rc : fq_buf_append_str(&c->sql, ")");
 }
@@ -90,7 +91,19 @@ compile_predicate(struct compiled *c, struct fq_arena *a,
 
     switch (p->node_case) {
     case FEDQ__V1__PREDICATE__NODE_ALL:
-        return compile_all(c, a, p->all);
+        return compile_terms(c, a, p->all->terms, p->all->n_terms, " AND ");
+    case FEDQ__V1__PREDICATE__NODE_ANY:
+        return compile_terms(c, a, p->any->terms, p->any->n_terms, " OR ");
+    case FEDQ__V1__PREDICATE__NODE_NOT:
+        /* No parentheses of our own: NOT binds looser than a comparison
+         * and tighter than AND and OR, and lists bring their own. SQLite's
+         * parser stack (100 deep in 3.40) is the limit on nesting. */
+        if ((rc = fq_buf_append_str(&c->sql, "NOT ")) < 0)
+            return rc;
+        return compile_predicate(c, a, p->not_->term);
+    case FEDQ__V1__PREDICATE__NODE_IS_NULL:
+        return fq_buf_printf(&c->sql, "\"%s\" IS %sNULL", p->is_null->column,
+                             p->is_null->negated ? "NOT " : "");
     case FEDQ__V1__PREDICATE__NODE_COMPARE:
         if ((rc = fq_buf_printf(&c->sql, "\"%s\" %s ", p->compare->column,
                                 compare_sql(p->compare->op))) < 0)

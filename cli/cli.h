@@ -91,5 +91,6 @@ int cli_out_agencies(struct cli_out *o, struct fq_arena *a,
 int cli_cmd_datasets(struct cli *c, int argc, char **argv);
 int cli_cmd_health(struct cli *c, int argc, char **argv);
 int cli_cmd_query(struct cli *c, int argc, char **argv);
+int cli_cmd_explain(struct cli *c, int argc, char **argv);
 
 #endif

@@ -22,6 +22,8 @@ static const struct cli_command commands[] = {
      "list every agency's datasets and the federation's aliases"},
     {"query", cli_cmd_query,
      "run a fedq SQL query: fedq query \"SELECT ... FROM agency.dataset\""},
+    {"explain", cli_cmd_explain,
+     "show what a query would do, without running it"},
     {"health", cli_cmd_health, "check the gateway and every agency it reaches"},
 };
 

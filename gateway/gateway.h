@@ -168,5 +168,7 @@ void gw_list_datasets(struct fq_rpc_call *call, const ProtobufCMessage *req,
 void gw_federation_status(struct fq_rpc_call *call, const ProtobufCMessage *req,
                           void *app);
 void gw_query(struct fq_rpc_call *call, const ProtobufCMessage *req, void *app);
+void gw_explain(struct fq_rpc_call *call, const ProtobufCMessage *req,
+                void *app);
 
 #endif

@@ -23,7 +23,7 @@ static const struct fq_rpc_method gateway_methods[] = {
     {"/fedq.v1.Gateway/Query", &fedq__v1__query_request__descriptor,
      FQ_ROLE_ANALYST, gw_query},
     {"/fedq.v1.Gateway/Explain", &fedq__v1__explain_request__descriptor,
-     FQ_ROLE_ANALYST, NULL},
+     FQ_ROLE_ANALYST, gw_explain},
 };
 
 static pthread_mutex_t state_mu = PTHREAD_MUTEX_INITIALIZER;

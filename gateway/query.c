@@ -29,6 +29,7 @@
 
 struct query {
     struct gw_state *st;
+    bool explain; /* Explain: stop after the plan, run nothing */
     struct fq_rpc_call *call;
     struct fq_arena *a; /* the call's */
     struct gw_federation *fed;
@@ -199,6 +200,7 @@ step_catalogs(struct query *q)
  */
 
 static void step_execute(struct query *q);
+static void explain_reply(struct query *q);
 
 /* Same columns, roles and types, in order: what pooling needs. */
 static bool
@@ -285,7 +287,10 @@ step_plan(struct query *q)
                   rc == FQ_ENOMEM ? "out of memory" : serr.msg);
         return;
     }
-    step_execute(q);
+    if (q->explain)
+        explain_reply(q);
+    else
+        step_execute(q);
 }
 
 /* ---- step 4: execute, pool, protect ------------------------------------- */
@@ -524,6 +529,82 @@ build_response(struct query *q, Fedq__V1__PartialGroup **groups, size_t n,
     return 0;
 }
 
+/*
+ * ORDER BY and LIMIT, on the released table only: a cell without a value
+ * (suppressed, not applicable) sorts after every value in both directions,
+ * so the order of rows says nothing about hidden values. The sort is
+ * stable over the key order the rows already have.
+ */
+static int
+cell_cmp(const Fedq__V1__Cell *a, const Fedq__V1__Cell *b)
+{
+    bool ha = a->value_case != FEDQ__V1__CELL__VALUE__NOT_SET;
+    bool hb = b->value_case != FEDQ__V1__CELL__VALUE__NOT_SET;
+    if (!ha || !hb)
+        return 0;
+    switch (a->value_case) {
+    case FEDQ__V1__CELL__VALUE_INT_VALUE:
+        return (a->int_value > b->int_value) - (a->int_value < b->int_value);
+    case FEDQ__V1__CELL__VALUE_DECIMAL_VALUE:
+        return (a->decimal_value > b->decimal_value) -
+               (a->decimal_value < b->decimal_value);
+    default:
+        return strcmp(a->text_value, b->text_value);
+    }
+}
+
+static int
+row_cmp(const struct fq_sql_query *sq, const Fedq__V1__Row *x,
+        const Fedq__V1__Row *y)
+{
+    for (size_t k = 0; k < sq->n_order_by; k++) {
+        const Fedq__V1__Cell *a = x->cells[sq->order_by[k].item];
+        const Fedq__V1__Cell *b = y->cells[sq->order_by[k].item];
+        bool ha = a->value_case != FEDQ__V1__CELL__VALUE__NOT_SET;
+        bool hb = b->value_case != FEDQ__V1__CELL__VALUE__NOT_SET;
+        if (ha != hb)
+            return ha ? -1 : 1; /* hidden last, whatever the direction */
+        int c = cell_cmp(a, b);
+        if (c)
+            return sq->order_by[k].desc ? -c : c;
+    }
+    return 0;
+}
+
+/* A stable merge sort: qsort is not stable, and ties must keep the key
+ * order the rows came in. */
+static void
+sort_rows(const struct fq_sql_query *sq, Fedq__V1__Row **rows, size_t n,
+          Fedq__V1__Row **tmp)
+{
+    if (n < 2)
+        return;
+    size_t h = n / 2;
+    sort_rows(sq, rows, h, tmp);
+    sort_rows(sq, rows + h, n - h, tmp);
+    size_t i = 0, j = h, k = 0;
+    while (i < h && j < n)
+        tmp[k++] = row_cmp(sq, rows[j], rows[i]) < 0 ? rows[j++] : rows[i++];
+    while (i < h)
+        tmp[k++] = rows[i++];
+    while (j < n)
+        tmp[k++] = rows[j++];
+    memcpy(rows, tmp, n * sizeof(*rows));
+}
+
+static void
+order_and_limit(struct query *q, Fedq__V1__QueryResponse *resp)
+{
+    const struct fq_sql_query *sq = q->sql;
+    Fedq__V1__Row **tmp;
+
+    if (sq->n_order_by &&
+        (tmp = fq_arena_alloc(q->a, (resp->n_rows + 1) * sizeof(*tmp))))
+        sort_rows(sq, resp->rows, resp->n_rows, tmp);
+    if (sq->has_limit && (uint64_t)sq->limit < resp->n_rows)
+        resp->n_rows = (size_t)sq->limit;
+}
+
 static void
 execute_done(struct gw_fanout *f, void *arg)
 {
@@ -552,6 +633,8 @@ execute_done(struct gw_fanout *f, void *arg)
     if (rc == 0)
         rc = build_response(q, groups, n_groups, parts, n_parts, &resp,
                             &suppressed);
+    if (rc == 0)
+        order_and_limit(q, &resp);
     if (rc < 0) {
         query_end(q, rc, NULL, "%s",
                   rc == FQ_ETOOBIG  ? "the pooled result has too many groups "
@@ -572,11 +655,92 @@ out:
     gw_fanout_free(f); /* after the reply: the rows point into it */
 }
 
-/* ---- the method -------------------------------------------------------------
+/* ---- Explain ------------------------------------------------------------ */
+
+/* The rules that will apply, in words, for the analyst. */
+static char **
+explain_checks(struct query *q, size_t *ret_n)
+{
+    char **c = fq_arena_alloc(q->a, 6 * sizeof(char *));
+    size_t n = 0;
+
+    if (!c)
+        return NULL;
+    c[n++] = fq_arena_printf(
+        q->a, "every agency checks the plan again against its own catalog");
+    c[n++] = fq_arena_printf(
+        q->a,
+        "every aggregate of a group with fewer than %" PRId64
+        " contributors (pooled over the agencies) is suppressed",
+        q->fed->cfg->min_cell_count);
+    c[n++] = fq_arena_printf(q->a, "identifier columns are never released");
+    c[n++] = fq_arena_printf(
+        q->a, "an agency that does not answer fails the query, unless a "
+              "partial answer is allowed");
+    c[n++] = fq_arena_printf(q->a, "ORDER BY and LIMIT apply after "
+                                   "suppression; hidden cells sort last");
+    for (size_t i = 0; i < n; i++) {
+        if (!c[i])
+            return NULL;
+    }
+    *ret_n = n;
+    return c;
+}
+
+static int
+explain_fill(struct query *q, Fedq__V1__ExplainResponse *r)
+{
+    size_t agg_i = 0;
+
+    r->canonical_sql = fq_sql_format(q->sql, q->a);
+    r->plan = q->plan;
+    r->agencies = fq_arena_alloc(q->a, (q->n_which + 1) * sizeof(char *));
+    r->columns = fq_arena_alloc(q->a, (q->sql->n_items + 1) * sizeof(void *));
+    r->order_by =
+        fq_arena_alloc(q->a, (q->sql->n_order_by + 1) * sizeof(void *));
+    r->checks = explain_checks(q, &r->n_checks);
+    if (!r->canonical_sql || !r->agencies || !r->columns || !r->order_by ||
+        !r->checks)
+        return FQ_ENOMEM;
+    for (size_t k = 0; k < q->n_which; k++)
+        r->agencies[r->n_agencies++] = q->fed->agents[q->which[k]].conf->agency;
+    for (size_t i = 0; i < q->sql->n_items; i++) {
+        if (!(r->columns[r->n_columns++] = result_column(q, i, &agg_i)))
+            return FQ_ENOMEM;
+    }
+    for (size_t i = 0; i < q->sql->n_order_by; i++) {
+        Fedq__V1__OrderKey *k = fq_arena_alloc(q->a, sizeof(*k));
+        if (!k)
+            return FQ_ENOMEM;
+        fedq__v1__order_key__init(k);
+        k->column = (uint32_t)q->sql->order_by[i].item;
+        k->descending = q->sql->order_by[i].desc;
+        r->order_by[r->n_order_by++] = k;
+    }
+    r->has_limit = q->sql->has_limit;
+    r->limit = q->sql->has_limit ? (uint64_t)q->sql->limit : 0;
+    return 0;
+}
+
+static void
+explain_reply(struct query *q)
+{
+    Fedq__V1__ExplainResponse r = FEDQ__V1__EXPLAIN_RESPONSE__INIT;
+
+    if (explain_fill(q, &r) < 0)
+        query_end(q, FQ_ENOMEM, NULL, "out of memory");
+    else
+        query_end(q, 0, &r.base, NULL);
+}
+
+/* ---- the methods
+ * -------------------------------------------------------------
  */
 
-void
-gw_query(struct fq_rpc_call *call, const ProtobufCMessage *msg, void *app)
+/* Parses, resolves and goes on to the catalogs: Query and Explain alike. */
+static void
+query_start(struct fq_rpc_call *call, const char *sql, bool explain,
+            const Fedq__V1__QueryRequest *req, void *app)
 {
     struct fq_arena *a = fq_rpc_call_arena(call);
     struct query *q = fq_arena_alloc(a, sizeof(*q));
@@ -590,10 +754,11 @@ gw_query(struct fq_rpc_call *call, const ProtobufCMessage *msg, void *app)
     q->st = app;
     q->call = call;
     q->a = a;
-    q->req = (const void *)msg;
+    q->req = req;
+    q->explain = explain;
     q->fed = gw_state_federation(q->st);
     query_id(q->id);
-    rc = fq_sql_parse(q->req->sql, strlen(q->req->sql), a, &q->sql, &serr);
+    rc = fq_sql_parse(sql, strlen(sql), a, &q->sql, &serr);
     if (rc < 0) {
         query_end(q, rc, NULL, "%s",
                   rc == FQ_ENOMEM ? "out of memory" : serr.msg);
@@ -607,4 +772,20 @@ gw_query(struct fq_rpc_call *call, const ProtobufCMessage *msg, void *app)
         return;
     }
     step_catalogs(q);
+}
+
+void
+gw_query(struct fq_rpc_call *call, const ProtobufCMessage *msg, void *app)
+{
+    const Fedq__V1__QueryRequest *req = (const void *)msg;
+    query_start(call, req->sql, false, req, app);
+}
+
+void
+gw_explain(struct fq_rpc_call *call, const ProtobufCMessage *msg, void *app)
+{
+    static const Fedq__V1__QueryRequest no_partial =
+        FEDQ__V1__QUERY_REQUEST__INIT;
+    const Fedq__V1__ExplainRequest *req = (const void *)msg;
+    query_start(call, req->sql, true, &no_partial, app);
 }

@@ -107,24 +107,74 @@ typed_literals(struct build *b, const struct fq_sql_pred *p,
 static Fedq__V1__Predicate *build_pred(struct build *b,
                                        const struct fq_sql_pred *p, int *rc);
 
+/* AND or OR: a list of sub-predicates. */
 static int
-build_all(struct build *b, const struct fq_sql_pred *p, Fedq__V1__Predicate *n)
+build_list(struct build *b, const struct fq_sql_pred *p, Fedq__V1__Predicate *n)
 {
-    Fedq__V1__Conjunction *all = fq_arena_alloc(b->a, sizeof(*all));
+    Fedq__V1__Predicate **terms =
+        fq_arena_alloc(b->a, (p->n_kids + 1) * sizeof(*terms));
     int rc = 0;
 
-    if (!all)
-        return FQ_ENOMEM;
-    fedq__v1__conjunction__init(all);
-    all->terms = fq_arena_alloc(b->a, (p->n_kids + 1) * sizeof(void *));
-    if (!all->terms)
+    if (!terms)
         return FQ_ENOMEM;
     for (size_t i = 0; i < p->n_kids; i++) {
-        if (!(all->terms[all->n_terms++] = build_pred(b, p->kids[i], &rc)))
+        if (!(terms[i] = build_pred(b, p->kids[i], &rc)))
             return rc;
     }
-    n->node_case = FEDQ__V1__PREDICATE__NODE_ALL;
-    n->all = all;
+    if (p->kind == FQ_SQL_PRED_AND) {
+        Fedq__V1__Conjunction *all = fq_arena_alloc(b->a, sizeof(*all));
+        if (!all)
+            return FQ_ENOMEM;
+        fedq__v1__conjunction__init(all);
+        all->terms = terms;
+        all->n_terms = p->n_kids;
+        n->node_case = FEDQ__V1__PREDICATE__NODE_ALL;
+        n->all = all;
+        return 0;
+    }
+    Fedq__V1__Disjunction *any = fq_arena_alloc(b->a, sizeof(*any));
+    if (!any)
+        return FQ_ENOMEM;
+    fedq__v1__disjunction__init(any);
+    any->terms = terms;
+    any->n_terms = p->n_kids;
+    n->node_case = FEDQ__V1__PREDICATE__NODE_ANY;
+    n->any = any;
+    return 0;
+}
+
+static int
+build_not(struct build *b, const struct fq_sql_pred *p, Fedq__V1__Predicate *n)
+{
+    Fedq__V1__Negation *neg = fq_arena_alloc(b->a, sizeof(*neg));
+    int rc = 0;
+
+    if (!neg)
+        return FQ_ENOMEM;
+    fedq__v1__negation__init(neg);
+    if (!(neg->term = build_pred(b, p->kids[0], &rc)))
+        return rc;
+    n->node_case = FEDQ__V1__PREDICATE__NODE_NOT;
+    n->not_ = neg;
+    return 0;
+}
+
+static int
+build_is_null(struct build *b, const struct fq_sql_pred *p,
+              Fedq__V1__Predicate *n)
+{
+    int rc = FQ_ENOMEM;
+    Fedq__V1__IsNull *isn = NULL;
+
+    if (!resolve(b, &p->column, &rc))
+        return rc;
+    if (!(isn = fq_arena_alloc(b->a, sizeof(*isn))))
+        return FQ_ENOMEM;
+    fedq__v1__is_null__init(isn);
+    isn->column = (char *)p->column.name;
+    isn->negated = p->negated;
+    n->node_case = FEDQ__V1__PREDICATE__NODE_IS_NULL;
+    n->is_null = isn;
     return 0;
 }
 
@@ -182,7 +232,20 @@ build_pred(struct build *b, const struct fq_sql_pred *p, int *rc)
         return NULL;
     }
     fedq__v1__predicate__init(n);
-    *rc = p->kind == FQ_SQL_PRED_AND ? build_all(b, p, n) : build_leaf(b, p, n);
+    switch (p->kind) {
+    case FQ_SQL_PRED_AND:
+    case FQ_SQL_PRED_OR:
+        *rc = build_list(b, p, n);
+        break;
+    case FQ_SQL_PRED_NOT:
+        *rc = build_not(b, p, n);
+        break;
+    case FQ_SQL_PRED_IS_NULL:
+        *rc = build_is_null(b, p, n);
+        break;
+    default:
+        *rc = build_leaf(b, p, n);
+    }
     return *rc < 0 ? NULL : n;
 }
 
@@ -251,6 +314,10 @@ build_aggregate(struct build *b, const struct fq_sql_item *it,
     int rc = 0;
 
     fedq__v1__aggregate__init(ag);
+    if (it->agg > FQ_SQL_AGG_AVG)
+        return build_fail(b, it->pos, FQ_EINVAL,
+                          "%s is not available yet: use COUNT(*), SUM or AVG",
+                          fq_sql_agg_name(it->agg));
     ag->kind = kinds[it->agg];
     if (it->agg == FQ_SQL_AGG_COUNT_STAR)
         return 0;

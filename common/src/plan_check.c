@@ -176,13 +176,15 @@ check_leaf(struct check *c, const char *column, Fedq__V1__Literal *const *lits,
     return 0;
 }
 
+/* The terms of an AND or an OR: at least one, each checked. */
 static int
-check_conjunction(struct check *c, const Fedq__V1__Conjunction *all, int depth)
+check_terms(struct check *c, Fedq__V1__Predicate *const *terms, size_t n,
+            int depth)
 {
-    if (all->n_terms == 0)
-        FAIL(c, FQ_EINVAL, "empty conjunction in the filter");
-    for (size_t i = 0; i < all->n_terms; i++) {
-        int rc = check_predicate(c, all->terms[i], depth + 1);
+    if (n == 0)
+        FAIL(c, FQ_EINVAL, "empty AND or OR in the filter");
+    for (size_t i = 0; i < n; i++) {
+        int rc = check_predicate(c, terms[i], depth + 1);
         if (rc < 0)
             return rc;
     }
@@ -194,11 +196,22 @@ check_predicate(struct check *c, const Fedq__V1__Predicate *p, int depth)
 {
     if (depth > FQ_PLAN_MAX_DEPTH)
         FAIL(c, FQ_ETOOBIG, "filter nested deeper than %d", FQ_PLAN_MAX_DEPTH);
-    if (++c->terms > FQ_PLAN_MAX_TERMS)
+    bool leaf = p->node_case != FEDQ__V1__PREDICATE__NODE_ALL &&
+                p->node_case != FEDQ__V1__PREDICATE__NODE_ANY &&
+                p->node_case != FEDQ__V1__PREDICATE__NODE_NOT;
+    if (leaf && ++c->terms > FQ_PLAN_MAX_TERMS)
         FAIL(c, FQ_ETOOBIG, "filter has more than %d terms", FQ_PLAN_MAX_TERMS);
     switch (p->node_case) {
     case FEDQ__V1__PREDICATE__NODE_ALL:
-        return check_conjunction(c, p->all, depth);
+        return check_terms(c, p->all->terms, p->all->n_terms, depth);
+    case FEDQ__V1__PREDICATE__NODE_ANY:
+        return check_terms(c, p->any->terms, p->any->n_terms, depth);
+    case FEDQ__V1__PREDICATE__NODE_NOT:
+        if (!p->not_->term)
+            FAIL(c, FQ_EINVAL, "NOT without a term in the filter");
+        return check_predicate(c, p->not_->term, depth + 1);
+    case FEDQ__V1__PREDICATE__NODE_IS_NULL:
+        return check_leaf(c, p->is_null->column, NULL, 0);
     case FEDQ__V1__PREDICATE__NODE_COMPARE:
         if (p->compare->op < FEDQ__V1__COMPARE_OP__COMPARE_OP_EQ ||
             p->compare->op > FEDQ__V1__COMPARE_OP__COMPARE_OP_GE)

@@ -5,7 +5,8 @@
  * The lexer decides as little as it can. A character no token starts with
  * becomes an INVALID token rather than an error, so the parser can say
  * what it expected there ("expected FROM, found '#'"). Only what the
- * parser cannot phrase that way fails here: an unterminated string and
+ * parser cannot phrase that way fails here: an unterminated string,
+ * quoted identifier or block comment, an empty quoted identifier, and
  * identifiers or strings over their byte limits. Tokens point into the
  * caller's text; nothing is allocated. Character classes are ASCII and
  * spelled out rather than taken from <ctype.h>, whose answers follow the
@@ -25,10 +26,23 @@ static const struct keyword {
     const char *word;
     enum fq_sql_tok kind;
 } keywords[] = {
-    {"SELECT", FQ_SQL_TOK_SELECT},   {"FROM", FQ_SQL_TOK_FROM},
-    {"WHERE", FQ_SQL_TOK_WHERE},     {"GROUP", FQ_SQL_TOK_GROUP},
-    {"BY", FQ_SQL_TOK_BY},           {"AND", FQ_SQL_TOK_AND},
-    {"BETWEEN", FQ_SQL_TOK_BETWEEN}, {"IN", FQ_SQL_TOK_IN},
+    {"SELECT", FQ_SQL_TOK_SELECT},
+    {"FROM", FQ_SQL_TOK_FROM},
+    {"WHERE", FQ_SQL_TOK_WHERE},
+    {"GROUP", FQ_SQL_TOK_GROUP},
+    {"BY", FQ_SQL_TOK_BY},
+    {"AND", FQ_SQL_TOK_AND},
+    {"BETWEEN", FQ_SQL_TOK_BETWEEN},
+    {"IN", FQ_SQL_TOK_IN},
+    {"OR", FQ_SQL_TOK_OR},
+    {"NOT", FQ_SQL_TOK_NOT},
+    {"IS", FQ_SQL_TOK_IS},
+    {"NULL", FQ_SQL_TOK_NULL},
+    {"ORDER", FQ_SQL_TOK_ORDER},
+    {"ASC", FQ_SQL_TOK_ASC},
+    {"DESC", FQ_SQL_TOK_DESC},
+    {"LIMIT", FQ_SQL_TOK_LIMIT},
+    {"DISTINCT", FQ_SQL_TOK_DISTINCT},
 };
 
 /* Two-byte operators come first, so the longest match wins. */
@@ -108,8 +122,24 @@ lex_error(struct fq_sql_error *err, struct fq_sql_pos pos, const char *what)
     return FQ_EINVAL;
 }
 
-static void
-skip_space_and_comments(struct fq_sql_lexer *lx)
+/* From the opening slash-star past the first star-slash: no nesting. */
+static int
+skip_block_comment(struct fq_sql_lexer *lx, struct fq_sql_error *err)
+{
+    struct fq_sql_pos start = lx->pos;
+
+    advance(lx, 2);
+    while (!(at(lx, 0) == '*' && at(lx, 1) == '/')) {
+        if (at(lx, 0) == -1)
+            return lex_error(err, start, "unterminated comment");
+        advance(lx, 1);
+    }
+    advance(lx, 2);
+    return 0;
+}
+
+static int
+skip_space_and_comments(struct fq_sql_lexer *lx, struct fq_sql_error *err)
 {
     for (;;) {
         int c = at(lx, 0);
@@ -118,8 +148,12 @@ skip_space_and_comments(struct fq_sql_lexer *lx)
         } else if (c == '-' && at(lx, 1) == '-') {
             while (at(lx, 0) != -1 && at(lx, 0) != '\n')
                 advance(lx, 1);
+        } else if (c == '/' && at(lx, 1) == '*') {
+            int rc = skip_block_comment(lx, err);
+            if (rc < 0)
+                return rc;
         } else {
-            return;
+            return 0;
         }
     }
 }
@@ -173,13 +207,42 @@ lex_number(struct fq_sql_lexer *lx, struct fq_sql_token *t)
     advance(lx, n);
 }
 
+/* How the two quoted forms differ; the scanning is shared. */
+struct quoting {
+    int quote;
+    enum fq_sql_tok kind;
+    size_t max;
+    const char *unterminated;
+    const char *too_long;
+    const char *empty; /* NULL: empty is allowed */
+};
+
+static const struct quoting string_quoting = {
+    .quote = '\'',
+    .kind = FQ_SQL_TOK_STRING,
+    .max = FQ_SQL_MAX_STRING,
+    .unterminated = "unterminated string literal",
+    .too_long =
+        "string literal is longer than " STR(FQ_SQL_MAX_STRING) " bytes",
+};
+
+/* An empty name would match nothing and could not be written plainly. */
+static const struct quoting ident_quoting = {
+    .quote = '"',
+    .kind = FQ_SQL_TOK_QUOTED,
+    .max = FQ_SQL_MAX_IDENT,
+    .unterminated = "unterminated quoted identifier",
+    .too_long = "identifier is longer than " STR(FQ_SQL_MAX_IDENT) " bytes",
+    .empty = "quoted identifier is empty",
+};
+
 /*
- * 'text' with '' for a quote. The limit is on decoded bytes, checked as
- * they are counted so a huge literal stops early.
+ * 'text' with '' for a quote, or "name" with "" for a quote. The limit is
+ * on decoded bytes, checked as they are counted so a huge one stops early.
  */
 static int
-lex_string(struct fq_sql_lexer *lx, struct fq_sql_token *t,
-           struct fq_sql_error *err)
+lex_quoted(struct fq_sql_lexer *lx, struct fq_sql_token *t,
+           const struct quoting *q, struct fq_sql_error *err)
 {
     size_t decoded = 0;
 
@@ -187,18 +250,18 @@ lex_string(struct fq_sql_lexer *lx, struct fq_sql_token *t,
     for (;;) {
         int c = at(lx, 0);
         if (c == -1)
-            return lex_error(err, t->pos, "unterminated string literal");
-        if (c == '\'' && at(lx, 1) != '\'') {
+            return lex_error(err, t->pos, q->unterminated);
+        if (c == q->quote && at(lx, 1) != q->quote) {
             advance(lx, 1);
             break;
         }
-        advance(lx, c == '\'' ? 2 : 1);
-        if (++decoded > FQ_SQL_MAX_STRING)
-            return lex_error(err, t->pos,
-                             "string literal is longer than " STR(
-                                 FQ_SQL_MAX_STRING) " bytes");
+        advance(lx, c == q->quote ? 2 : 1);
+        if (++decoded > q->max)
+            return lex_error(err, t->pos, q->too_long);
     }
-    t->kind = FQ_SQL_TOK_STRING;
+    if (decoded == 0 && q->empty)
+        return lex_error(err, t->pos, q->empty);
+    t->kind = q->kind;
     return 0;
 }
 
@@ -260,7 +323,9 @@ fq_sql_lex_next(struct fq_sql_lexer *lx, struct fq_sql_token *ret,
     struct fq_sql_token t;
     int rc = 0;
 
-    skip_space_and_comments(lx);
+    rc = skip_space_and_comments(lx, err);
+    if (rc < 0)
+        return rc;
     t.pos = lx->pos;
     t.text = lx->text + lx->off;
     size_t start = lx->off;
@@ -272,7 +337,9 @@ fq_sql_lex_next(struct fq_sql_lexer *lx, struct fq_sql_token *ret,
     else if (is_digit(c) || (c == '-' && is_digit(at(lx, 1))))
         lex_number(lx, &t);
     else if (c == '\'')
-        rc = lex_string(lx, &t, err);
+        rc = lex_quoted(lx, &t, &string_quoting, err);
+    else if (c == '"')
+        rc = lex_quoted(lx, &t, &ident_quoting, err);
     else
         lex_punct(lx, &t);
     if (rc < 0)

@@ -3,14 +3,18 @@
  *
  * The parser is recursive descent over the tokens of sql_lex.c with one
  * token of lookahead, one function per rule; it stops at the first error
- * and words it "expected X, found Y" at the offending token. WHERE is
- * parsed as an expression tree, not a list: parse_expr is the entry for
- * a (sub)expression and counts nesting, parse_and builds one AND node per
- * chain, and the leaves are the column tests. OR (a level above AND), NOT
- * and parenthesised subexpressions (beside the leaves) slot in there.
+ * and words it "expected X, found Y" at the offending token. WHERE is an
+ * expression tree: parse_chain builds one OR node per OR chain and one AND
+ * node per AND chain (a parenthesised chain of the same kind joins its
+ * parent, so the tree is flat whatever the parentheses), parse_unary
+ * handles NOT and '(' expr ')' and counts their nesting, and the leaves
+ * are the column tests. The optional clauses after FROM are rows of a
+ * table, read in order. ORDER BY keys are resolved to select items here,
+ * so the planner sees indexes, not names.
  *
- * Every list (select items, IN values, AND operands, GROUP BY columns)
- * goes through parse_list, which also enforces its limit. Elements are
+ * Every list (select items, IN values, histogram edges, GROUP BY columns,
+ * ORDER BY keys) goes through parse_list, which also enforces its limit;
+ * AND and OR chains use the same scratch stack. Elements are
  * collected on a malloc'd scratch stack and copied into the arena once the
  * list ends, so the arena holds exact-size arrays and parsing any input
  * stays within FQ_SQL_PARSE_MEMORY_MAX. Nested lists stack on top of each
@@ -31,8 +35,12 @@
 #define STR_(x) #x
 #define STR(x)  STR_(x)
 
-/* Canonical text of any parsed query is under 2x its 64 KiB source. */
-#define FORMAT_MAX (1024 * 1024)
+/*
+ * Canonical text of any parsed query is under 2x its 64 KiB source, plus
+ * up to 16 more copies of a select item (itself under 2x the source) for
+ * ORDER BY keys written by position: under 34 x 64 KiB.
+ */
+#define FORMAT_MAX (4 * 1024 * 1024)
 
 _Static_assert(sizeof(long long) == sizeof(int64_t), "strtoll is int64");
 
@@ -47,7 +55,17 @@ struct parser {
     size_t stack_len;
     size_t stack_cap;
     size_t n_preds; /* leaves so far, for FQ_SQL_MAX_PREDS */
-    int depth;      /* parse_expr nesting, for FQ_SQL_MAX_DEPTH */
+    int depth;      /* '(' and NOT nesting, for FQ_SQL_MAX_DEPTH */
+    /* The histogram edge before the one being parsed, when have_edge. */
+    struct fq_sql_literal edge;
+    bool have_edge;
+    const struct fq_sql_query *query; /* its items, for ORDER BY */
+};
+
+/* Output with a sticky error: after a failed append the rest are skipped. */
+struct writer {
+    struct fq_buf buf;
+    int rc;
 };
 
 /* ---- errors and tokens --------------------------------------------------- */
@@ -69,14 +87,21 @@ fail(struct parser *p, struct fq_sql_pos pos, const char *fmt, ...)
     return FQ_EINVAL;
 }
 
+/* "expected WHAT, found <t>", at t. */
+static int
+expected_at(struct parser *p, const struct fq_sql_token *t, const char *what)
+{
+    char found[160];
+
+    fq_sql_token_describe(t, found, sizeof(found));
+    return fail(p, t->pos, "expected %s, found %s", what, found);
+}
+
 /* "expected WHAT, found <the current token>". */
 static int
 expected(struct parser *p, const char *what)
 {
-    char found[160];
-
-    fq_sql_token_describe(&p->tok, found, sizeof(found));
-    return fail(p, p->tok.pos, "expected %s, found %s", what, found);
+    return expected_at(p, &p->tok, what);
 }
 
 static int
@@ -175,7 +200,7 @@ union list_elem {
     struct fq_sql_item item;
     struct fq_sql_literal lit;
     struct fq_sql_name name;
-    struct fq_sql_pred *pred;
+    struct fq_sql_order order;
 };
 
 /*
@@ -221,16 +246,44 @@ parse_list(struct parser *p, const struct list_rule *r, void **ret,
 /* ---- names and literals ---------------------------------------------------
  */
 
+/* The text between the outer quotes, each doubled quote made one. */
+static char *
+unquote(struct parser *p, const char *text, size_t len)
+{
+    char *s = fq_arena_alloc(p->arena, len - 1);
+    size_t n = 0;
+
+    if (!s)
+        return NULL;
+    for (size_t i = 1; i + 1 < len; i++) {
+        s[n++] = text[i];
+        if (text[i] == text[0])
+            i++;
+    }
+    s[n] = '\0';
+    return s;
+}
+
+/* A plain or quoted identifier; what it must be is in the message. */
 static int
 parse_name(struct parser *p, const char *what, struct fq_sql_name *ret)
 {
-    if (p->tok.kind != FQ_SQL_TOK_IDENT)
+    if (p->tok.kind == FQ_SQL_TOK_IDENT)
+        ret->name = fq_arena_strndup(p->arena, p->tok.text, p->tok.len);
+    else if (p->tok.kind == FQ_SQL_TOK_QUOTED)
+        ret->name = unquote(p, p->tok.text, p->tok.len);
+    else
         return expected(p, what);
-    ret->pos = p->tok.pos;
-    ret->name = fq_arena_strndup(p->arena, p->tok.text, p->tok.len);
     if (!ret->name)
         return oom(p);
+    ret->pos = p->tok.pos;
     return next(p);
+}
+
+static bool
+is_name(enum fq_sql_tok kind)
+{
+    return kind == FQ_SQL_TOK_IDENT || kind == FQ_SQL_TOK_QUOTED;
 }
 
 static int
@@ -268,23 +321,11 @@ convert_decimal(struct parser *p, struct fq_sql_literal *l)
     return 0;
 }
 
-/* Drops the outer quotes and turns each '' into '. */
 static int
 decode_string(struct parser *p, struct fq_sql_literal *l)
 {
-    size_t len = strlen(l->text) - 2, n = 0;
-    char *s = fq_arena_alloc(p->arena, len + 1);
-
-    if (!s)
-        return oom(p);
-    for (size_t i = 1; i <= len; i++) {
-        s[n++] = l->text[i];
-        if (l->text[i] == '\'')
-            i++;
-    }
-    s[n] = '\0';
-    l->s = s;
-    return 0;
+    l->s = unquote(p, l->text, strlen(l->text));
+    return l->s ? 0 : oom(p);
 }
 
 static int
@@ -328,6 +369,51 @@ static const struct list_rule in_rule = {
     .size = sizeof(struct fq_sql_literal),
     .parse = parse_in_value,
 };
+
+static struct fq_sql_pred *
+new_pred(struct parser *p, enum fq_sql_pred_kind kind, struct fq_sql_pos pos)
+{
+    struct fq_sql_pred *pr = fq_arena_alloc(p->arena, sizeof(*pr));
+
+    if (pr) {
+        pr->kind = kind;
+        pr->pos = pos;
+    }
+    return pr;
+}
+
+/*
+ * One more level of '(' or NOT, entered at the current token: the token
+ * where the limit is crossed is where the error points.
+ */
+static int
+enter(struct parser *p)
+{
+    if (p->depth == FQ_SQL_MAX_DEPTH)
+        return fail(
+            p, p->tok.pos,
+            "expression nested deeper than " STR(FQ_SQL_MAX_DEPTH) " levels");
+    p->depth++;
+    return 0;
+}
+
+/* A NOT node at pos over kid, returned in *ret. */
+static int
+wrap_not(struct parser *p, struct fq_sql_pos pos, struct fq_sql_pred *kid,
+         struct fq_sql_pred **ret)
+{
+    struct fq_sql_pred *node = new_pred(p, FQ_SQL_PRED_NOT, pos);
+
+    if (!node)
+        return oom(p);
+    node->kids = fq_arena_alloc(p->arena, sizeof(*node->kids));
+    if (!node->kids)
+        return oom(p);
+    node->kids[0] = kid;
+    node->n_kids = 1;
+    *ret = node;
+    return 0;
+}
 
 /* lits[0 .. n) of a leaf, each parsed from the token stream. */
 static int
@@ -386,22 +472,47 @@ parse_in(struct parser *p, struct fq_sql_pred *pr)
     return rc;
 }
 
-/* column op literal | column BETWEEN a AND b | column IN (a, ...) */
+/* IS NULL | IS NOT NULL, the current token being IS. */
 static int
-parse_leaf(struct parser *p, union list_elem *ret)
+parse_is_null(struct parser *p, struct fq_sql_pred *pr)
 {
-    if (p->n_preds == FQ_SQL_MAX_PREDS)
-        return fail(p, p->tok.pos,
-                    "more than " STR(FQ_SQL_MAX_PREDS) " predicates");
-    p->n_preds++;
-    struct fq_sql_pred *pr = fq_arena_alloc(p->arena, sizeof(*pr));
-    if (!pr)
-        return oom(p);
-    ret->pred = pr;
-    pr->pos = p->tok.pos;
-    int rc = parse_name(p, "a column name", &pr->column);
+    pr->kind = FQ_SQL_PRED_IS_NULL;
+    int rc = next(p);
+    if (rc == 0 && p->tok.kind == FQ_SQL_TOK_NOT) {
+        pr->negated = true;
+        rc = next(p);
+        return rc < 0 ? rc : expect(p, FQ_SQL_TOK_NULL, "NULL");
+    }
+    return rc < 0 ? rc : expect(p, FQ_SQL_TOK_NULL, "NOT or NULL");
+}
+
+/*
+ * column NOT BETWEEN ... | column NOT IN (...): a NOT over the leaf, so
+ * the tree is the one "NOT (column IN (...))" gives. The NOT is a level.
+ */
+static int
+parse_negated(struct parser *p, struct fq_sql_pred *pr,
+              struct fq_sql_pred **ret)
+{
+    int rc = enter(p);
+    if (rc == 0)
+        rc = next(p);
     if (rc < 0)
         return rc;
+    if (p->tok.kind == FQ_SQL_TOK_BETWEEN)
+        rc = parse_between(p, pr);
+    else if (p->tok.kind == FQ_SQL_TOK_IN)
+        rc = parse_in(p, pr);
+    else
+        return expected(p, "BETWEEN or IN");
+    p->depth--;
+    return rc < 0 ? rc : wrap_not(p, pr->pos, pr, ret);
+}
+
+/* What follows the column of a leaf. */
+static int
+parse_test(struct parser *p, struct fq_sql_pred *pr, struct fq_sql_pred **ret)
+{
     switch (p->tok.kind) {
     case FQ_SQL_TOK_EQ:
         return parse_cmp(p, pr, FQ_SQL_EQ);
@@ -419,81 +530,304 @@ parse_leaf(struct parser *p, union list_elem *ret)
         return parse_between(p, pr);
     case FQ_SQL_TOK_IN:
         return parse_in(p, pr);
+    case FQ_SQL_TOK_IS:
+        return parse_is_null(p, pr);
+    case FQ_SQL_TOK_NOT:
+        return parse_negated(p, pr, ret);
     default:
-        return expected(p, "a comparison operator, BETWEEN or IN");
+        return expected(p, "a comparison operator, BETWEEN, IN, IS or NOT");
     }
 }
 
 /*
- * The operands of AND are leaves for now; NOT and '(' expr ')' will be
- * parsed by a function between the two that also calls parse_expr.
+ * column op literal | column [NOT] BETWEEN a AND b | column [NOT] IN (...)
+ * | column IS [NOT] NULL. *ret is the leaf, or a NOT over it.
  */
-static const struct list_rule and_rule = {
-    .sep = FQ_SQL_TOK_AND,
-    .size = sizeof(struct fq_sql_pred *),
-    .parse = parse_leaf,
-};
-
-/* One operand is returned as itself; two or more make one AND node. */
 static int
-parse_and(struct parser *p, struct fq_sql_pred **ret)
+parse_leaf(struct parser *p, struct fq_sql_pred **ret)
 {
-    struct fq_sql_pos pos = p->tok.pos;
-    void *kids = NULL;
-    size_t n = 0;
-
-    int rc = parse_list(p, &and_rule, &kids, &n);
-    if (rc < 0)
-        return rc;
-    if (n == 1) {
-        *ret = *(struct fq_sql_pred **)kids;
-        return 0;
-    }
-    struct fq_sql_pred *node = fq_arena_alloc(p->arena, sizeof(*node));
-    if (!node)
+    if (p->n_preds == FQ_SQL_MAX_PREDS)
+        return fail(p, p->tok.pos,
+                    "more than " STR(FQ_SQL_MAX_PREDS) " predicates");
+    p->n_preds++;
+    struct fq_sql_pred *pr = new_pred(p, FQ_SQL_PRED_CMP, p->tok.pos);
+    if (!pr)
         return oom(p);
-    node->kind = FQ_SQL_PRED_AND;
-    node->pos = pos;
-    node->kids = kids;
-    node->n_kids = n;
-    *ret = node;
-    return 0;
+    *ret = pr;
+    int rc = parse_name(p, "a column name, NOT or '('", &pr->column);
+    return rc < 0 ? rc : parse_test(p, pr, ret);
 }
 
-/* A whole (sub)expression; OR will be parsed here, above AND. */
+static int parse_expr(struct parser *p, struct fq_sql_pred **ret);
+static int parse_unary(struct parser *p, struct fq_sql_pred **ret);
+
+/* '(' expr ')', the current token being '('; parentheses leave no node. */
 static int
-parse_expr(struct parser *p, struct fq_sql_pred **ret)
+parse_parens(struct parser *p, struct fq_sql_pred **ret)
 {
-    if (p->depth == FQ_SQL_MAX_DEPTH)
-        return fail(
-            p, p->tok.pos,
-            "expression nested deeper than " STR(FQ_SQL_MAX_DEPTH) " levels");
-    p->depth++;
-    int rc = parse_and(p, ret);
+    int rc = next(p);
+    if (rc == 0)
+        rc = parse_expr(p, ret);
+    if (rc == 0)
+        rc = expect(p, FQ_SQL_TOK_RPAREN, "AND, OR or ')'");
+    return rc;
+}
+
+/*
+ * NOT operand. "NOT (" is one level, not two, so the "NOT (x = 1)" the
+ * formatter writes for "NOT x = 1" nests no deeper than its source did.
+ */
+static int
+parse_not(struct parser *p, struct fq_sql_pred **ret)
+{
+    struct fq_sql_pos pos = p->tok.pos;
+    struct fq_sql_pred *kid = NULL;
+
+    int rc = enter(p);
+    if (rc == 0)
+        rc = next(p);
+    if (rc == 0 && p->tok.kind == FQ_SQL_TOK_LPAREN)
+        rc = parse_parens(p, &kid);
+    else if (rc == 0)
+        rc = parse_unary(p, &kid);
+    if (rc < 0)
+        return rc;
+    p->depth--;
+    return wrap_not(p, pos, kid, ret);
+}
+
+/* NOT unary | '(' expr ')' | leaf */
+static int
+parse_unary(struct parser *p, struct fq_sql_pred **ret)
+{
+    if (p->tok.kind == FQ_SQL_TOK_NOT)
+        return parse_not(p, ret);
+    if (p->tok.kind != FQ_SQL_TOK_LPAREN)
+        return parse_leaf(p, ret);
+    int rc = enter(p);
+    if (rc == 0)
+        rc = parse_parens(p, ret);
     p->depth--;
     return rc;
 }
 
-/* ---- SELECT, FROM, GROUP BY -----------------------------------------------
- */
-
-enum agg_arg {
-    ARG_STAR,
-    ARG_COLUMN,
+/* OPERAND (SEP OPERAND)*, making one node of kind for two or more. */
+struct chain_rule {
+    enum fq_sql_tok sep;
+    enum fq_sql_pred_kind kind;
+    int (*operand)(struct parser *p, struct fq_sql_pred **ret);
 };
 
-/* New aggregates are rows here (and a case in the argument switch). */
+/* Pushes e, or e's kids when e is a chain of the same kind (parenthesised). */
+static int
+push_operand(struct parser *p, enum fq_sql_pred_kind kind,
+             struct fq_sql_pred *e, size_t *n)
+{
+    if (e->kind != kind) {
+        (*n)++;
+        return push(p, &e, sizeof(e));
+    }
+    *n += e->n_kids;
+    return push(p, e->kids, e->n_kids * sizeof(*e->kids));
+}
+
+/* One operand is returned as itself, chain or not. */
+static int
+parse_chain(struct parser *p, const struct chain_rule *r,
+            struct fq_sql_pred **ret)
+{
+    struct fq_sql_pos pos = p->tok.pos;
+    size_t base = p->stack_len, n = 0, operands = 0;
+    struct fq_sql_pred *e = NULL;
+    void *kids = NULL;
+    int rc;
+
+    do {
+        rc = operands++ ? next(p) : 0;
+        if (rc == 0)
+            rc = r->operand(p, &e);
+        if (rc == 0)
+            rc = push_operand(p, r->kind, e, &n);
+        if (rc < 0)
+            return rc;
+    } while (p->tok.kind == r->sep);
+    if (operands == 1) {
+        p->stack_len = base;
+        *ret = e;
+        return 0;
+    }
+    struct fq_sql_pred *node = new_pred(p, r->kind, pos);
+    if (!node)
+        return oom(p);
+    rc = pop_to_arena(p, base, &kids);
+    node->kids = kids;
+    node->n_kids = n;
+    *ret = node;
+    return rc;
+}
+
+static const struct chain_rule and_rule = {
+    .sep = FQ_SQL_TOK_AND,
+    .kind = FQ_SQL_PRED_AND,
+    .operand = parse_unary,
+};
+
+/* AND binds tighter than OR, so AND chains are OR's operands. */
+static int
+parse_and(struct parser *p, struct fq_sql_pred **ret)
+{
+    return parse_chain(p, &and_rule, ret);
+}
+
+static const struct chain_rule or_rule = {
+    .sep = FQ_SQL_TOK_OR,
+    .kind = FQ_SQL_PRED_OR,
+    .operand = parse_and,
+};
+
+/* A whole (sub)expression. */
+static int
+parse_expr(struct parser *p, struct fq_sql_pred **ret)
+{
+    return parse_chain(p, &or_rule, ret);
+}
+
+/* ---- aggregates ------------------------------------------------------------
+ */
+
+/* COUNT's argument: '*' or DISTINCT column. */
+static int
+parse_count_arg(struct parser *p, struct fq_sql_item *it)
+{
+    if (p->tok.kind == FQ_SQL_TOK_STAR)
+        return next(p);
+    if (p->tok.kind != FQ_SQL_TOK_DISTINCT)
+        return expected(p, "'*' or DISTINCT");
+    it->agg = FQ_SQL_AGG_COUNT_DISTINCT;
+    int rc = next(p);
+    return rc < 0 ? rc : parse_name(p, "a column name", &it->column);
+}
+
+static int
+parse_column_arg(struct parser *p, struct fq_sql_item *it)
+{
+    return parse_name(p, "a column name", &it->column);
+}
+
+/* -1, 0, 1 as a < b, a == b, a > b; exact for every int64 and double. */
+static int
+cmp_int_double(int64_t i, double d)
+{
+    if (d >= 0x1p63)
+        return -1;
+    if (d < -0x1p63)
+        return 1;
+    double t = trunc(d); /* now within int64 */
+    int64_t ti = (int64_t)t;
+    if (i != ti)
+        return i < ti ? -1 : 1;
+    return d > t ? -1 : d < t ? 1 : 0;
+}
+
+static int
+cmp_number(const struct fq_sql_literal *a, const struct fq_sql_literal *b)
+{
+    if (a->kind == FQ_SQL_LIT_INT && b->kind == FQ_SQL_LIT_INT)
+        return (a->i > b->i) - (a->i < b->i);
+    if (a->kind == FQ_SQL_LIT_DECIMAL && b->kind == FQ_SQL_LIT_DECIMAL)
+        return (a->d > b->d) - (a->d < b->d);
+    if (a->kind == FQ_SQL_LIT_INT)
+        return cmp_int_double(a->i, b->d);
+    return -cmp_int_double(b->i, a->d);
+}
+
+/* A number greater than the edge before it (checked here, at the token). */
+static int
+parse_edge(struct parser *p, union list_elem *ret)
+{
+    struct fq_sql_literal *e = &ret->lit;
+
+    if (p->tok.kind != FQ_SQL_TOK_INT && p->tok.kind != FQ_SQL_TOK_DECIMAL)
+        return expected(p, "a number");
+    int rc = parse_literal(p, e);
+    if (rc < 0)
+        return rc;
+    if (p->have_edge && cmp_number(&p->edge, e) >= 0)
+        return fail(p, e->pos,
+                    "histogram edges must be strictly increasing, found "
+                    "%.40s after %.40s",
+                    e->text, p->edge.text);
+    p->edge = *e;
+    p->have_edge = true;
+    return 0;
+}
+
+static const struct list_rule edge_rule = {
+    .sep = FQ_SQL_TOK_COMMA,
+    .max = FQ_SQL_MAX_EDGES,
+    .too_many = "more than " STR(FQ_SQL_MAX_EDGES) " histogram edges",
+    .size = sizeof(struct fq_sql_literal),
+    .parse = parse_edge,
+};
+
+/* HISTOGRAM's arguments: column ',' edge (',' edge)* */
+static int
+parse_edges_arg(struct parser *p, struct fq_sql_item *it)
+{
+    void *edges = NULL;
+
+    p->have_edge = false;
+    int rc = parse_name(p, "a column name", &it->column);
+    if (rc == 0)
+        rc = expect(p, FQ_SQL_TOK_COMMA, "','");
+    if (rc == 0)
+        rc = parse_list(p, &edge_rule, &edges, &it->n_args);
+    it->args = edges;
+    return rc;
+}
+
+/* QUANTILE's arguments: column ',' q, q a decimal strictly inside (0, 1). */
+static int
+parse_fraction_arg(struct parser *p, struct fq_sql_item *it)
+{
+    const char *what = "a decimal between 0 and 1";
+    struct fq_sql_token q;
+
+    int rc = parse_name(p, "a column name", &it->column);
+    if (rc == 0)
+        rc = expect(p, FQ_SQL_TOK_COMMA, "','");
+    if (rc == 0 && p->tok.kind != FQ_SQL_TOK_DECIMAL)
+        rc = expected(p, what);
+    if (rc < 0)
+        return rc;
+    q = p->tok;
+    it->args = fq_arena_alloc(p->arena, sizeof(*it->args));
+    if (!it->args)
+        return oom(p);
+    it->n_args = 1;
+    rc = parse_literal(p, it->args);
+    if (rc == 0 && !(it->args->d > 0.0 && it->args->d < 1.0))
+        rc = expected_at(p, &q, what);
+    return rc;
+}
+
+/* New aggregates are rows here. */
 static const struct agg_rule {
     const char *name;
     enum fq_sql_agg agg;
-    enum agg_arg arg;
+    int (*parse_args)(struct parser *p, struct fq_sql_item *it);
+    const char *close; /* what may come where ')' is expected */
 } agg_rules[] = {
-    {"COUNT", FQ_SQL_AGG_COUNT_STAR, ARG_STAR},
-    {"SUM", FQ_SQL_AGG_SUM, ARG_COLUMN},
-    {"AVG", FQ_SQL_AGG_AVG, ARG_COLUMN},
+    {"COUNT", FQ_SQL_AGG_COUNT_STAR, parse_count_arg, "')'"},
+    {"SUM", FQ_SQL_AGG_SUM, parse_column_arg, "')'"},
+    {"AVG", FQ_SQL_AGG_AVG, parse_column_arg, "')'"},
+    {"VAR", FQ_SQL_AGG_VAR, parse_column_arg, "')'"},
+    {"STDDEV", FQ_SQL_AGG_STDDEV, parse_column_arg, "')'"},
+    {"HISTOGRAM", FQ_SQL_AGG_HISTOGRAM, parse_edges_arg, "',' or ')'"},
+    {"QUANTILE", FQ_SQL_AGG_QUANTILE, parse_fraction_arg, "')'"},
 };
 
-/* NAME '(' argument ')', the current token being NAME. */
+/* NAME '(' arguments ')', the current token being NAME. */
 static int
 parse_aggregate(struct parser *p, struct fq_sql_item *it)
 {
@@ -504,35 +838,51 @@ parse_aggregate(struct parser *p, struct fq_sql_item *it)
             r = &agg_rules[i];
     }
     if (!r)
-        return expected(p, "COUNT, SUM or AVG");
+        return expected(p,
+                        "COUNT, SUM, AVG, VAR, STDDEV, HISTOGRAM or QUANTILE");
     it->is_aggregate = true;
     it->agg = r->agg;
     int rc = next(p);
     if (rc == 0)
         rc = next(p); /* the '(' seen by peek */
-    if (rc == 0 && r->arg == ARG_STAR)
-        rc = expect(p, FQ_SQL_TOK_STAR, "'*'");
-    else if (rc == 0)
-        rc = parse_name(p, "a column name", &it->column);
     if (rc == 0)
-        rc = expect(p, FQ_SQL_TOK_RPAREN, "')'");
+        rc = r->parse_args(p, it);
+    if (rc == 0)
+        rc = expect(p, FQ_SQL_TOK_RPAREN, r->close);
     return rc;
 }
 
-/* An aggregate is a name followed by '('; any other name is a column. */
+/* Whether the current token is a plain name followed by '('. */
+static int
+at_aggregate(struct parser *p, bool *ret)
+{
+    enum fq_sql_tok after = FQ_SQL_TOK_END;
+
+    *ret = false;
+    if (p->tok.kind != FQ_SQL_TOK_IDENT)
+        return 0;
+    int rc = peek(p, &after);
+    *ret = after == FQ_SQL_TOK_LPAREN;
+    return rc;
+}
+
+/* ---- SELECT, FROM, GROUP BY -----------------------------------------------
+ */
+
+/* An aggregate is a plain name followed by '('; any other is a column. */
 static int
 parse_item(struct parser *p, union list_elem *ret)
 {
     struct fq_sql_item *it = &ret->item;
-    enum fq_sql_tok after;
+    bool agg;
 
-    if (p->tok.kind != FQ_SQL_TOK_IDENT)
+    if (!is_name(p->tok.kind))
         return expected(p, "an aggregate or a column name");
     it->pos = p->tok.pos;
-    int rc = peek(p, &after);
+    int rc = at_aggregate(p, &agg);
     if (rc < 0)
         return rc;
-    if (after == FQ_SQL_TOK_LPAREN)
+    if (agg)
         return parse_aggregate(p, it);
     return parse_name(p, "a column name", &it->column);
 }
@@ -567,15 +917,232 @@ parse_from(struct parser *p, struct fq_sql_query *q)
     return rc;
 }
 
-/*
- * What may follow changes as clauses are read, so the message at the end
- * names exactly the clauses still possible there.
+static int
+parse_where(struct parser *p, struct fq_sql_query *q)
+{
+    int rc = next(p);
+    return rc < 0 ? rc : parse_expr(p, &q->where);
+}
+
+static int
+parse_group_by(struct parser *p, struct fq_sql_query *q)
+{
+    void *group = NULL;
+
+    int rc = next(p);
+    if (rc == 0)
+        rc = expect(p, FQ_SQL_TOK_BY, "BY");
+    if (rc == 0)
+        rc = parse_list(p, &group_rule, &group, &q->n_group_by);
+    q->group_by = group;
+    return rc;
+}
+
+/* ---- ORDER BY, LIMIT ------------------------------------------------------
  */
+
+/*
+ * The value of an INT token without a sign, if it is at most max (the
+ * digits are read with saturation, so no length overflows).
+ */
+static bool
+small_count(const struct fq_sql_token *t, uint64_t max, uint64_t *ret)
+{
+    uint64_t v = 0;
+
+    if (t->kind != FQ_SQL_TOK_INT || t->text[0] == '-')
+        return false;
+    for (size_t i = 0; i < t->len && v <= max; i++)
+        v = v * 10 + (uint64_t)(t->text[i] - '0');
+    *ret = v;
+    return v <= max;
+}
+
+/* "ORDER BY must name ...", found the token t (or the text of a key). */
+static int
+not_selected(struct parser *p, const struct fq_sql_token *t)
+{
+    char found[160];
+
+    fq_sql_token_describe(t, found, sizeof(found));
+    return fail(p, t->pos,
+                "ORDER BY must name a selected column or position, found %s",
+                found);
+}
+
+static bool
+literal_equal(const struct fq_sql_literal *a, const struct fq_sql_literal *b)
+{
+    if (a->kind != b->kind)
+        return false;
+    if (a->kind == FQ_SQL_LIT_INT)
+        return a->i == b->i;
+    /* Decimals compare as written, as fq_sql_format writes them. */
+    return strcmp(a->text, b->text) == 0;
+}
+
+/* Whether a and b format the same. */
+static bool
+item_equal(const struct fq_sql_item *a, const struct fq_sql_item *b)
+{
+    if (a->is_aggregate != b->is_aggregate ||
+        (a->is_aggregate && a->agg != b->agg) || a->n_args != b->n_args)
+        return false;
+    if (!a->column.name || !b->column.name) {
+        if (a->column.name != b->column.name)
+            return false;
+    } else if (strcmp(a->column.name, b->column.name) != 0) {
+        return false;
+    }
+    for (size_t i = 0; i < a->n_args; i++) {
+        if (!literal_equal(&a->args[i], &b->args[i]))
+            return false;
+    }
+    return true;
+}
+
+static void fmt_item(struct writer *w, const struct fq_sql_item *it);
+
+/* An aggregate key selected nowhere, quoted canonically in the message. */
+static int
+aggregate_not_selected(struct parser *p, const struct fq_sql_item *key)
+{
+    struct writer w = {.rc = 0};
+    struct fq_sql_token t = {.kind = FQ_SQL_TOK_IDENT, .pos = key->pos};
+
+    fq_buf_init(&w.buf, FORMAT_MAX);
+    fmt_item(&w, key);
+    t.text = fq_buf_str(&w.buf);
+    t.len = fq_buf_len(&w.buf);
+    int rc = w.rc < 0 ? oom(p) : not_selected(p, &t);
+    fq_buf_release(&w.buf);
+    return rc;
+}
+
+static int
+bad_position(struct parser *p, const struct fq_sql_token *t)
+{
+    char found[160];
+
+    fq_sql_token_describe(t, found, sizeof(found));
+    return fail(p, t->pos, "ORDER BY position must be from 1 to %zu, found %s",
+                p->query->n_items, found);
+}
+
+/* A key names the first select item that formats the same. */
+static int
+resolve_key(struct parser *p, const struct fq_sql_token *t, bool aggregate,
+            size_t *ret)
+{
+    struct fq_sql_item key = {.pos = t->pos};
+
+    int rc =
+        aggregate ? parse_aggregate(p, &key) : parse_name(p, "", &key.column);
+    if (rc < 0)
+        return rc;
+    for (size_t i = 0; i < p->query->n_items; i++) {
+        if (item_equal(&p->query->items[i], &key)) {
+            *ret = i;
+            return 0;
+        }
+    }
+    return aggregate ? aggregate_not_selected(p, &key) : not_selected(p, t);
+}
+
+/* column | aggregate | 1-based position, then [ASC | DESC] */
+static int
+parse_order_key(struct parser *p, union list_elem *ret)
+{
+    struct fq_sql_order *o = &ret->order;
+    struct fq_sql_token t = p->tok;
+    uint64_t pos;
+    bool agg;
+    int rc;
+
+    o->pos = t.pos;
+    if (t.kind == FQ_SQL_TOK_INT) {
+        if (!small_count(&t, p->query->n_items, &pos) || pos == 0)
+            return bad_position(p, &t);
+        o->item = (size_t)pos - 1;
+        rc = next(p);
+    } else if (is_name(t.kind)) {
+        rc = at_aggregate(p, &agg);
+        if (rc == 0)
+            rc = resolve_key(p, &t, agg, &o->item);
+    } else {
+        return not_selected(p, &t);
+    }
+    if (rc < 0 ||
+        (p->tok.kind != FQ_SQL_TOK_ASC && p->tok.kind != FQ_SQL_TOK_DESC))
+        return rc;
+    o->desc = p->tok.kind == FQ_SQL_TOK_DESC;
+    return next(p);
+}
+
+static const struct list_rule order_rule = {
+    .sep = FQ_SQL_TOK_COMMA,
+    .max = FQ_SQL_MAX_ORDER_BY,
+    .too_many = "more than " STR(FQ_SQL_MAX_ORDER_BY) " ORDER BY keys",
+    .size = sizeof(struct fq_sql_order),
+    .parse = parse_order_key,
+};
+
+static int
+parse_order_by(struct parser *p, struct fq_sql_query *q)
+{
+    void *keys = NULL;
+
+    int rc = next(p);
+    if (rc == 0)
+        rc = expect(p, FQ_SQL_TOK_BY, "BY");
+    if (rc == 0)
+        rc = parse_list(p, &order_rule, &keys, &q->n_order_by);
+    q->order_by = keys;
+    return rc;
+}
+
+/* LIMIT n; limit_pos is n's. */
+static int
+parse_limit(struct parser *p, struct fq_sql_query *q)
+{
+    uint64_t n;
+
+    int rc = next(p);
+    if (rc < 0)
+        return rc;
+    if (!small_count(&p->tok, FQ_SQL_MAX_LIMIT, &n))
+        return expected(p, "a row count from 0 to " STR(FQ_SQL_MAX_LIMIT));
+    q->has_limit = true;
+    q->limit = (int64_t)n;
+    q->limit_pos = p->tok.pos;
+    return next(p);
+}
+
+/* ---- the query -------------------------------------------------------------
+ */
+
+/*
+ * The clauses after FROM, each optional, in this order. What may follow
+ * changes as they are read, so the message at the end names exactly the
+ * clauses still possible there.
+ */
+static const struct clause {
+    enum fq_sql_tok first;
+    int (*parse)(struct parser *p, struct fq_sql_query *q);
+    const char *more; /* what may follow this clause */
+} clauses[] = {
+    {FQ_SQL_TOK_WHERE, parse_where,
+     "AND, OR, GROUP BY, ORDER BY, LIMIT or end of input"},
+    {FQ_SQL_TOK_GROUP, parse_group_by, "',', ORDER BY, LIMIT or end of input"},
+    {FQ_SQL_TOK_ORDER, parse_order_by, "',', LIMIT or end of input"},
+    {FQ_SQL_TOK_LIMIT, parse_limit, "end of input"},
+};
+
 static int
 parse_query(struct parser *p, struct fq_sql_query *q)
 {
-    const char *more = "WHERE, GROUP BY or end of input";
-    void *items = NULL, *group = NULL;
+    const char *more = "WHERE, GROUP BY, ORDER BY, LIMIT or end of input";
+    void *items = NULL;
 
     int rc = expect(p, FQ_SQL_TOK_SELECT, "SELECT");
     if (rc == 0)
@@ -583,20 +1150,11 @@ parse_query(struct parser *p, struct fq_sql_query *q)
     q->items = items;
     if (rc == 0)
         rc = parse_from(p, q);
-    if (rc == 0 && p->tok.kind == FQ_SQL_TOK_WHERE) {
-        more = "AND, GROUP BY or end of input";
-        rc = next(p);
-        if (rc == 0)
-            rc = parse_expr(p, &q->where);
-    }
-    if (rc == 0 && p->tok.kind == FQ_SQL_TOK_GROUP) {
-        more = "',' or end of input";
-        rc = next(p);
-        if (rc == 0)
-            rc = expect(p, FQ_SQL_TOK_BY, "BY");
-        if (rc == 0)
-            rc = parse_list(p, &group_rule, &group, &q->n_group_by);
-        q->group_by = group;
+    for (size_t i = 0; i < FQ_ARRAY_LEN(clauses) && rc == 0; i++) {
+        if (p->tok.kind == clauses[i].first) {
+            rc = clauses[i].parse(p, q);
+            more = clauses[i].more;
+        }
     }
     if (rc == 0 && p->tok.kind == FQ_SQL_TOK_SEMI) {
         more = "end of input";
@@ -648,6 +1206,7 @@ fq_sql_parse(const char *text, size_t len, struct fq_arena *arena,
         goto out;
     fq_sql_lex_init(&p.lx, text, len);
     q = fq_arena_alloc(arena, sizeof(*q));
+    p.query = q;
     rc = q ? next(&p) : oom(&p);
     if (rc == 0)
         rc = parse_query(&p, q);
@@ -663,45 +1222,49 @@ out:
 /* ---- formatting -----------------------------------------------------------
  */
 
+/* How each aggregate is written, up to its column; indexed by agg. */
+static const struct agg_text {
+    const char *name;
+    const char *open;
+} agg_texts[] = {
+    [FQ_SQL_AGG_COUNT_STAR] = {"COUNT", "COUNT(*"},
+    [FQ_SQL_AGG_SUM] = {"SUM", "SUM("},
+    [FQ_SQL_AGG_AVG] = {"AVG", "AVG("},
+    [FQ_SQL_AGG_COUNT_DISTINCT] = {"COUNT DISTINCT", "COUNT(DISTINCT "},
+    [FQ_SQL_AGG_VAR] = {"VAR", "VAR("},
+    [FQ_SQL_AGG_STDDEV] = {"STDDEV", "STDDEV("},
+    [FQ_SQL_AGG_HISTOGRAM] = {"HISTOGRAM", "HISTOGRAM("},
+    [FQ_SQL_AGG_QUANTILE] = {"QUANTILE", "QUANTILE("},
+};
+
+static const struct agg_text *
+agg_text(enum fq_sql_agg agg)
+{
+    static const struct agg_text unknown = {"?", "?("};
+
+    if ((size_t)agg >= FQ_ARRAY_LEN(agg_texts) || !agg_texts[agg].name)
+        return &unknown;
+    return &agg_texts[agg];
+}
+
 const char *
 fq_sql_agg_name(enum fq_sql_agg agg)
 {
-    switch (agg) {
-    case FQ_SQL_AGG_COUNT_STAR:
-        return "COUNT";
-    case FQ_SQL_AGG_SUM:
-        return "SUM";
-    case FQ_SQL_AGG_AVG:
-        return "AVG";
-    }
-    return "?";
+    return agg_text(agg)->name;
 }
 
 const char *
 fq_sql_cmp_name(enum fq_sql_cmp op)
 {
-    switch (op) {
-    case FQ_SQL_EQ:
-        return "=";
-    case FQ_SQL_NE:
-        return "<>";
-    case FQ_SQL_LT:
-        return "<";
-    case FQ_SQL_LE:
-        return "<=";
-    case FQ_SQL_GT:
-        return ">";
-    case FQ_SQL_GE:
-        return ">=";
-    }
-    return "?";
-}
+    static const char *const names[] = {
+        [FQ_SQL_EQ] = "=",  [FQ_SQL_NE] = "<>", [FQ_SQL_LT] = "<",
+        [FQ_SQL_LE] = "<=", [FQ_SQL_GT] = ">",  [FQ_SQL_GE] = ">=",
+    };
 
-/* Output with a sticky error: after a failed append the rest are skipped. */
-struct writer {
-    struct fq_buf buf;
-    int rc;
-};
+    if ((size_t)op >= FQ_ARRAY_LEN(names))
+        return "?";
+    return names[op];
+}
 
 static void
 put(struct writer *w, const char *s, size_t len)
@@ -716,17 +1279,38 @@ puts_(struct writer *w, const char *s)
     put(w, s, strlen(s));
 }
 
-/* Quoted, each ' doubled. */
+/* Between quote characters, each one inside doubled. */
 static void
-fmt_string(struct writer *w, const char *s)
+fmt_quoted(struct writer *w, const char *s, char quote)
 {
-    puts_(w, "'");
-    for (const char *q; (q = strchr(s, '\'')); s = q + 1) {
-        put(w, s, (size_t)(q - s));
-        puts_(w, "''");
+    char q[2] = {quote, '\0'};
+
+    puts_(w, q);
+    for (const char *e; (e = strchr(s, quote)); s = e + 1) {
+        put(w, s, (size_t)(e - s + 1));
+        puts_(w, q);
     }
     puts_(w, s);
-    puts_(w, "'");
+    puts_(w, q);
+}
+
+/*
+ * A name is written plain when the lexer reads it back as exactly one
+ * identifier (so not a keyword, and nothing else in it); else quoted.
+ */
+static void
+fmt_name(struct writer *w, const char *name)
+{
+    struct fq_sql_lexer lx;
+    struct fq_sql_token t;
+    size_t len = strlen(name);
+
+    fq_sql_lex_init(&lx, name, len);
+    if (fq_sql_lex_next(&lx, &t, NULL) == 0 && t.kind == FQ_SQL_TOK_IDENT &&
+        t.text == name && t.len == len)
+        puts_(w, name);
+    else
+        fmt_quoted(w, name, '"');
 }
 
 static void
@@ -743,23 +1327,15 @@ fmt_literal(struct writer *w, const struct fq_sql_literal *l)
         puts_(w, l->text);
         break;
     case FQ_SQL_LIT_STRING:
-        fmt_string(w, l->s);
+        fmt_quoted(w, l->s, '\'');
         break;
     }
 }
 
 static void
-fmt_pred(struct writer *w, const struct fq_sql_pred *pr)
+fmt_leaf(struct writer *w, const struct fq_sql_pred *pr)
 {
-    if (pr->kind == FQ_SQL_PRED_AND) {
-        /* With OR, a kid of lower precedence gets parentheses here. */
-        for (size_t i = 0; i < pr->n_kids; i++) {
-            puts_(w, i ? " AND " : "");
-            fmt_pred(w, pr->kids[i]);
-        }
-        return;
-    }
-    puts_(w, pr->column.name);
+    fmt_name(w, pr->column.name);
     switch (pr->kind) {
     case FQ_SQL_PRED_CMP:
         puts_(w, " ");
@@ -781,7 +1357,55 @@ fmt_pred(struct writer *w, const struct fq_sql_pred *pr)
         }
         puts_(w, ")");
         break;
+    case FQ_SQL_PRED_IS_NULL:
+        puts_(w, pr->negated ? " IS NOT NULL" : " IS NULL");
+        break;
     case FQ_SQL_PRED_AND:
+    case FQ_SQL_PRED_OR:
+    case FQ_SQL_PRED_NOT:
+        break;
+    }
+}
+
+static void fmt_pred(struct writer *w, const struct fq_sql_pred *pr);
+
+/*
+ * AND binds tighter than OR, so an OR under an AND needs parentheses; an
+ * AND under an OR does not. NOT's operand always gets them: "NOT (x IN
+ * (1))" cannot be misread, and costs no nesting level over "NOT x IN (1)".
+ */
+static void
+fmt_kid(struct writer *w, const struct fq_sql_pred *parent,
+        const struct fq_sql_pred *kid)
+{
+    bool parens =
+        parent->kind == FQ_SQL_PRED_NOT ||
+        (parent->kind == FQ_SQL_PRED_AND && kid->kind == FQ_SQL_PRED_OR);
+
+    puts_(w, parens ? "(" : "");
+    fmt_pred(w, kid);
+    puts_(w, parens ? ")" : "");
+}
+
+static void
+fmt_pred(struct writer *w, const struct fq_sql_pred *pr)
+{
+    const char *sep = pr->kind == FQ_SQL_PRED_AND ? " AND " : " OR ";
+
+    switch (pr->kind) {
+    case FQ_SQL_PRED_NOT:
+        puts_(w, "NOT ");
+        fmt_kid(w, pr, pr->kids[0]);
+        break;
+    case FQ_SQL_PRED_AND:
+    case FQ_SQL_PRED_OR:
+        for (size_t i = 0; i < pr->n_kids; i++) {
+            puts_(w, i ? sep : "");
+            fmt_kid(w, pr, pr->kids[i]);
+        }
+        break;
+    default:
+        fmt_leaf(w, pr);
         break;
     }
 }
@@ -790,13 +1414,38 @@ static void
 fmt_item(struct writer *w, const struct fq_sql_item *it)
 {
     if (!it->is_aggregate) {
-        puts_(w, it->column.name);
+        fmt_name(w, it->column.name);
         return;
     }
-    puts_(w, fq_sql_agg_name(it->agg));
-    puts_(w, "(");
-    puts_(w, it->column.name ? it->column.name : "*");
+    puts_(w, agg_text(it->agg)->open);
+    if (it->column.name)
+        fmt_name(w, it->column.name);
+    for (size_t i = 0; i < it->n_args; i++) {
+        puts_(w, ", ");
+        fmt_literal(w, &it->args[i]);
+    }
     puts_(w, ")");
+}
+
+/* ORDER BY keys are written as the items they name; ASC is the default. */
+static void
+fmt_tail(struct writer *w, const struct fq_sql_query *q)
+{
+    char num[32];
+
+    for (size_t i = 0; i < q->n_group_by; i++) {
+        puts_(w, i ? ", " : " GROUP BY ");
+        fmt_name(w, q->group_by[i].name);
+    }
+    for (size_t i = 0; i < q->n_order_by; i++) {
+        puts_(w, i ? ", " : " ORDER BY ");
+        fmt_item(w, &q->items[q->order_by[i].item]);
+        puts_(w, q->order_by[i].desc ? " DESC" : "");
+    }
+    if (q->has_limit) {
+        snprintf(num, sizeof(num), " LIMIT %" PRId64, q->limit);
+        puts_(w, num);
+    }
 }
 
 static void
@@ -808,29 +1457,52 @@ fmt_query(struct writer *w, const struct fq_sql_query *q)
         fmt_item(w, &q->items[i]);
     }
     puts_(w, " FROM ");
-    puts_(w, q->source.name);
+    fmt_name(w, q->source.name);
     puts_(w, ".");
-    puts_(w, q->dataset.name);
+    fmt_name(w, q->dataset.name);
     if (q->where) {
         puts_(w, " WHERE ");
         fmt_pred(w, q->where);
     }
-    for (size_t i = 0; i < q->n_group_by; i++) {
-        puts_(w, i ? ", " : " GROUP BY ");
-        puts_(w, q->group_by[i].name);
-    }
+    fmt_tail(w, q);
 }
 
-char *
-fq_sql_format(const struct fq_sql_query *q, struct fq_arena *arena)
+/* Runs fmt on obj into a string in arena. */
+static char *
+format_with(void (*fmt)(struct writer *, const void *), const void *obj,
+            struct fq_arena *arena)
 {
     struct writer w = {.rc = 0};
     char *out = NULL;
 
     fq_buf_init(&w.buf, FORMAT_MAX);
-    fmt_query(&w, q);
+    fmt(&w, obj);
     if (w.rc == 0)
         out = fq_arena_strndup(arena, fq_buf_str(&w.buf), fq_buf_len(&w.buf));
     fq_buf_release(&w.buf);
     return out;
+}
+
+static void
+fmt_query_any(struct writer *w, const void *q)
+{
+    fmt_query(w, q);
+}
+
+static void
+fmt_item_any(struct writer *w, const void *it)
+{
+    fmt_item(w, it);
+}
+
+char *
+fq_sql_format(const struct fq_sql_query *q, struct fq_arena *arena)
+{
+    return format_with(fmt_query_any, q, arena);
+}
+
+char *
+fq_sql_item_format(const struct fq_sql_item *it, struct fq_arena *arena)
+{
+    return format_with(fmt_item_any, it, arena);
 }

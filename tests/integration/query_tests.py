@@ -203,7 +203,8 @@ def oracle(src, spec, agencies=None):
         needed = list(dict.fromkeys(
             ([src.contributor] if src.contributor else []) +
             spec["group_by"] + [m for m in spec_measures(spec)] +
-            [f[1] for f in spec["filters"]]))
+            [f[1] for f in spec["filters"]] +
+            list(spec.get("where_columns", ()))))
         cols = ", ".join(q_ident(c) for c in needed) or "1"
         union = " UNION ALL ".join(
             f"SELECT {cols} FROM s{i}.{q_ident(table)}"
@@ -228,6 +229,10 @@ def oracle(src, spec, agencies=None):
                              f"({', '.join('?' * len(f[2]))})")
                 params += list(f[2])
         sql = f"SELECT {', '.join(sel)} FROM ({union})"
+        if spec.get("where"):
+            # A filter tree rendered as text by language_tests' generator:
+            # the same WHERE text fedq got, evaluated by SQLite itself.
+            where.append("(" + spec["where"] + "\n)")
         if where:
             sql += " WHERE " + " AND ".join(where)
         if keys:
@@ -812,18 +817,43 @@ def bad_cases():
          f"line 1, column 25: {E} '.' after the agency or alias, found end "
          f"of input", ()),
         ("SELECT COUNT(*) FROM dss.enrollment WHERE sex # 'F'",
-         f"line 1, column 47: {E} a comparison operator, BETWEEN or IN, "
-         f"found '#'", ()),
+         f"line 1, column 47: {E} a comparison operator, BETWEEN, IN, IS "
+         f"or NOT, found '#'", ()),
         ("SELECT COUNT(*) FROM dss.enrollment WHERE program IN ('SNAP' "
          "'TANF')",
          f"line 1, column 62: {E} ',' or ')', found string 'TANF'", ()),
         ("SELECT COUNT(*) FROM dss.enrollment GROUP program",
          f"line 1, column 43: {E} BY, found 'program'", ()),
-        ("SELECT COUNT(*) FROM dss.enrollment WHERE sex = 'F' OR sex = 'M'",
-         f"line 1, column 53: {E} AND, GROUP BY or end of input, found "
-         f"'OR'", ()),
+        ("SELECT COUNT(*) FROM dss.enrollment WHERE sex = 'F' XOR sex = 'M'",
+         f"line 1, column 53: {E} AND, OR, GROUP BY, ORDER BY, LIMIT or end "
+         f"of input, found 'XOR'", ()),
         ("SELECT sex, COUNT(*) FROM dss.enrollment GROUP BY sex sex",
-         f"line 1, column 55: {E} ',' or end of input, found 'sex'", ()),
+         f"line 1, column 55: {E} ',', ORDER BY, LIMIT or end of input, "
+         f"found 'sex'", ()),
+        # -- OR, NOT, parentheses, IS [NOT] NULL, ORDER BY, LIMIT
+        ("SELECT COUNT(*) FROM dss.enrollment WHERE (sex = 'F'",
+         f"line 1, column 53: {E} AND, OR or ')', found end of input", ()),
+        ("SELECT COUNT(*) FROM dss.enrollment WHERE NOT",
+         f"line 1, column 46: {E} a column name, NOT or '(', found end of "
+         f"input", ()),
+        ("SELECT COUNT(*) FROM dss.enrollment WHERE sex = 'F' OR",
+         f"line 1, column 55: {E} a column name, NOT or '(', found end of "
+         f"input", ()),
+        ("SELECT COUNT(*) FROM dss.enrollment WHERE sex IS 'F'",
+         f"line 1, column 50: {E} NOT or NULL, found string 'F'", ()),
+        ("SELECT COUNT(*) FROM dss.enrollment WHERE sex NOT = 'F'",
+         f"line 1, column 51: {E} BETWEEN or IN, found '='", ()),
+        ("SELECT COUNT(*) FROM dss.enrollment ORDER BY town",
+         "line 1, column 46: ORDER BY must name a selected column or "
+         "position, found 'town'", ()),
+        ("SELECT COUNT(*) FROM dss.enrollment ORDER BY 2",
+         "line 1, column 46: ORDER BY position must be from 1 to 1, found "
+         "'2'", ()),
+        ("SELECT COUNT(*) FROM dss.enrollment LIMIT -1",
+         f"line 1, column 43: {E} a row count from 0 to 1000000, found '-1'",
+         ()),
+        ("SELECT COUNT(*) FROM dss.enrollment LIMIT 2 ORDER BY 1",
+         f"line 1, column 45: {E} end of input, found 'ORDER'", ()),
         # Several lines: a comment line, a tab (one column), then the error
         # on line 4 after two spaces.
         ("-- monthly\nSELECT\tCOUNT(*)\nFROM dss.enrollment\n"
@@ -865,12 +895,19 @@ def bad_cases():
         ("SELECT COUNT(*) FROM hied.enrollment WHERE birth_year IN (1999, "
          "'2000')", None, ("line 1, column 65:", "birth_year",
                            "expected an integer")),
+        ("SELECT COUNT(*) FROM dss.enrollment WHERE month IS NULL AND "
+         "month NOT BETWEEN '2024-01' AND 5",
+         "line 1, column 93: column 'month': expected a month like "
+         "'2024-01', found 5", ()),
         ("SELECT COUNT(*) FROM dss.enrollment WHERE sex = 1",
          "line 1, column 49: column 'sex': expected a quoted string, "
          "found 1", ()),
         # -- identifiers: refused wherever they appear
         ("SELECT COUNT(*) FROM dss.enrollment WHERE person_id = 'P1'",
          None, ("line 1, column 43:", "'person_id'", "identifier")),
+        ("SELECT COUNT(*) FROM dss.enrollment WHERE sex = 'F' OR NOT "
+         "(person_id IS NULL)",
+         None, ("line 1, column 61:", "'person_id'", "identifier")),
         ("SELECT employer_id, COUNT(*) FROM dol.wages GROUP BY employer_id",
          None, ("line 1, column 54:", "'employer_id'", "identifier")),
         ("SELECT COUNT(*), SUM(person_id) FROM hied.enrollment",

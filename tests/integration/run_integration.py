@@ -1095,9 +1095,10 @@ def reject_bad_clients(h):
 
     # Declared-but-unimplemented and unknown methods.
     stub = fed.stub()
+    # Explain checks a query like Query does: "SELECT 1" is not fedq SQL.
     e = rpc_error(stub.Explain, p.gw.ExplainRequest(sql="SELECT 1"),
                   timeout=5)
-    expect_status(e, grpc.StatusCode.UNIMPLEMENTED)
+    expect_status(e, grpc.StatusCode.INVALID_ARGUMENT, "line 1, column 8")
     ch = h.channel(gw)
     for method in ("/fedq.v1.Gateway/Nope", "/fedq.v1.Agent/Describe",
                    "/grpc.health.v1.Health/Watch"):
@@ -1888,6 +1889,7 @@ def examples_federation(h):
 # (run as a script, this module is __main__: let them import it by name).
 sys.modules.setdefault("run_integration", sys.modules[__name__])
 import query_tests  # noqa: E402,F401
+import language_tests  # noqa: E402,F401
 
 
 # ---- runner -----------------------------------------------------------------

@@ -186,6 +186,59 @@ test_build_refusals(void **state)
                    "it serves linkage only and cannot appear in a query");
 }
 
+static void
+test_build_boolean(void **state)
+{
+    Fedq__V1__Plan *p = NULL;
+    char msg[400];
+
+    assert_int_equal(build(*state,
+                           "SELECT town, COUNT(*) FROM dol.wages WHERE "
+                           "(town = 'T1' OR birth_year IS NULL) AND NOT "
+                           "quarter IN ('2024Q1') GROUP BY town",
+                           &p, msg, sizeof(msg)),
+                     0);
+    const Fedq__V1__Predicate *f = p->filter;
+    assert_int_equal(f->node_case, FEDQ__V1__PREDICATE__NODE_ALL);
+    assert_int_equal(f->all->n_terms, 2);
+    const Fedq__V1__Predicate *any = f->all->terms[0];
+    assert_int_equal(any->node_case, FEDQ__V1__PREDICATE__NODE_ANY);
+    assert_int_equal(any->any->n_terms, 2);
+    assert_int_equal(any->any->terms[1]->node_case,
+                     FEDQ__V1__PREDICATE__NODE_IS_NULL);
+    assert_string_equal(any->any->terms[1]->is_null->column, "birth_year");
+    assert_false(any->any->terms[1]->is_null->negated);
+    const Fedq__V1__Predicate *neg = f->all->terms[1];
+    assert_int_equal(neg->node_case, FEDQ__V1__PREDICATE__NODE_NOT);
+    assert_int_equal(neg->not_->term->node_case, FEDQ__V1__PREDICATE__NODE_IN);
+
+    /* a forged tree: an empty OR, a NOT without a term */
+    any->any->n_terms = 0;
+    assert_int_equal(fq_plan_check(p, &ds, msg, sizeof(msg)), FQ_EINVAL);
+    assert_string_equal(msg, "empty AND or OR in the filter");
+    any->any->n_terms = 2;
+    neg->not_->term = NULL;
+    assert_int_equal(fq_plan_check(p, &ds, msg, sizeof(msg)), FQ_EINVAL);
+    assert_string_equal(msg, "NOT without a term in the filter");
+}
+
+static void
+test_build_not_yet(void **state)
+{
+    expect_refused(*state, "SELECT VAR(wages) FROM dol.wages",
+                   "line 1, column 8: VAR is not available yet: use "
+                   "COUNT(*), SUM or AVG");
+    expect_refused(*state,
+                   "SELECT town, QUANTILE(wages, 0.5) FROM dol.wages "
+                   "GROUP BY town",
+                   "line 1, column 14: QUANTILE is not available yet: use "
+                   "COUNT(*), SUM or AVG");
+    expect_refused(*state,
+                   "SELECT COUNT(*) FROM dol.wages WHERE person_id IS NULL",
+                   "line 1, column 38: column 'person_id' is an identifier: "
+                   "it serves linkage only and cannot appear in a query");
+}
+
 /* The agent's check refuses what a forged plan could carry. */
 static void
 test_check_forged(void **state)
@@ -263,6 +316,8 @@ main(void)
         cmocka_unit_test_setup_teardown(test_build_typed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_build_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_forged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_build_boolean, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_build_not_yet, setup, teardown),
         cmocka_unit_test(test_literal_forms),
     };
     return cmocka_run_group_tests(tests, setup_catalog, NULL);

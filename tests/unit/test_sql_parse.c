@@ -4,7 +4,10 @@
  * case, literals and int64 edges, every error message with its exact text
  * and position (single- and multi-line), every limit at and just past its
  * edge, the arena bound, out-of-memory at every cap, and the formatter's
- * round trip. Runs under ASan and UBSan, so a leak or overrun fails it.
+ * round trip. Version 2 adds OR, NOT, IS NULL, precedence and flattening
+ * checked on the tree, the new aggregates, ORDER BY, LIMIT, quoted
+ * identifiers, block comments and the nesting limit. Runs under ASan and UBSan,
+ * so a leak or overrun fails it.
  */
 #include "fq/compat.h"
 #include "fq/arena.h"
@@ -499,9 +502,9 @@ test_errors_aggregates(void **state)
 {
     (void)state;
     assert_error("SELECT COUNT(x) FROM b.c",
-                 "line 1, column 14: expected '*', found 'x'");
+                 "line 1, column 14: expected '*' or DISTINCT, found 'x'");
     assert_error("SELECT COUNT() FROM b.c",
-                 "line 1, column 14: expected '*', found ')'");
+                 "line 1, column 14: expected '*' or DISTINCT, found ')'");
     assert_error("SELECT COUNT(* FROM b.c",
                  "line 1, column 16: expected ')', found 'FROM'");
     assert_error("SELECT SUM(*) FROM b.c",
@@ -511,10 +514,11 @@ test_errors_aggregates(void **state)
     assert_error("SELECT SUM(x, y) FROM b.c",
                  "line 1, column 13: expected ')', found ','");
     assert_error("SELECT MAX(x) FROM b.c",
-                 "line 1, column 8: expected COUNT, SUM or AVG, found 'MAX'");
-    assert_error("SELECT a, stddev (x) FROM b.c",
-                 "line 1, column 11: expected COUNT, SUM or AVG, found "
-                 "'stddev'");
+                 "line 1, column 8: expected COUNT, SUM, AVG, VAR, STDDEV, "
+                 "HISTOGRAM or QUANTILE, found 'MAX'");
+    assert_error("SELECT a, median (x) FROM b.c",
+                 "line 1, column 11: expected COUNT, SUM, AVG, VAR, STDDEV, "
+                 "HISTOGRAM or QUANTILE, found 'median'");
     assert_error("SELECT SUM(", "line 1, column 12: expected a column name, "
                                 "found end of input");
 }
@@ -539,10 +543,12 @@ test_errors_from(void **state)
     assert_error("SELECT a FROM dol.'w'", "line 1, column 19: expected a "
                                           "dataset name, found string 'w'");
     assert_error("SELECT a FROM dol.wages.x",
-                 "line 1, column 24: expected WHERE, GROUP BY or end of "
+                 "line 1, column 24: expected WHERE, GROUP BY, ORDER BY, "
+                 "LIMIT or end of "
                  "input, found '.'");
     assert_error("SELECT a FROM dol.wages x",
-                 "line 1, column 25: expected WHERE, GROUP BY or end of "
+                 "line 1, column 25: expected WHERE, GROUP BY, ORDER BY, "
+                 "LIMIT or end of "
                  "input, found 'x'");
 }
 
@@ -551,13 +557,14 @@ test_errors_where(void **state)
 {
     (void)state;
     assert_error("SELECT a FROM b.c WHERE",
-                 "line 1, column 24: expected a column name, found end of "
-                 "input");
+                 "line 1, column 24: expected a column name, NOT or '(', "
+                 "found end of input");
     assert_error("SELECT a FROM b.c WHERE 5 < age",
-                 "line 1, column 25: expected a column name, found '5'");
+                 "line 1, column 25: expected a column name, NOT or '(', "
+                 "found '5'");
     assert_error("SELECT a FROM b.c WHERE age 5",
-                 "line 1, column 29: expected a comparison operator, BETWEEN "
-                 "or IN, found '5'");
+                 "line 1, column 29: expected a comparison operator, BETWEEN, "
+                 "IN, IS or NOT, found '5'");
     assert_error("SELECT a FROM b.c WHERE age == 5",
                  "line 1, column 30: expected a literal, found '='");
     assert_error("SELECT a FROM b.c WHERE age =",
@@ -567,23 +574,23 @@ test_errors_where(void **state)
     assert_error("SELECT a FROM b.c WHERE age = - 5",
                  "line 1, column 31: expected a literal, found '-'");
     assert_error("SELECT a FROM b.c WHERE age = 5.",
-                 "line 1, column 32: expected AND, GROUP BY or end of input, "
+                 "line 1, column 32: expected AND, OR, GROUP BY, ORDER BY, "
+                 "LIMIT or end of input, "
                  "found '.'");
     assert_error("SELECT a FROM b.c WHERE age BETWEEN 1 2",
                  "line 1, column 39: expected AND, found '2'");
     assert_error("SELECT a FROM b.c WHERE age BETWEEN 1 AND",
                  "line 1, column 42: expected a literal, found end of input");
     assert_error("SELECT a FROM b.c WHERE a = 1 b = 2",
-                 "line 1, column 31: expected AND, GROUP BY or end of input, "
+                 "line 1, column 31: expected AND, OR, GROUP BY, ORDER BY, "
+                 "LIMIT or end of input, "
                  "found 'b'");
     assert_error("SELECT a FROM b.c WHERE a = 1 AND",
-                 "line 1, column 34: expected a column name, found end of "
-                 "input");
+                 "line 1, column 34: expected a column name, NOT or '(', "
+                 "found end of input");
     assert_error("SELECT a FROM b.c WHERE a = 1 AND AND b = 1",
-                 "line 1, column 35: expected a column name, found 'AND'");
-    assert_error("SELECT a FROM b.c WHERE a = 1 OR b = 2",
-                 "line 1, column 31: expected AND, GROUP BY or end of input, "
-                 "found 'OR'");
+                 "line 1, column 35: expected a column name, NOT or '(', "
+                 "found 'AND'");
 }
 
 static void
@@ -618,14 +625,17 @@ test_errors_group_by(void **state)
                  "line 1, column 27: expected a column name, found end of "
                  "input");
     assert_error("SELECT a FROM b.c GROUP BY a b",
-                 "line 1, column 30: expected ',' or end of input, found 'b'");
+                 "line 1, column 30: expected ',', ORDER BY, LIMIT or end of "
+                 "input, found 'b'");
     assert_error("SELECT a FROM b.c GROUP BY a,",
                  "line 1, column 30: expected a column name, found end of "
                  "input");
     assert_error("SELECT a FROM b.c GROUP BY SUM(x)",
-                 "line 1, column 31: expected ',' or end of input, found '('");
+                 "line 1, column 31: expected ',', ORDER BY, LIMIT or end of "
+                 "input, found '('");
     assert_error("SELECT a FROM b.c GROUP BY a WHERE x = 1",
-                 "line 1, column 30: expected ',' or end of input, found "
+                 "line 1, column 30: expected ',', ORDER BY, LIMIT or end of "
+                 "input, found "
                  "'WHERE'");
 }
 
@@ -637,10 +647,10 @@ test_errors_characters(void **state)
                                       "aggregate or a column name, found "
                                       "'#'");
     assert_error("SELECT a FROM b.c WHERE x ! 1",
-                 "line 1, column 27: expected a comparison operator, BETWEEN "
-                 "or IN, found '!'");
+                 "line 1, column 27: expected a comparison operator, BETWEEN, "
+                 "IN, IS or NOT, found '!'");
     assert_error("SELECT a FROM b.c WHERE x = \"y\"",
-                 "line 1, column 29: expected a literal, found '\"'");
+                 "line 1, column 29: expected a literal, found '\"y\"'");
     assert_error("SELECT caf\xc3\xa9 FROM b.c",
                  "line 1, column 11: expected ',' or FROM, found "
                  "'\\xc3\\xa9'");
@@ -654,9 +664,10 @@ test_errors_characters(void **state)
     /* A lone lead byte is one invalid byte, not a character. */
     assert_error("SELECT \xc3 FROM", "line 1, column 8: expected an aggregate "
                                      "or a column name, found '\\xc3'");
-    assert_error("SELECT a FROM b.c /* no */",
-                 "line 1, column 19: expected WHERE, GROUP BY or end of "
-                 "input, found '/'");
+    assert_error("SELECT a FROM b.c # no",
+                 "line 1, column 19: expected WHERE, GROUP BY, ORDER BY, "
+                 "LIMIT or end of "
+                 "input, found '#'");
     /* Tokens longer than 32 bytes are cut in the message. */
     assert_error("SELECT a FROM b.c WHERE x IN (1 "
                  "abcdefghijabcdefghijabcdefghijabcdefghij)",
@@ -692,13 +703,14 @@ test_errors_multiline(void **state)
                  "WHERE quarter BETWEEN '2023Q1' '2023Q4'",
                  "line 4, column 32: expected AND, found string '2023Q4'");
     assert_error("SELECT a\r\nFROM b.c\r\nWHERE x\r\n",
-                 "line 4, column 1: expected a comparison operator, BETWEEN "
-                 "or IN, found end of input");
+                 "line 4, column 1: expected a comparison operator, BETWEEN, "
+                 "IN, IS or NOT, found end of input");
     assert_error("SELECT a -- the column\n\tFROM -- the source\n",
                  "line 3, column 1: expected an agency or alias name, found "
                  "end of input");
     assert_error("SELECT a\nFROM b.c\nGROUP BY a,\n\n  b c",
-                 "line 5, column 5: expected ',' or end of input, found 'c'");
+                 "line 5, column 5: expected ',', ORDER BY, LIMIT or end of "
+                 "input, found 'c'");
     assert_error("SELECT a\nFROM b.c\nWHERE x IN (1,\n            2,\n"
                  "            3 4)",
                  "line 5, column 15: expected ',' or ')', found '4'");
@@ -1038,6 +1050,40 @@ test_format_longer_than_limit(void **state)
     free(sql);
 }
 
+/*
+ * ORDER BY keys given by position are written out as their items: a
+ * select item filling most of the text, named 16 times, formats to
+ * over 1 MiB (the formatter's buffer was once capped there).
+ */
+static void
+test_format_order_by_expansion(void **state)
+{
+    (void)state;
+    char *zeros = repeat("", "0", "", 960, "");
+    char *edges = malloc(64 * 1000);
+    size_t n = 0;
+
+    assert_non_null(edges);
+    for (int i = 0; i < 64; i++)
+        n += (size_t)snprintf(edges + n, 64 * 1000 - n, "%s%s%d.5",
+                              i ? "," : "", zeros, i);
+    char *item = repeat("SELECT HISTOGRAM(x,", edges, "", 1, ") FROM a.b ");
+    char *order = repeat("ORDER BY ", "1", ",", 16, "");
+    char *sql = repeat(item, order, "", 1, "");
+    struct fq_arena *a = fq_arena_new(4 * ARENA_MAX);
+
+    assert_true(strlen(sql) <= FQ_SQL_MAX_TEXT);
+    char *f = fq_sql_format(parse(a, sql), a);
+    assert_non_null(f);
+    assert_true(strlen(f) > 1024 * 1024);
+    fq_arena_free(a);
+    free(zeros);
+    free(edges);
+    free(item);
+    free(order);
+    free(sql);
+}
+
 static void
 test_format_out_of_memory(void **state)
 {
@@ -1049,6 +1095,1015 @@ test_format_out_of_memory(void **state)
     assert_null(fq_sql_format(q, small));
     fq_arena_free(small);
     fq_arena_free(a);
+}
+
+/* ---- version 2: boolean filters --------------------------------------------
+ */
+
+static const struct fq_sql_pred *
+where_of(struct fq_arena *a, const char *filter)
+{
+    char sql[512];
+
+    snprintf(sql, sizeof(sql), "SELECT a FROM b.c WHERE %s", filter);
+    return parse(a, sql)->where;
+}
+
+/* No AND directly under an AND, no OR under an OR, kid counts right. */
+static void
+assert_canonical(const struct fq_sql_pred *pr)
+{
+    if (pr->kind == FQ_SQL_PRED_NOT)
+        assert_int_equal(pr->n_kids, 1);
+    else if (pr->kind == FQ_SQL_PRED_AND || pr->kind == FQ_SQL_PRED_OR)
+        assert_true(pr->n_kids >= 2);
+    else
+        assert_int_equal(pr->n_kids, 0);
+    for (size_t i = 0; i < pr->n_kids; i++) {
+        if (pr->kind != FQ_SQL_PRED_NOT)
+            assert_int_not_equal(pr->kids[i]->kind, pr->kind);
+        assert_canonical(pr->kids[i]);
+    }
+}
+
+/* Nodes on the longest path from pr to a leaf, both counted. */
+static size_t
+tree_depth(const struct fq_sql_pred *pr)
+{
+    size_t d = 0;
+
+    for (size_t i = 0; i < pr->n_kids; i++) {
+        size_t k = tree_depth(pr->kids[i]);
+        d = k > d ? k : d;
+    }
+    return d + 1;
+}
+
+static void
+assert_leaf(const struct fq_sql_pred *pr, enum fq_sql_pred_kind kind,
+            const char *column)
+{
+    assert_int_equal(pr->kind, kind);
+    assert_string_equal(pr->column.name, column);
+    assert_int_equal(pr->n_kids, 0);
+}
+
+static void
+test_precedence(void **state)
+{
+    (void)state;
+    struct fq_arena *a = fq_arena_new(ARENA_MAX);
+
+    /* AND binds tighter than OR, on either side. */
+    const struct fq_sql_pred *w = where_of(a, "x = 1 OR y = 2 AND z = 3");
+    assert_int_equal(w->kind, FQ_SQL_PRED_OR);
+    assert_pos(w->pos, 1, 25);
+    assert_int_equal(w->n_kids, 2);
+    assert_leaf(w->kids[0], FQ_SQL_PRED_CMP, "x");
+    assert_int_equal(w->kids[1]->kind, FQ_SQL_PRED_AND);
+    assert_pos(w->kids[1]->pos, 1, 34);
+    assert_leaf(w->kids[1]->kids[1], FQ_SQL_PRED_CMP, "z");
+    w = where_of(a, "x = 1 AND y = 2 OR z = 3");
+    assert_int_equal(w->kind, FQ_SQL_PRED_OR);
+    assert_int_equal(w->kids[0]->kind, FQ_SQL_PRED_AND);
+    assert_leaf(w->kids[1], FQ_SQL_PRED_CMP, "z");
+    /* NOT binds tighter than AND. */
+    w = where_of(a, "NOT x = 1 AND y = 2");
+    assert_int_equal(w->kind, FQ_SQL_PRED_AND);
+    assert_int_equal(w->kids[0]->kind, FQ_SQL_PRED_NOT);
+    assert_pos(w->kids[0]->pos, 1, 25);
+    assert_leaf(w->kids[0]->kids[0], FQ_SQL_PRED_CMP, "x");
+    assert_pos(w->kids[0]->kids[0]->pos, 1, 29);
+    assert_leaf(w->kids[1], FQ_SQL_PRED_CMP, "y");
+    w = where_of(a, "NOT x = 1 OR NOT NOT y = 2");
+    assert_int_equal(w->kind, FQ_SQL_PRED_OR);
+    assert_int_equal(w->kids[1]->kind, FQ_SQL_PRED_NOT);
+    assert_int_equal(w->kids[1]->kids[0]->kind, FQ_SQL_PRED_NOT);
+    assert_leaf(w->kids[1]->kids[0]->kids[0], FQ_SQL_PRED_CMP, "y");
+    /* Parentheses override it and leave no node. */
+    w = where_of(a, "(x = 1 OR y = 2) AND z = 3");
+    assert_int_equal(w->kind, FQ_SQL_PRED_AND);
+    assert_pos(w->pos, 1, 25);
+    assert_int_equal(w->kids[0]->kind, FQ_SQL_PRED_OR);
+    assert_pos(w->kids[0]->pos, 1, 26);
+    w = where_of(a, "NOT (x = 1 AND y = 2)");
+    assert_int_equal(w->kind, FQ_SQL_PRED_NOT);
+    assert_int_equal(w->kids[0]->kind, FQ_SQL_PRED_AND);
+    w = where_of(a, "((((x = 1))))");
+    assert_leaf(w, FQ_SQL_PRED_CMP, "x");
+    assert_pos(w->pos, 1, 29);
+    /* Keywords are case-insensitive. */
+    w = where_of(a, "not x = 1 Or y Is nUlL aNd z iS NoT null");
+    assert_int_equal(w->kind, FQ_SQL_PRED_OR);
+    assert_int_equal(w->kids[1]->kind, FQ_SQL_PRED_AND);
+    fq_arena_free(a);
+}
+
+static void
+test_flattening(void **state)
+{
+    static const struct {
+        const char *filter;
+        enum fq_sql_pred_kind kind;
+        size_t n_kids;
+    } cases[] = {
+        {"a = 1 AND (b = 2 AND c = 3) AND d = 4", FQ_SQL_PRED_AND, 4},
+        {"(a = 1 AND b = 2) AND (c = 3 AND (d = 4 AND e = 5))", FQ_SQL_PRED_AND,
+         5},
+        {"((a = 1 AND ((b = 2))))", FQ_SQL_PRED_AND, 2},
+        {"(a = 1 OR b = 2) OR (c = 3 OR d = 4)", FQ_SQL_PRED_OR, 4},
+        {"a = 1 OR (b = 2 OR (c = 3 OR d = 4 AND e = 5))", FQ_SQL_PRED_OR, 4},
+        {"a = 1 AND (b = 2 OR c = 3) AND (d = 4 OR e = 5)", FQ_SQL_PRED_AND, 3},
+        {"a = 1 OR (b = 2 AND c = 3) OR d = 4", FQ_SQL_PRED_OR, 3},
+        /* NOT is never merged or simplified. */
+        {"NOT (a = 1 AND b = 2) AND NOT (c = 3 AND d = 4)", FQ_SQL_PRED_AND, 2},
+        {"NOT NOT (a = 1)", FQ_SQL_PRED_NOT, 1},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < FQ_ARRAY_LEN(cases); i++) {
+        struct fq_arena *a = fq_arena_new(ARENA_MAX);
+        const struct fq_sql_pred *w = where_of(a, cases[i].filter);
+        if (w->kind != cases[i].kind || w->n_kids != cases[i].n_kids)
+            fail_msg("%s: kind %d with %zu kids", cases[i].filter, w->kind,
+                     w->n_kids);
+        assert_canonical(w);
+        fq_arena_free(a);
+    }
+}
+
+/* "x NOT IN", "NOT x IN" and "NOT (x IN)" give the same tree. */
+static void
+test_not_forms(void **state)
+{
+    static const char *const in_forms[] = {"x NOT IN (1, 2)", "NOT x IN (1, 2)",
+                                           "NOT (x IN (1, 2))",
+                                           "(NOT ((x IN (1, 2))))"};
+    static const char *const between_forms[] = {"x NOT BETWEEN 1 AND 2",
+                                                "NOT x BETWEEN 1 AND 2",
+                                                "NOT (x BETWEEN 1 AND 2)"};
+
+    (void)state;
+    struct fq_arena *a = fq_arena_new(ARENA_MAX);
+    for (size_t i = 0; i < FQ_ARRAY_LEN(in_forms); i++) {
+        const struct fq_sql_pred *w = where_of(a, in_forms[i]);
+        assert_int_equal(w->kind, FQ_SQL_PRED_NOT);
+        assert_int_equal(w->n_kids, 1);
+        assert_leaf(w->kids[0], FQ_SQL_PRED_IN, "x");
+        assert_int_equal(w->kids[0]->n_lits, 2);
+        assert_int_equal(w->kids[0]->lits[1].i, 2);
+    }
+    for (size_t i = 0; i < FQ_ARRAY_LEN(between_forms); i++) {
+        const struct fq_sql_pred *w = where_of(a, between_forms[i]);
+        assert_int_equal(w->kind, FQ_SQL_PRED_NOT);
+        assert_leaf(w->kids[0], FQ_SQL_PRED_BETWEEN, "x");
+    }
+    /* A postfix NOT sits at the column; a prefix one at itself. */
+    const struct fq_sql_pred *w = where_of(a, "y = 1 AND x NOT IN (1)");
+    assert_pos(w->kids[1]->pos, 1, 35);
+    assert_pos(w->kids[1]->kids[0]->pos, 1, 35);
+    w = where_of(a, "y = 1 AND NOT x IN (1)");
+    assert_pos(w->kids[1]->pos, 1, 35);
+    assert_pos(w->kids[1]->kids[0]->pos, 1, 39);
+    /* The BETWEEN's AND is its own, even under NOT. */
+    w = where_of(a, "x NOT BETWEEN 1 AND 2 AND y = 3");
+    assert_int_equal(w->kind, FQ_SQL_PRED_AND);
+    assert_int_equal(w->n_kids, 2);
+    assert_int_equal(w->kids[0]->kind, FQ_SQL_PRED_NOT);
+    fq_arena_free(a);
+}
+
+static void
+test_is_null(void **state)
+{
+    (void)state;
+    struct fq_arena *a = fq_arena_new(ARENA_MAX);
+    const struct fq_sql_pred *w = where_of(a, "x IS NULL");
+
+    assert_leaf(w, FQ_SQL_PRED_IS_NULL, "x");
+    assert_false(w->negated);
+    assert_int_equal(w->n_lits, 0);
+    assert_null(w->lits);
+    w = where_of(a, "x is not null AND NOT y IS NULL");
+    assert_leaf(w->kids[0], FQ_SQL_PRED_IS_NULL, "x");
+    assert_true(w->kids[0]->negated);
+    assert_int_equal(w->kids[1]->kind, FQ_SQL_PRED_NOT);
+    assert_false(w->kids[1]->kids[0]->negated);
+    fq_arena_free(a);
+}
+
+static void
+test_errors_boolean(void **state)
+{
+    (void)state;
+    assert_error("SELECT a FROM b.c WHERE (x = 1",
+                 "line 1, column 31: expected AND, OR or ')', found end of "
+                 "input");
+    assert_error("SELECT a FROM b.c WHERE (x = 1 y",
+                 "line 1, column 32: expected AND, OR or ')', found 'y'");
+    assert_error("SELECT a FROM b.c WHERE x = 1)",
+                 "line 1, column 30: expected AND, OR, GROUP BY, ORDER BY, "
+                 "LIMIT or end of input, found ')'");
+    assert_error("SELECT a FROM b.c WHERE ()",
+                 "line 1, column 26: expected a column name, NOT or '(', "
+                 "found ')'");
+    assert_error("SELECT a FROM b.c WHERE NOT",
+                 "line 1, column 28: expected a column name, NOT or '(', "
+                 "found end of input");
+    assert_error("SELECT a FROM b.c WHERE x = 1 OR",
+                 "line 1, column 33: expected a column name, NOT or '(', "
+                 "found end of input");
+    assert_error("SELECT a FROM b.c WHERE x = 1 OR OR y = 2",
+                 "line 1, column 34: expected a column name, NOT or '(', "
+                 "found 'OR'");
+    assert_error("SELECT a FROM b.c WHERE x NOT = 1",
+                 "line 1, column 31: expected BETWEEN or IN, found '='");
+    assert_error("SELECT a FROM b.c WHERE x NOT NULL",
+                 "line 1, column 31: expected BETWEEN or IN, found 'NULL'");
+    assert_error("SELECT a FROM b.c WHERE x IS",
+                 "line 1, column 29: expected NOT or NULL, found end of input");
+    assert_error("SELECT a FROM b.c WHERE x IS 1",
+                 "line 1, column 30: expected NOT or NULL, found '1'");
+    assert_error("SELECT a FROM b.c WHERE x IS NOT 'a'",
+                 "line 1, column 34: expected NULL, found string 'a'");
+    assert_error("SELECT a FROM b.c WHERE x IS NULL NULL",
+                 "line 1, column 35: expected AND, OR, GROUP BY, ORDER BY, "
+                 "LIMIT or end of input, found 'NULL'");
+    assert_error("SELECT a FROM b.c WHERE x = NULL",
+                 "line 1, column 29: expected a literal, found 'NULL'");
+    assert_error("SELECT a FROM b.c WHERE x BETWEEN 1 OR 2",
+                 "line 1, column 37: expected AND, found 'OR'");
+    assert_error("SELECT a FROM b.c WHERE x NOT IN 1",
+                 "line 1, column 34: expected '(', found '1'");
+    assert_error("SELECT a FROM b.c WHERE NOT NOT",
+                 "line 1, column 32: expected a column name, NOT or '(', "
+                 "found end of input");
+}
+
+/* ---- version 2: aggregates ----------------------------------------------- */
+
+static void
+test_new_aggregates(void **state)
+{
+    (void)state;
+    struct fq_arena *a = fq_arena_new(ARENA_MAX);
+    struct fq_sql_query *q = parse(
+        a, "SELECT COUNT(DISTINCT person_id), var(wages), StdDev(wages), "
+           "HISTOGRAM(wages, -1.5, -1, 0, 0.25, 1000), quantile ( wages , "
+           "0.5 ) FROM dol.wages");
+    const struct fq_sql_item *it = q->items;
+
+    assert_int_equal(q->n_items, 5);
+    assert_true(it[0].is_aggregate);
+    assert_int_equal(it[0].agg, FQ_SQL_AGG_COUNT_DISTINCT);
+    assert_string_equal(it[0].column.name, "person_id");
+    assert_pos(it[0].pos, 1, 8);
+    assert_pos(it[0].column.pos, 1, 23);
+    assert_int_equal(it[0].n_args, 0);
+    assert_null(it[0].args);
+    assert_int_equal(it[1].agg, FQ_SQL_AGG_VAR);
+    assert_string_equal(it[1].column.name, "wages");
+    assert_int_equal(it[2].agg, FQ_SQL_AGG_STDDEV);
+    assert_int_equal(it[3].agg, FQ_SQL_AGG_HISTOGRAM);
+    assert_string_equal(it[3].column.name, "wages");
+    assert_int_equal(it[3].n_args, 5);
+    assert_int_equal(it[3].args[0].kind, FQ_SQL_LIT_DECIMAL);
+    assert_true(it[3].args[0].d == -1.5);
+    assert_int_equal(it[3].args[1].kind, FQ_SQL_LIT_INT);
+    assert_int_equal(it[3].args[1].i, -1);
+    assert_int_equal(it[3].args[4].i, 1000);
+    assert_pos(it[3].args[4].pos, 1, 98);
+    assert_int_equal(it[4].agg, FQ_SQL_AGG_QUANTILE);
+    assert_int_equal(it[4].n_args, 1);
+    assert_int_equal(it[4].args[0].kind, FQ_SQL_LIT_DECIMAL);
+    assert_true(it[4].args[0].d == 0.5);
+    assert_pos(it[4].pos, 1, 105);
+    /* Names for messages, canonical text for headers. */
+    static const char *const names[][2] = {
+        {"COUNT DISTINCT", "COUNT(DISTINCT person_id)"},
+        {"VAR", "VAR(wages)"},
+        {"STDDEV", "STDDEV(wages)"},
+        {"HISTOGRAM", "HISTOGRAM(wages, -1.5, -1, 0, 0.25, 1000)"},
+        {"QUANTILE", "QUANTILE(wages, 0.5)"},
+    };
+    for (size_t i = 0; i < FQ_ARRAY_LEN(names); i++) {
+        assert_string_equal(fq_sql_agg_name(it[i].agg), names[i][0]);
+        assert_string_equal(fq_sql_item_format(&it[i], a), names[i][1]);
+    }
+    assert_string_equal(fq_sql_agg_name((enum fq_sql_agg)99), "?");
+    assert_string_equal(fq_sql_cmp_name((enum fq_sql_cmp)99), "?");
+    /* Aggregate names stay usable as columns. */
+    q = parse(a, "SELECT var, stddev, histogram, quantile, distinct_ FROM "
+                 "a.b GROUP BY var");
+    assert_false(q->items[3].is_aggregate);
+    assert_string_equal(q->items[3].column.name, "quantile");
+    fq_arena_free(a);
+}
+
+/* Edges compare by value, exactly, across INT and DECIMAL. */
+static void
+test_histogram_edges(void **state)
+{
+    static const char *const ok[] = {
+        "0",
+        "-1, 1",
+        "0.5, 1",
+        "1, 1.5",
+        "-0.5, 0",
+        "-1, -0.5",
+        "9007199254740992, 9007199254740993",
+        "9223372036854775806, 9223372036854775807",
+        "-9223372036854775808, -9223372036854775000.5",
+        "9223372036854775807, 9223372036854775808.0",
+    };
+    static const struct {
+        const char *edges;
+        const char *msg;
+    } bad[] = {
+        {"1, 1", "found 1 after 1"},
+        {"1, 1.0", "found 1.0 after 1"},
+        {"1.0, 1", "found 1 after 1.0"},
+        {"0, -0.0", "found -0.0 after 0"},
+        {"2, 1.5", "found 1.5 after 2"},
+        {"0.5, 0.50", "found 0.50 after 0.5"},
+        /* As a double, ...993.0 is ...992: the edges would be equal. */
+        {"9007199254740992.0, 9007199254740993.0",
+         "found 9007199254740993.0 after 9007199254740992.0"},
+        {"9007199254740993, 9007199254740993.0",
+         "found 9007199254740993.0 after 9007199254740993"},
+        {"-9223372036854775808, -9223372036854775808.5",
+         "found -9223372036854775808.5 after -9223372036854775808"},
+        /* Rounds to -2^63 as a double. */
+        {"-9223372036854775808, -9223372036854775807.5",
+         "found -9223372036854775807.5 after -9223372036854775808"},
+    };
+    char sql[256], msg[256];
+
+    (void)state;
+    for (size_t i = 0; i < FQ_ARRAY_LEN(ok); i++) {
+        struct fq_arena *a = fq_arena_new(ARENA_MAX);
+        snprintf(sql, sizeof(sql), "SELECT HISTOGRAM(x, %s) FROM a.b", ok[i]);
+        parse(a, sql);
+        fq_arena_free(a);
+    }
+    for (size_t i = 0; i < FQ_ARRAY_LEN(bad); i++) {
+        snprintf(sql, sizeof(sql), "SELECT HISTOGRAM(x, %s) FROM a.b",
+                 bad[i].edges);
+        snprintf(msg, sizeof(msg),
+                 "line 1, column %zu: histogram edges must be strictly "
+                 "increasing, %s",
+                 strlen("SELECT HISTOGRAM(x, ") +
+                     (size_t)(strchr(bad[i].edges, ',') - bad[i].edges) + 3,
+                 bad[i].msg);
+        assert_error(sql, msg);
+    }
+}
+
+static void
+test_errors_new_aggregates(void **state)
+{
+    (void)state;
+    assert_error("SELECT COUNT(DISTINCT) FROM b.c",
+                 "line 1, column 22: expected a column name, found ')'");
+    assert_error("SELECT COUNT(DISTINCT *) FROM b.c",
+                 "line 1, column 23: expected a column name, found '*'");
+    assert_error("SELECT COUNT(DISTINCT x, y) FROM b.c",
+                 "line 1, column 24: expected ')', found ','");
+    assert_error("SELECT SUM(DISTINCT x) FROM b.c",
+                 "line 1, column 12: expected a column name, found "
+                 "'DISTINCT'");
+    assert_error("SELECT VAR(*) FROM b.c",
+                 "line 1, column 12: expected a column name, found '*'");
+    assert_error("SELECT STDDEV(x, 1) FROM b.c",
+                 "line 1, column 16: expected ')', found ','");
+    assert_error("SELECT HISTOGRAM(x) FROM b.c",
+                 "line 1, column 19: expected ',', found ')'");
+    assert_error("SELECT HISTOGRAM(x,) FROM b.c",
+                 "line 1, column 20: expected a number, found ')'");
+    assert_error("SELECT HISTOGRAM(x, 'a') FROM b.c",
+                 "line 1, column 21: expected a number, found string 'a'");
+    assert_error("SELECT HISTOGRAM(x, 1 2) FROM b.c",
+                 "line 1, column 23: expected ',' or ')', found '2'");
+    assert_error("SELECT HISTOGRAM(x, 1, y) FROM b.c",
+                 "line 1, column 24: expected a number, found 'y'");
+    assert_error("SELECT HISTOGRAM(x, 5, 10, 3) FROM b.c",
+                 "line 1, column 28: histogram edges must be strictly "
+                 "increasing, found 3 after 10");
+    assert_error("SELECT HISTOGRAM(x, 99999999999999999999) FROM b.c",
+                 "line 1, column 21: integer literal out of range");
+    assert_error("SELECT QUANTILE(x) FROM b.c",
+                 "line 1, column 18: expected ',', found ')'");
+    assert_error("SELECT QUANTILE(x, 1) FROM b.c",
+                 "line 1, column 20: expected a decimal between 0 and 1, "
+                 "found '1'");
+    assert_error("SELECT QUANTILE(x, 0) FROM b.c",
+                 "line 1, column 20: expected a decimal between 0 and 1, "
+                 "found '0'");
+    assert_error("SELECT QUANTILE(x, 0.0) FROM b.c",
+                 "line 1, column 20: expected a decimal between 0 and 1, "
+                 "found '0.0'");
+    assert_error("SELECT QUANTILE(x, 1.0) FROM b.c",
+                 "line 1, column 20: expected a decimal between 0 and 1, "
+                 "found '1.0'");
+    assert_error("SELECT QUANTILE(x, -0.5) FROM b.c",
+                 "line 1, column 20: expected a decimal between 0 and 1, "
+                 "found '-0.5'");
+    assert_error("SELECT QUANTILE(x, 1.5) FROM b.c",
+                 "line 1, column 20: expected a decimal between 0 and 1, "
+                 "found '1.5'");
+    assert_error("SELECT QUANTILE(x, '0.5') FROM b.c",
+                 "line 1, column 20: expected a decimal between 0 and 1, "
+                 "found string '0.5'");
+    /* Rounds to 1 as a double, so it is not below 1. */
+    assert_error("SELECT QUANTILE(x, 0.99999999999999999999) FROM b.c",
+                 "line 1, column 20: expected a decimal between 0 and 1, "
+                 "found '0.99999999999999999999'");
+    assert_error("SELECT QUANTILE(x, 0.5, 0.6) FROM b.c",
+                 "line 1, column 23: expected ')', found ','");
+    /* Only a plain name before '(' is an aggregate. */
+    assert_error("SELECT \"count\"(*) FROM b.c",
+                 "line 1, column 15: expected ',' or FROM, found '('");
+    assert_error("SELECT a FROM b.c WHERE COUNT(*) > 1",
+                 "line 1, column 30: expected a comparison operator, "
+                 "BETWEEN, IN, IS or NOT, found '('");
+}
+
+/* "SELECT HISTOGRAM(x, 100, 101, ...) FROM a.b" with n edges. */
+static void
+histogram_sql(char *out, size_t size, size_t n)
+{
+    size_t len = (size_t)snprintf(out, size, "SELECT HISTOGRAM(x");
+
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(out + len, size - len, ", %zu", 100 + i);
+    snprintf(out + len, size - len, ") FROM a.b");
+}
+
+static void
+test_limit_histogram_edges(void **state)
+{
+    (void)state;
+    struct fq_arena *a = fq_arena_new(ARENA_MAX);
+    char sql[1024];
+
+    histogram_sql(sql, sizeof(sql), 64);
+    struct fq_sql_query *q = parse(a, sql);
+    assert_int_equal(q->items[0].n_args, 64);
+    assert_int_equal(q->items[0].args[63].i, 163);
+    histogram_sql(sql, sizeof(sql), 65);
+    assert_error_at(sql, strlen("SELECT HISTOGRAM(x") + 64 * 5 + 2,
+                    "more than 64 histogram edges");
+    fq_arena_free(a);
+}
+
+/* ---- version 2: ORDER BY and LIMIT ----------------------------------------
+ */
+
+static void
+test_order_by(void **state)
+{
+    (void)state;
+    struct fq_arena *a = fq_arena_new(ARENA_MAX);
+    struct fq_sql_query *q =
+        parse(a, "SELECT town, COUNT(*), SUM(Wages), COUNT(DISTINCT p), "
+                 "HISTOGRAM(w, 7, 8.5) FROM dol.wages GROUP BY town "
+                 "ORDER BY count( * ) DESC, town, 3 asc, sum(\"Wages\") "
+                 "Desc, COUNT(distinct p), histogram(w, 007, 8.5), \"town\"");
+
+    assert_int_equal(q->n_order_by, 7);
+    static const struct {
+        size_t item;
+        bool desc;
+        int column;
+    } want[] = {{1, true, 114}, {0, false, 131}, {2, false, 137},
+                {2, true, 144}, {3, false, 163}, {4, false, 182},
+                {0, false, 206}};
+    for (size_t i = 0; i < FQ_ARRAY_LEN(want); i++) {
+        assert_int_equal(q->order_by[i].item, want[i].item);
+        assert_int_equal(q->order_by[i].desc, want[i].desc);
+        assert_pos(q->order_by[i].pos, 1, want[i].column);
+    }
+    assert_false(q->has_limit);
+    /* The first of identical items; positions may name any. */
+    q = parse(a, "SELECT a, COUNT(*), a, COUNT(*) FROM b.c GROUP BY a "
+                 "ORDER BY a, COUNT(*), 3, 4;");
+    assert_int_equal(q->order_by[0].item, 0);
+    assert_int_equal(q->order_by[1].item, 1);
+    assert_int_equal(q->order_by[2].item, 2);
+    assert_int_equal(q->order_by[3].item, 3);
+    /* Clauses are optional independently. */
+    q = parse(a, "SELECT a FROM b.c ORDER BY 1");
+    assert_int_equal(q->n_order_by, 1);
+    assert_null(q->where);
+    fq_arena_free(a);
+}
+
+static void
+test_errors_order_by(void **state)
+{
+    (void)state;
+    const char *sel = "SELECT town, SUM(w), COUNT(*) FROM b.c ";
+
+    assert_error("SELECT a FROM b.c ORDER a",
+                 "line 1, column 25: expected BY, found 'a'");
+    assert_error("SELECT a FROM b.c ORDER BY",
+                 "line 1, column 27: ORDER BY must name a selected column or "
+                 "position, found end of input");
+    assert_error("SELECT a FROM b.c ORDER BY b",
+                 "line 1, column 28: ORDER BY must name a selected column or "
+                 "position, found 'b'");
+    assert_error("SELECT a FROM b.c ORDER BY A",
+                 "line 1, column 28: ORDER BY must name a selected column or "
+                 "position, found 'A'");
+    assert_error("SELECT a FROM b.c ORDER BY \"b\"\"\"",
+                 "line 1, column 28: ORDER BY must name a selected column or "
+                 "position, found '\"b\"\"\"'");
+    assert_error("SELECT a FROM b.c ORDER BY 'a'",
+                 "line 1, column 28: ORDER BY must name a selected column or "
+                 "position, found string 'a'");
+    assert_error("SELECT a FROM b.c ORDER BY 1.5",
+                 "line 1, column 28: ORDER BY must name a selected column or "
+                 "position, found '1.5'");
+    assert_error("SELECT a FROM b.c ORDER BY DESC",
+                 "line 1, column 28: ORDER BY must name a selected column or "
+                 "position, found 'DESC'");
+    assert_error("SELECT a FROM b.c ORDER BY a,",
+                 "line 1, column 30: ORDER BY must name a selected column or "
+                 "position, found end of input");
+    char sql[256];
+    snprintf(sql, sizeof(sql), "%sORDER BY SUM(town)", sel);
+    assert_error(sql, "line 1, column 49: ORDER BY must name a selected "
+                      "column or position, found 'SUM(town)'");
+    snprintf(sql, sizeof(sql), "%sORDER BY sum ( W )", sel);
+    assert_error(sql, "line 1, column 49: ORDER BY must name a selected "
+                      "column or position, found 'SUM(W)'");
+    snprintf(sql, sizeof(sql), "%sORDER BY COUNT(DISTINCT w)", sel);
+    assert_error(sql, "line 1, column 49: ORDER BY must name a selected "
+                      "column or position, found 'COUNT(DISTINCT w)'");
+    snprintf(sql, sizeof(sql), "%sORDER BY QUANTILE(\"a b\", 0.5)", sel);
+    assert_error(sql, "line 1, column 49: ORDER BY must name a selected "
+                      "column or position, found 'QUANTILE(\"a b\", 0.5)'");
+    snprintf(sql, sizeof(sql),
+             "%sORDER BY HISTOGRAM(w, 1000, 2000, 3000, 4000, 5000)", sel);
+    assert_error(sql, "line 1, column 49: ORDER BY must name a selected "
+                      "column or position, found 'HISTOGRAM(w, 1000, 2000, "
+                      "3000, 4...'");
+    /* An aggregate's own errors come first. */
+    snprintf(sql, sizeof(sql), "%sORDER BY MAX(w)", sel);
+    assert_error(sql, "line 1, column 49: expected COUNT, SUM, AVG, VAR, "
+                      "STDDEV, HISTOGRAM or QUANTILE, found 'MAX'");
+    snprintf(sql, sizeof(sql), "%sORDER BY SUM(w", sel);
+    assert_error(sql, "line 1, column 54: expected ')', found end of input");
+    /* Positions. */
+    static const char *const positions[] = {
+        "0", "4", "-1", "-0", "007000", "99999999999999999999999"};
+    for (size_t i = 0; i < FQ_ARRAY_LEN(positions); i++) {
+        char msg[256];
+        snprintf(sql, sizeof(sql), "%sORDER BY town, %s DESC", sel,
+                 positions[i]);
+        snprintf(msg, sizeof(msg),
+                 "line 1, column 55: ORDER BY position must be from 1 to 3, "
+                 "found '%s'",
+                 positions[i]);
+        assert_error(sql, msg);
+    }
+    /* Order of clauses, and what may follow a key. */
+    assert_error("SELECT a FROM b.c ORDER BY a DESC ASC",
+                 "line 1, column 35: expected ',', LIMIT or end of input, "
+                 "found 'ASC'");
+    assert_error("SELECT a FROM b.c ORDER BY a GROUP BY a",
+                 "line 1, column 30: expected ',', LIMIT or end of input, "
+                 "found 'GROUP'");
+    assert_error("SELECT a FROM b.c ORDER BY a WHERE x = 1",
+                 "line 1, column 30: expected ',', LIMIT or end of input, "
+                 "found 'WHERE'");
+    assert_error("SELECT a FROM b.c ORDER BY a(",
+                 "line 1, column 28: expected COUNT, SUM, AVG, VAR, STDDEV, "
+                 "HISTOGRAM or QUANTILE, found 'a'");
+}
+
+static void
+test_limit_clause(void **state)
+{
+    static const struct {
+        const char *text;
+        int64_t value;
+    } ok[] = {{"0", 0}, {"1", 1}, {"007", 7}, {"1000000", 1000000}};
+    static const char *const bad[] = {
+        "1000001", "-1", "-0", "1.5", "x", "'5'", "99999999999999999999999",
+        "ALL"};
+    char sql[128], msg[256];
+
+    (void)state;
+    for (size_t i = 0; i < FQ_ARRAY_LEN(ok); i++) {
+        struct fq_arena *a = fq_arena_new(ARENA_MAX);
+        snprintf(sql, sizeof(sql), "SELECT a FROM b.c LIMIT %s;", ok[i].text);
+        struct fq_sql_query *q = parse(a, sql);
+        assert_true(q->has_limit);
+        assert_true(q->limit == ok[i].value);
+        assert_pos(q->limit_pos, 1, 25);
+        fq_arena_free(a);
+    }
+    for (size_t i = 0; i < FQ_ARRAY_LEN(bad); i++) {
+        snprintf(sql, sizeof(sql), "SELECT a FROM b.c LIMIT %s", bad[i]);
+        snprintf(msg, sizeof(msg),
+                 "line 1, column 25: expected a row count from 0 to 1000000, "
+                 "found %s%s%s",
+                 bad[i][0] == '\'' ? "string " : "'", bad[i],
+                 bad[i][0] == '\'' ? "" : "'");
+        assert_error(sql, msg);
+    }
+    assert_error("SELECT a FROM b.c LIMIT",
+                 "line 1, column 24: expected a row count from 0 to 1000000, "
+                 "found end of input");
+    assert_error("SELECT a FROM b.c LIMIT 5 LIMIT 6",
+                 "line 1, column 27: expected end of input, found 'LIMIT'");
+    assert_error("SELECT a FROM b.c LIMIT 5 ORDER BY a",
+                 "line 1, column 27: expected end of input, found 'ORDER'");
+    assert_error("SELECT a FROM b.c LIMIT 5 OFFSET 2",
+                 "line 1, column 27: expected end of input, found 'OFFSET'");
+    struct fq_arena *a = fq_arena_new(ARENA_MAX);
+    struct fq_sql_query *q = parse(a, "SELECT a FROM b.c WHERE x = 1 GROUP "
+                                      "BY a ORDER BY a LIMIT\n  3");
+    assert_int_equal(q->limit, 3);
+    assert_pos(q->limit_pos, 2, 3);
+    fq_arena_free(a);
+}
+
+static void
+test_limit_order_by(void **state)
+{
+    (void)state;
+    const char *prefix = "SELECT a FROM b.c ORDER BY ";
+    struct fq_arena *a = fq_arena_new(ARENA_MAX);
+    char *ok = repeat(prefix, "a DESC", ", ", 16, "");
+    char *over = repeat(prefix, "a DESC", ", ", 17, "");
+
+    assert_int_equal(parse(a, ok)->n_order_by, 16);
+    assert_error_at(over, strlen(prefix) + 16 * strlen("a DESC, "),
+                    "more than 16 ORDER BY keys");
+    free(ok);
+    free(over);
+    fq_arena_free(a);
+}
+
+/* ---- version 2: quoted identifiers, comments, reserved words ------------- */
+
+static void
+test_quoted_identifiers(void **state)
+{
+    (void)state;
+    struct fq_arena *a = fq_arena_new(ARENA_MAX);
+    struct fq_sql_query *q = parse(
+        a, "SELECT \"town\", SUM(\"2x\"), \"say \"\"hi\"\"\", \"select\" "
+           "FROM \"dol-2\".\"wages\" WHERE \"a b\" = 1 AND \"\"\"\" IS NULL "
+           "GROUP BY \"town\", \"select\"");
+
+    assert_string_equal(q->items[0].column.name, "town");
+    assert_pos(q->items[0].column.pos, 1, 8);
+    assert_false(q->items[0].is_aggregate);
+    assert_string_equal(q->items[1].column.name, "2x");
+    assert_pos(q->items[1].column.pos, 1, 20);
+    assert_string_equal(q->items[2].column.name, "say \"hi\"");
+    assert_string_equal(q->items[3].column.name, "select");
+    assert_string_equal(q->source.name, "dol-2");
+    assert_pos(q->source.pos, 1, 55);
+    assert_string_equal(q->dataset.name, "wages");
+    assert_string_equal(q->where->kids[0]->column.name, "a b");
+    assert_string_equal(q->where->kids[1]->column.name, "\"");
+    assert_string_equal(q->group_by[1].name, "select");
+    /* Quoted across lines: positions after it follow the newline. */
+    q = parse(a, "SELECT \"a\nb\", c FROM d.e");
+    assert_string_equal(q->items[0].column.name, "a\nb");
+    assert_pos(q->items[1].column.pos, 2, 5);
+    fq_arena_free(a);
+}
+
+static void
+test_errors_quoted_identifiers(void **state)
+{
+    (void)state;
+    struct fq_arena *a = fq_arena_new(ARENA_MAX);
+    /* The limit is on decoded bytes: 63 quotes are 126 inside. */
+    char *ok = repeat("SELECT \"", "\"\"", "", 63, "\" FROM b.c");
+    char *over = repeat("SELECT \"", "\"\"", "", 64, "\" FROM b.c");
+    char *plain = repeat("SELECT \"", "x", "", 64, "\" FROM b.c");
+    char *open = repeat("SELECT \"", "x", "", 200, "");
+
+    assert_int_equal(strlen(parse(a, ok)->items[0].column.name), 63);
+    assert_error_at(over, 7, "identifier is longer than 63 bytes");
+    assert_error_at(plain, 7, "identifier is longer than 63 bytes");
+    assert_error_at(open, 7, "identifier is longer than 63 bytes");
+    assert_error("SELECT \"\" FROM b.c",
+                 "line 1, column 8: quoted identifier is empty");
+    assert_error("SELECT a FROM b.\"c",
+                 "line 1, column 17: unterminated quoted identifier");
+    assert_error("SELECT a FROM b.c\nWHERE \"x\"\" = 1",
+                 "line 2, column 7: unterminated quoted identifier");
+    assert_error("SELECT a FROM b.c WHERE x = \"y\"",
+                 "line 1, column 29: expected a literal, found '\"y\"'");
+    free(ok);
+    free(over);
+    free(plain);
+    free(open);
+    fq_arena_free(a);
+}
+
+static void
+test_block_comments(void **state)
+{
+    (void)state;
+    struct fq_arena *a = fq_arena_new(ARENA_MAX);
+    struct fq_sql_query *q =
+        parse(a, "/* first */SELECT/**/a/* -- */,/*\n * two\n */ b FROM c.d "
+                 "/*/ still **/ WHERE x = '/* no */' -- /* not a block\n;");
+
+    assert_int_equal(q->n_items, 2);
+    assert_pos(q->items[0].pos, 1, 22);
+    assert_pos(q->items[1].pos, 3, 5);
+    assert_string_equal(q->where->lits[0].s, "/* no */");
+    /* Block comments do not nest: the first star-slash ends it. */
+    assert_error("SELECT a /* x /* y */ b */ FROM c.d",
+                 "line 1, column 23: expected ',' or FROM, found 'b'");
+    fq_arena_free(a);
+    assert_error("SELECT a FROM b.c /* open",
+                 "line 1, column 19: unterminated comment");
+    assert_error("SELECT a\nFROM b.c\n  /*/ open *\n/",
+                 "line 3, column 3: unterminated comment");
+    assert_error("SELECT a FROM b.c /", "line 1, column 19: expected WHERE, "
+                                        "GROUP BY, ORDER BY, LIMIT or end "
+                                        "of input, found '/'");
+    assert_error("SELECT a FROM b.c */", "line 1, column 19: expected WHERE, "
+                                         "GROUP BY, ORDER BY, LIMIT or end "
+                                         "of input, found '*'");
+    /* Found while looking one token ahead for an aggregate's '('. */
+    assert_error("SELECT a /*", "line 1, column 10: unterminated comment");
+}
+
+static void
+test_reserved_words(void **state)
+{
+    static const char *const words[] = {
+        "or", "NOT", "Is", "null", "ORDER", "asc", "DESC", "limit", "DISTINCT"};
+    char sql[128], msg[256];
+
+    (void)state;
+    for (size_t i = 0; i < FQ_ARRAY_LEN(words); i++) {
+        snprintf(sql, sizeof(sql), "SELECT %s FROM b.c", words[i]);
+        snprintf(msg, sizeof(msg),
+                 "line 1, column 8: expected an aggregate or a column name, "
+                 "found '%s'",
+                 words[i]);
+        assert_error(sql, msg);
+        /* Quoted, any word is a name. */
+        struct fq_arena *a = fq_arena_new(ARENA_MAX);
+        snprintf(sql, sizeof(sql), "SELECT \"%s\" FROM b.c", words[i]);
+        assert_string_equal(parse(a, sql)->items[0].column.name, words[i]);
+        fq_arena_free(a);
+    }
+}
+
+/* ---- version 2: nesting and leaf limits -----------------------------------
+ */
+
+static void
+test_limit_depth(void **state)
+{
+    (void)state;
+    const char *prefix = "SELECT a FROM b.c WHERE ";
+    struct fq_arena *a = fq_arena_new(ARENA_MAX);
+    const char *msg = "expression nested deeper than 32 levels";
+
+    char *ok = repeat(prefix, "(", "", 32, "x = 1");
+    char *tmp = repeat(ok, ")", "", 32, "");
+    assert_leaf(parse(a, tmp)->where, FQ_SQL_PRED_CMP, "x");
+    free(ok);
+    free(tmp);
+    char *over = repeat(prefix, "(", "", 33, "x = 1");
+    assert_error_at(over, strlen(prefix) + 32, msg);
+    free(over);
+    /* NOT counts as a level, and "NOT (" as one. */
+    ok = repeat(prefix, "NOT", " ", 32, " x = 1");
+    assert_int_equal(tree_depth(parse(a, ok)->where), 33);
+    free(ok);
+    over = repeat(prefix, "NOT", " ", 33, " x = 1");
+    assert_error_at(over, strlen(prefix) + 32 * 4, msg);
+    free(over);
+    ok = repeat(prefix, "NOT (", "", 32, "x = 1");
+    tmp = repeat(ok, ")", "", 32, "");
+    assert_int_equal(tree_depth(parse(a, tmp)->where), 33);
+    free(ok);
+    free(tmp);
+    over = repeat(prefix, "NOT (", "", 32, "(x = 1");
+    assert_error_at(over, strlen(prefix) + 32 * 5, msg);
+    free(over);
+    /* A postfix NOT is a level too, at its own token. */
+    ok = repeat(prefix, "(", "", 31, "x NOT IN (1)");
+    tmp = repeat(ok, ")", "", 31, "");
+    parse(a, tmp);
+    free(ok);
+    free(tmp);
+    over = repeat(prefix, "(", "", 32, "x NOT IN (1)");
+    assert_error_at(over, strlen(prefix) + 32 + 2, msg);
+    free(over);
+    /* The limit is on nesting, not on the count: siblings are free. */
+    tmp = repeat(prefix, "NOT NOT NOT NOT x = 1", " OR ", 40, "");
+    assert_int_equal(parse(a, tmp)->where->n_kids, 40);
+    free(tmp);
+    fq_arena_free(a);
+}
+
+/*
+ * The deepest tree 32 levels allow: the top OR and AND, an OR and an AND
+ * in each of 32 parentheses, and the leaf (2 * 32 + 3 nodes, as sql.h
+ * says).
+ */
+static char *
+deepest_tree_sql(const char *leaf)
+{
+    const char *prefix = "SELECT a FROM b.c WHERE y = 1 OR y = 1 AND ";
+    char *open = repeat(prefix, "(y = 1 OR y = 1 AND ", "", 32, leaf);
+    char *sql = repeat(open, ")", "", 32, "");
+
+    free(open);
+    return sql;
+}
+
+static void
+test_tree_depth_bound(void **state)
+{
+    (void)state;
+    struct fq_arena *a = fq_arena_new(ARENA_MAX);
+    char *sql = deepest_tree_sql("x = 1");
+    struct fq_sql_query *q = parse(a, sql);
+
+    assert_canonical(q->where);
+    assert_int_equal(tree_depth(q->where), 2 * FQ_SQL_MAX_DEPTH + 3);
+    free(sql);
+    /* A NOT at the bottom would be one level too many. */
+    sql = deepest_tree_sql("x NOT IN (1)");
+    assert_error_at(sql, strlen(sql) - 32 - strlen("NOT IN (1)"),
+                    "expression nested deeper than 32 levels");
+    free(sql);
+    fq_arena_free(a);
+}
+
+static void
+test_limit_predicates_boolean(void **state)
+{
+    (void)state;
+    const char *prefix = "SELECT a FROM b.c WHERE ";
+    struct fq_arena *a = fq_arena_new(ARENA_MAX);
+    char *ok = repeat(prefix, "x IS NULL", " OR ", 256, "");
+    char *over = repeat(prefix, "(x = 1 OR NOT y IN (1))", " AND ", 129, "");
+
+    assert_int_equal(parse(a, ok)->where->n_kids, 256);
+    /* The 257th leaf is the x of the 129th group. */
+    assert_error_at(
+        over, strlen(prefix) + 128 * strlen("(x = 1 OR NOT y IN (1)) AND ") + 1,
+        "more than 256 predicates");
+    free(ok);
+    free(over);
+    fq_arena_free(a);
+}
+
+/*
+ * HISTOGRAM edges and NOT nodes are the new shapes heavy on memory per
+ * byte of text; both stay within the documented bound.
+ */
+static void
+test_memory_bound_v2(void **state)
+{
+    (void)state;
+    char edges[256];
+    size_t n = 0;
+
+    for (int i = 0; i < 64; i++)
+        n += (size_t)snprintf(edges + n, sizeof(edges) - n, "%s%d",
+                              i ? "," : "", i - 32);
+    char *item = repeat("HISTOGRAM(x,", edges, "", 1, ")");
+    char *items = repeat("SELECT ", item, ",", 64, " FROM a.b ORDER BY ");
+    char *sql = repeat(items, item, ",", 16, "");
+    struct fq_arena *a = fq_arena_new(FQ_SQL_PARSE_MEMORY_MAX);
+
+    assert_true(strlen(sql) <= FQ_SQL_MAX_TEXT);
+    assert_int_equal(parse(a, sql)->n_order_by, 16);
+    print_message("%zu bytes of text, %zu of arena\n", strlen(sql),
+                  fq_arena_used(a));
+    assert_true(fq_arena_used(a) < FQ_SQL_PARSE_MEMORY_MAX / 2);
+    fq_arena_free(a);
+    free(sql);
+    char *nots = repeat("", "NOT ", "", 31, "x=1");
+    sql = repeat("SELECT a FROM b.c WHERE ", nots, " OR ", 256, "");
+    a = fq_arena_new(FQ_SQL_PARSE_MEMORY_MAX);
+    assert_true(strlen(sql) <= FQ_SQL_MAX_TEXT);
+    parse(a, sql);
+    print_message("%zu bytes of text, %zu of arena\n", strlen(sql),
+                  fq_arena_used(a));
+    assert_true(fq_arena_used(a) < FQ_SQL_PARSE_MEMORY_MAX / 2);
+    fq_arena_free(a);
+    free(sql);
+    free(nots);
+    free(item);
+    free(items);
+}
+
+static void
+test_out_of_memory_v2(void **state)
+{
+    const char *sql = "SELECT town, COUNT(DISTINCT p), HISTOGRAM(w, 1, 2.5), "
+                      "QUANTILE(w, 0.5) FROM \"dol-2\".wages WHERE NOT (a = 1 "
+                      "OR b IS NULL) AND c NOT IN (1, 2) GROUP BY town ORDER "
+                      "BY HISTOGRAM(w, 1, 2.5) DESC, 1 LIMIT 5";
+    struct fq_sql_error err;
+    size_t need;
+
+    (void)state;
+    struct fq_arena *a = fq_arena_new(ARENA_MAX);
+    parse(a, sql);
+    need = fq_arena_used(a);
+    fq_arena_free(a);
+    for (size_t cap = 0; cap < need; cap += 16) {
+        struct fq_sql_query *q = NULL;
+        a = fq_arena_new(cap);
+        assert_int_equal(fq_sql_parse(sql, strlen(sql), a, &q, &err),
+                         FQ_ENOMEM);
+        assert_null(q);
+        assert_string_equal(err.msg, "out of memory");
+        fq_arena_free(a);
+    }
+}
+
+static void
+test_format_round_trip_v2(void **state)
+{
+    static const char *const cases[][2] = {
+        {"SELECT town, COUNT(DISTINCT person_id), HISTOGRAM(wages, 0, 1000, "
+         "5000), QUANTILE(wages, 0.5) FROM dol.wages WHERE a = 1 AND (b = 2 "
+         "OR c IS NULL) GROUP BY town ORDER BY COUNT(DISTINCT person_id) "
+         "DESC, town LIMIT 10",
+         "SELECT town, COUNT(DISTINCT person_id), HISTOGRAM(wages, 0, 1000, "
+         "5000), QUANTILE(wages, 0.5) FROM dol.wages WHERE a = 1 AND (b = 2 "
+         "OR c IS NULL) GROUP BY town ORDER BY COUNT(DISTINCT person_id) "
+         "DESC, town LIMIT 10"},
+        {"select count(*), town from a.b group by town order by 1 desc, 2 "
+         "asc limit 007;",
+         "SELECT COUNT(*), town FROM a.b GROUP BY town ORDER BY COUNT(*) "
+         "DESC, town LIMIT 7"},
+        {"SELECT a FROM b.c WHERE NOT a IN (1, 2)",
+         "SELECT a FROM b.c WHERE NOT (a IN (1, 2))"},
+        {"SELECT a FROM b.c WHERE a NOT IN (1,2) OR x NOT BETWEEN 1 AND 2",
+         "SELECT a FROM b.c WHERE NOT (a IN (1, 2)) OR NOT (x BETWEEN 1 AND "
+         "2)"},
+        {"SELECT a FROM b.c WHERE ((a = 1 OR b = 2)) OR (c = 3)",
+         "SELECT a FROM b.c WHERE a = 1 OR b = 2 OR c = 3"},
+        {"SELECT a FROM b.c WHERE a = 1 OR (b = 2 AND c = 3)",
+         "SELECT a FROM b.c WHERE a = 1 OR b = 2 AND c = 3"},
+        {"SELECT a FROM b.c WHERE (a = 1 OR b = 2) AND (c = 3 OR d = 4) AND "
+         "e IS NOT NULL",
+         "SELECT a FROM b.c WHERE (a = 1 OR b = 2) AND (c = 3 OR d = 4) AND "
+         "e IS NOT NULL"},
+        {"SELECT a FROM b.c WHERE not not a = 1 and not (b = 2 or c = 3)",
+         "SELECT a FROM b.c WHERE NOT (NOT (a = 1)) AND NOT (b = 2 OR c = "
+         "3)"},
+        {"SELECT \"a b\", \"select\", \"Select\", \"x\"\"y\", \"ok\", \"_1\", "
+         "\"1_\", \"caf\xc3\xa9\" FROM \"dol-2\".\"2wages\" WHERE \"or\" = 1 "
+         "GROUP BY \"a b\" ORDER BY \"x\"\"y\"",
+         "SELECT \"a b\", \"select\", \"Select\", \"x\"\"y\", ok, _1, \"1_\", "
+         "\"caf\xc3\xa9\" FROM \"dol-2\".\"2wages\" WHERE \"or\" = 1 GROUP BY "
+         "\"a b\" ORDER BY \"x\"\"y\""},
+        {"/* lead */ SELECT /* in */ var(x), stddev(\"y\") /*\n*/ FROM a.b",
+         "SELECT VAR(x), STDDEV(y) FROM a.b"},
+        {"SELECT HISTOGRAM(x, -0.50, 007) FROM a.b",
+         "SELECT HISTOGRAM(x, -0.50, 7) FROM a.b"},
+        {"SELECT count, var, COUNT(DISTINCT count) FROM a.b ORDER BY 3, "
+         "count",
+         "SELECT count, var, COUNT(DISTINCT count) FROM a.b ORDER BY "
+         "COUNT(DISTINCT count), count"},
+    };
+
+    (void)state;
+    for (size_t i = 0; i < FQ_ARRAY_LEN(cases); i++)
+        assert_format(cases[i][0], cases[i][1]);
+}
+
+/* The canonical form of a query at the nesting limit parses again. */
+static void
+test_format_at_depth_limit(void **state)
+{
+    (void)state;
+    const char *prefix = "SELECT a FROM b.c WHERE ";
+    char *nots = repeat(prefix, "NOT", " ", 32, " x = 1");
+    char *want = repeat(prefix, "NOT (", "", 32, "x = 1");
+    char *want_all = repeat(want, ")", "", 32, "");
+    char *deep = deepest_tree_sql("x = 1");
+
+    assert_format(nots, want_all);
+    assert_format(deep, deep);
+    free(nots);
+    free(deep);
+    free(want);
+    free(want_all);
 }
 
 /* ---- lexer -----------------------------------------------------------------
@@ -1113,6 +2168,60 @@ test_lexer_tokens(void **state)
                      (int)t.len, t.text, want[i].kind, want[i].text);
         assert_pos(t.pos, want[i].line, want[i].column);
     }
+}
+
+static void
+test_lexer_tokens_v2(void **state)
+{
+    static const struct {
+        enum fq_sql_tok kind;
+        const char *text;
+        int line, column;
+    } want[] = {
+        {FQ_SQL_TOK_OR, "or", 1, 1},
+        {FQ_SQL_TOK_NOT, "Not", 1, 4},
+        {FQ_SQL_TOK_IS, "IS", 1, 8},
+        {FQ_SQL_TOK_NULL, "null", 1, 11},
+        {FQ_SQL_TOK_ORDER, "ORDER", 1, 16},
+        {FQ_SQL_TOK_ASC, "asc", 1, 22},
+        {FQ_SQL_TOK_DESC, "DESC", 1, 26},
+        {FQ_SQL_TOK_LIMIT, "Limit", 2, 4},
+        {FQ_SQL_TOK_DISTINCT, "distinct", 2, 10},
+        {FQ_SQL_TOK_QUOTED, "\"a\"\"b\"", 2, 19},
+        {FQ_SQL_TOK_QUOTED, "\"dol-2\"", 2, 26},
+        {FQ_SQL_TOK_DOT, ".", 2, 33},
+        {FQ_SQL_TOK_IDENT, "orx", 3, 10},
+        {FQ_SQL_TOK_STAR, "*", 4, 5},
+        {FQ_SQL_TOK_INVALID, "/", 4, 6},
+        {FQ_SQL_TOK_IDENT, "VAR", 4, 8},
+        {FQ_SQL_TOK_END, "", 4, 11},
+    };
+    const char *text = "or Not IS null ORDER asc DESC /* c\n */Limit distinct "
+                       "\"a\"\"b\" \"dol-2\"./**//*x*/ -- y\n/* ** */ orx\n"
+                       "/**/*/ VAR";
+    struct fq_sql_lexer lx;
+    struct fq_sql_token t;
+    struct fq_sql_error err;
+
+    (void)state;
+    fq_sql_lex_init(&lx, text, strlen(text));
+    for (size_t i = 0; i < FQ_ARRAY_LEN(want); i++) {
+        assert_int_equal(fq_sql_lex_next(&lx, &t, &err), 0);
+        if (t.kind != want[i].kind || t.len != strlen(want[i].text) ||
+            memcmp(t.text, want[i].text, t.len) != 0)
+            fail_msg("token %zu: kind %d '%.*s', expected %d '%s'", i, t.kind,
+                     (int)t.len, t.text, want[i].kind, want[i].text);
+        assert_pos(t.pos, want[i].line, want[i].column);
+    }
+    /* An unterminated comment fails where it starts, err may be NULL. */
+    fq_sql_lex_init(&lx, "a /* b", 6);
+    assert_int_equal(fq_sql_lex_next(&lx, &t, &err), 0);
+    assert_int_equal(fq_sql_lex_next(&lx, &t, &err), FQ_EINVAL);
+    assert_string_equal(err.msg, "line 1, column 3: unterminated comment");
+    fq_sql_lex_init(&lx, "/*", 2);
+    assert_int_equal(fq_sql_lex_next(&lx, &t, NULL), FQ_EINVAL);
+    fq_sql_lex_init(&lx, "\"", 1);
+    assert_int_equal(fq_sql_lex_next(&lx, &t, NULL), FQ_EINVAL);
 }
 
 static void
@@ -1214,8 +2323,34 @@ main(void)
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_format_round_trip),
         cmocka_unit_test(test_format_longer_than_limit),
+        cmocka_unit_test(test_format_order_by_expansion),
         cmocka_unit_test(test_format_out_of_memory),
+        cmocka_unit_test(test_precedence),
+        cmocka_unit_test(test_flattening),
+        cmocka_unit_test(test_not_forms),
+        cmocka_unit_test(test_is_null),
+        cmocka_unit_test(test_errors_boolean),
+        cmocka_unit_test(test_new_aggregates),
+        cmocka_unit_test(test_histogram_edges),
+        cmocka_unit_test(test_errors_new_aggregates),
+        cmocka_unit_test(test_limit_histogram_edges),
+        cmocka_unit_test(test_order_by),
+        cmocka_unit_test(test_errors_order_by),
+        cmocka_unit_test(test_limit_clause),
+        cmocka_unit_test(test_limit_order_by),
+        cmocka_unit_test(test_quoted_identifiers),
+        cmocka_unit_test(test_errors_quoted_identifiers),
+        cmocka_unit_test(test_block_comments),
+        cmocka_unit_test(test_reserved_words),
+        cmocka_unit_test(test_limit_depth),
+        cmocka_unit_test(test_tree_depth_bound),
+        cmocka_unit_test(test_limit_predicates_boolean),
+        cmocka_unit_test(test_memory_bound_v2),
+        cmocka_unit_test(test_out_of_memory_v2),
+        cmocka_unit_test(test_format_round_trip_v2),
+        cmocka_unit_test(test_format_at_depth_limit),
         cmocka_unit_test(test_lexer_tokens),
+        cmocka_unit_test(test_lexer_tokens_v2),
         cmocka_unit_test(test_lexer_describe),
         cmocka_unit_test(test_lexer_errors),
     };

@@ -21,9 +21,11 @@ struct fq_sql_error;
 /* Caps on a plan's size, the same at both ends. */
 #define FQ_PLAN_MAX_GROUP_BY   16
 #define FQ_PLAN_MAX_AGGREGATES 64
-#define FQ_PLAN_MAX_TERMS      256
+#define FQ_PLAN_MAX_TERMS      256 /* leaves of the filter tree */
 #define FQ_PLAN_MAX_IN_VALUES  1024
-#define FQ_PLAN_MAX_DEPTH      32
+/* Tree levels: each SQL nesting level (parentheses, NOT) can add an AND or
+ * OR node and a NOT node, so twice the SQL limit (32) and the root. */
+#define FQ_PLAN_MAX_DEPTH 66
 
 /* The column of ds named name (exact match), or NULL. */
 const Fedq__V1__Column *fq_catalog_column(const Fedq__V1__Dataset *ds,

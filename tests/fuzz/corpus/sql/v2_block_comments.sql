@@ -1,0 +1,4 @@
+/* lead */ SELECT /* in */ a, COUNT(*) -- line
+/* multi
+   line ** */ FROM b.c /*/ odd **/ WHERE x = '/* not */'
+GROUP BY a;

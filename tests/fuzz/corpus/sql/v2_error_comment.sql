@@ -1,0 +1,1 @@
+SELECT a FROM b.c WHERE x IS NOT 5 /* open

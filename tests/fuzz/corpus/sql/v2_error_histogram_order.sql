@@ -1,0 +1,1 @@
+SELECT HISTOGRAM(x, 5, 3) FROM a.b

@@ -1,0 +1,1 @@
+SELECT QUANTILE(x, 1.0), COUNT(DISTINCT *) FROM "" . "unterminated

@@ -1,0 +1,1 @@
+SELECT a FROM b.c WHERE ((a = 1 AND (b = 2 AND c = 3)) OR (d = 4 OR (e = 5 OR f = 6))) AND NOT NOT g = 7

@@ -1,0 +1,1 @@
+SELECT town, COUNT(DISTINCT person_id), HISTOGRAM(wages, 0, 1000, 5000), QUANTILE(wages, 0.5) FROM dol.wages WHERE a = 1 AND (b = 2 OR c IS NULL) GROUP BY town ORDER BY COUNT(DISTINCT person_id) DESC, town LIMIT 10

@@ -1,0 +1,1 @@
+select count(*), town from a.b where x not in (1, 2) or y not between -1.5 and 2 group by town order by 1 desc, 2 asc limit 007;

@@ -1,0 +1,1 @@
+SELECT "town", SUM("2x") FROM "dol-2"."wages" WHERE "select" = 1 AND "a ""b""" IS NULL GROUP BY "town" ORDER BY SUM("2x")

@@ -1,0 +1,1 @@
+SELECT program, VAR(benefit), STDDEV(benefit) FROM dss.enrollment WHERE NOT (program IN ('SNAP', 'TANF') OR town IS NOT NULL) GROUP BY program
