@@ -123,7 +123,59 @@ compile_predicate(struct compiled *c, struct fq_arena *a,
     }
 }
 
-/* SELECT keys..., COUNT(*), contributors, per aggregate COUNT(m), SUM(m). */
+/* The shift K of a measure's moments: the midpoint of its bounds. */
+static int64_t
+moment_shift(const Fedq__V1__Column *col)
+{
+    return col->bounds ? col->bounds->min / 2 + col->bounds->max / 2 : 0;
+}
+
+/*
+ * The result columns of one aggregate, read back by read_state():
+ *   COUNT(*)          none (the group's record count)
+ *   COUNT(DISTINCT c) COUNT(DISTINCT c)
+ *   SUM, AVG          COUNT(m), SUM(m) (TOTAL for decimals)
+ *   VAR, STDDEV       COUNT(m), TOTAL(m - K), TOTAL((m - K) * (m - K))
+ * K is the midpoint of the measure's declared bounds: shifting by it keeps
+ * the sums of squares small, so the (n, mean, M2) derived from them keep
+ * their precision. The sums stay at the agency; only (n, mean, M2) leave.
+ */
+static int
+compile_aggregate(struct compiled *c, const Fedq__V1__Aggregate *ag,
+                  const Fedq__V1__Dataset *ds)
+{
+    const Fedq__V1__Column *col =
+        ag->column[0] ? fq_catalog_column(ds, ag->column) : NULL;
+    const char *m = ag->column;
+
+    switch (ag->kind) {
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT:
+        return fq_buf_printf(&c->sql, ", COUNT(DISTINCT \"%s\")", m);
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_SUM:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_AVG:
+        /* TOTAL is SQLite's floating sum; SUM stays integer and reports
+         * an overflow as an error instead of wrapping. */
+        return fq_buf_printf(
+            &c->sql, ", COUNT(\"%s\"), %s(\"%s\")", m,
+            col->type == FEDQ__V1__VALUE_TYPE__VALUE_TYPE_DECIMAL ? "TOTAL"
+                                                                  : "SUM",
+            m);
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV: {
+        int64_t k =
+            col->bounds ? col->bounds->min / 2 + col->bounds->max / 2 : 0;
+        return fq_buf_printf(&c->sql,
+                             ", COUNT(\"%s\"), TOTAL(\"%s\" - %" PRId64
+                             "), TOTAL((\"%s\" - %" PRId64
+                             ") * (\"%s\" - %" PRId64 "))",
+                             m, m, k, m, k, m, k);
+    }
+    default:
+        return 0; /* COUNT(*): the record count */
+    }
+}
+
+/* SELECT keys..., COUNT(*), contributors, then each aggregate's columns. */
 static int
 compile_select(struct compiled *c, const Fedq__V1__Plan *plan,
                const Fedq__V1__Dataset *ds, const struct ag_source *src)
@@ -136,19 +188,8 @@ compile_select(struct compiled *c, const Fedq__V1__Plan *plan,
                            src->contributor);
     else if (rc == 0)
         rc = fq_buf_append_str(&c->sql, "COUNT(*), COUNT(*)");
-    for (size_t i = 0; rc == 0 && i < plan->n_aggregates; i++) {
-        const Fedq__V1__Aggregate *ag = plan->aggregates[i];
-        if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT)
-            continue;
-        const Fedq__V1__Column *col = fq_catalog_column(ds, ag->column);
-        /* TOTAL is SQLite's floating sum; SUM stays integer and reports
-         * an overflow as an error instead of wrapping. */
-        const char *fn = col->type == FEDQ__V1__VALUE_TYPE__VALUE_TYPE_DECIMAL
-                             ? "TOTAL"
-                             : "SUM";
-        rc = fq_buf_printf(&c->sql, ", COUNT(\"%s\"), %s(\"%s\")", ag->column,
-                           fn, ag->column);
-    }
+    for (size_t i = 0; rc == 0 && i < plan->n_aggregates; i++)
+        rc = compile_aggregate(c, plan->aggregates[i], ds);
     return rc ? rc : fq_buf_printf(&c->sql, " FROM \"%s\"", src->table);
 }
 
@@ -219,24 +260,53 @@ read_key(struct fq_arena *a, sqlite3_stmt *st, int i,
     return l->text_value ? l : NULL;
 }
 
+/* (n, mean, M2) from the shifted sums of compile_aggregate. */
+static void
+read_moments(Fedq__V1__AggregateState *s, sqlite3_stmt *st, int col, int64_t k)
+{
+    double s1 = sqlite3_column_double(st, col);
+    double s2 = sqlite3_column_double(st, col + 1);
+    double n = (double)s->count;
+
+    if (s->count == 0)
+        return;
+    s->mean = (double)k + s1 / n;
+    s->m2 = s2 - s1 * s1 / n;
+    if (s->m2 < 0) /* rounding; a variance is never negative */
+        s->m2 = 0;
+}
+
 static Fedq__V1__AggregateState *
 read_state(struct fq_arena *a, sqlite3_stmt *st, int *col, int64_t records,
-           const Fedq__V1__Aggregate *ag)
+           const Fedq__V1__Aggregate *ag, const Fedq__V1__Dataset *ds)
 {
     Fedq__V1__AggregateState *s = fq_arena_alloc(a, sizeof(*s));
     if (!s)
         return NULL;
     fedq__v1__aggregate_state__init(s);
-    if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT) {
+    switch (ag->kind) {
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT:
         s->count = records;
-        return s;
+        break;
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT:
+        s->count = sqlite3_column_int64(st, (*col)++);
+        break;
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV: {
+        const Fedq__V1__Column *c = fq_catalog_column(ds, ag->column);
+        s->count = sqlite3_column_int64(st, (*col)++);
+        read_moments(s, st, *col, moment_shift(c));
+        *col += 2;
+        break;
     }
-    s->count = sqlite3_column_int64(st, (*col)++);
-    if (sqlite3_column_type(st, *col) == SQLITE_FLOAT)
-        s->decimal_sum = sqlite3_column_double(st, *col);
-    else
-        s->int_sum = sqlite3_column_int64(st, *col);
-    (*col)++;
+    default:
+        s->count = sqlite3_column_int64(st, (*col)++);
+        if (sqlite3_column_type(st, *col) == SQLITE_FLOAT)
+            s->decimal_sum = sqlite3_column_double(st, *col);
+        else
+            s->int_sum = sqlite3_column_int64(st, *col);
+        (*col)++;
+    }
     return s;
 }
 
@@ -267,7 +337,7 @@ read_group(struct fq_arena *a, sqlite3_stmt *st, const Fedq__V1__Plan *plan,
     int col = k + 2;
     for (size_t i = 0; i < plan->n_aggregates; i++) {
         g->aggregates[i] =
-            read_state(a, st, &col, g->records, plan->aggregates[i]);
+            read_state(a, st, &col, g->records, plan->aggregates[i], ds);
         if (!g->aggregates[i])
             return NULL;
     }

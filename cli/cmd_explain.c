@@ -6,6 +6,7 @@
 #include "fq/compat.h"
 #include "fq/arena.h"
 #include "fq/error.h"
+#include "fq/plan.h"
 #include "cli.h"
 
 #include <getopt.h>
@@ -91,7 +92,6 @@ static void
 add_plan(struct cli_out *o, struct fq_arena *a, const Fedq__V1__Plan *p)
 {
     static const char *const cols[] = {"part", "value", NULL};
-    static const char *const kinds[] = {"?", "COUNT", "SUM", "AVG"};
     char *groups = "", *aggs = "";
 
     for (size_t i = 0; groups && i < p->n_group_by; i++)
@@ -99,10 +99,8 @@ add_plan(struct cli_out *o, struct fq_arena *a, const Fedq__V1__Plan *p)
             fq_arena_printf(a, "%s%s%s", groups, i ? ", " : "", p->group_by[i]);
     for (size_t i = 0; aggs && i < p->n_aggregates; i++) {
         const Fedq__V1__Aggregate *g = p->aggregates[i];
-        aggs = fq_arena_printf(
-            a, "%s%s%s(%s)", aggs, i ? ", " : "",
-            (size_t)g->kind < FQ_ARRAY_LEN(kinds) ? kinds[g->kind] : "?",
-            g->column[0] ? g->column : "*");
+        aggs = fq_arena_printf(a, "%s%s%s", aggs, i ? ", " : "",
+                               fq_plan_aggregate_name(g, a));
     }
     const char *rows[][2] = {
         {"dataset", p->dataset},

@@ -52,6 +52,22 @@ add_checked(int64_t *acc, int64_t v)
     return __builtin_add_overflow(*acc, v, acc) ? FQ_ETOOBIG : 0;
 }
 
+/*
+ * Pools (n, mean, M2) exactly (Chan, Golub and LeVeque): the merged M2 is
+ * the two M2s plus delta^2 * na * nb / n. Runs before the counts are
+ * added; for states without moments both means are 0 and nothing moves.
+ */
+static void
+merge_moments(Fedq__V1__AggregateState *d, const Fedq__V1__AggregateState *s)
+{
+    double na = (double)d->count, nb = (double)s->count, n = na + nb;
+    if (nb == 0)
+        return;
+    double delta = s->mean - d->mean;
+    d->m2 += s->m2 + delta * delta * na * nb / n;
+    d->mean += delta * nb / n;
+}
+
 /* Adds src into dst (same key); FQ_ETOOBIG on an integer overflow. */
 static int
 merge_into(Fedq__V1__PartialGroup *dst, const Fedq__V1__PartialGroup *src)
@@ -62,6 +78,7 @@ merge_into(Fedq__V1__PartialGroup *dst, const Fedq__V1__PartialGroup *src)
     for (size_t i = 0; rc == 0 && i < dst->n_aggregates; i++) {
         Fedq__V1__AggregateState *d = dst->aggregates[i];
         const Fedq__V1__AggregateState *s = src->aggregates[i];
+        merge_moments(d, s);
         d->decimal_sum += s->decimal_sum;
         if ((rc = add_checked(&d->count, s->count)) == 0)
             rc = add_checked(&d->int_sum, s->int_sum);

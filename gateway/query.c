@@ -19,6 +19,8 @@
 #include "fq/sql.h"
 #include "gateway.h"
 
+#include <math.h>
+
 #include <openssl/rand.h>
 
 #include "fedq/v1/agent.pb-c.h"
@@ -263,6 +265,27 @@ refuse_missing(struct query *q)
     return true;
 }
 
+/* Distinct persons cannot be added across agencies: the same person may
+ * be counted at several. That needs linkage, a later issue. */
+static int
+refuse_pooled_distinct(struct query *q)
+{
+    if (q->n_which < 2)
+        return 0;
+    for (size_t i = 0; i < q->sql->n_items; i++) {
+        const struct fq_sql_item *it = &q->sql->items[i];
+        if (!it->is_aggregate || it->agg != FQ_SQL_AGG_COUNT_DISTINCT)
+            continue;
+        query_end(q, FQ_EINVAL, NULL,
+                  "line %d, column %d: COUNT(DISTINCT) over %s pools several "
+                  "agencies, where the same person may count more than once; "
+                  "ask each agency, or wait for linkage",
+                  it->pos.line, it->pos.column, q->sql->source.name);
+        return FQ_EINVAL;
+    }
+    return 0;
+}
+
 static void
 step_plan(struct query *q)
 {
@@ -287,6 +310,8 @@ step_plan(struct query *q)
                   rc == FQ_ENOMEM ? "out of memory" : serr.msg);
         return;
     }
+    if ((rc = refuse_pooled_distinct(q)) < 0)
+        return;
     if (q->explain)
         explain_reply(q);
     else
@@ -404,6 +429,22 @@ aggregate_cell(struct fq_arena *a, const Fedq__V1__Aggregate *ag,
     if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT) {
         c->value_case = FEDQ__V1__CELL__VALUE_INT_VALUE;
         c->int_value = s->count;
+    } else if (ag->kind ==
+               FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT) {
+        c->value_case = FEDQ__V1__CELL__VALUE_INT_VALUE;
+        c->int_value = s->count;
+    } else if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR ||
+               ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV) {
+        if (s->count < 2) { /* a sample variance needs two values */
+            c->status = FEDQ__V1__CELL_STATUS__CELL_STATUS_NOT_APPLICABLE;
+            return c;
+        }
+        double var = s->m2 / (double)(s->count - 1);
+        c->value_case = FEDQ__V1__CELL__VALUE_DECIMAL_VALUE;
+        c->decimal_value =
+            ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR
+                ? var
+                : sqrt(var);
     } else if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_AVG) {
         if (s->count == 0) {
             c->status = FEDQ__V1__CELL_STATUS__CELL_STATUS_NOT_APPLICABLE;
@@ -488,9 +529,10 @@ result_column(struct query *q, size_t i, size_t *agg_i)
     }
     const Fedq__V1__Aggregate *ag = q->plan->aggregates[(*agg_i)++];
     c->name = (char *)fq_plan_aggregate_name(ag, q->a);
-    if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT)
+    if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT ||
+        ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT)
         c->type = FEDQ__V1__VALUE_TYPE__VALUE_TYPE_INTEGER;
-    else if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_AVG)
+    else if (ag->kind != FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_SUM)
         c->type = FEDQ__V1__VALUE_TYPE__VALUE_TYPE_DECIMAL;
     else
         c->type = is_decimal(q, ag) ? FEDQ__V1__VALUE_TYPE__VALUE_TYPE_DECIMAL

@@ -301,6 +301,28 @@ build_group_by(struct build *b, const struct fq_sql_query *q,
     return check_select_dims(b, q);
 }
 
+/* COUNT(DISTINCT c) counts persons (an identifier) or dimension values;
+ * nothing of either is released but the count. */
+static int
+build_count_distinct(struct build *b, const struct fq_sql_item *it,
+                     Fedq__V1__Aggregate *ag)
+{
+    const Fedq__V1__Column *col = fq_catalog_column(b->ds, it->column.name);
+
+    if (!col)
+        return build_fail(b, it->column.pos, FQ_EINVAL,
+                          "unknown column '%s' in %s.%s", it->column.name,
+                          b->ds->agency, b->ds->name);
+    if (col->role != FEDQ__V1__COLUMN_ROLE__COLUMN_ROLE_IDENTIFIER &&
+        col->role != FEDQ__V1__COLUMN_ROLE__COLUMN_ROLE_DIMENSION)
+        return build_fail(b, it->column.pos, FQ_EINVAL,
+                          "COUNT(DISTINCT) takes an identifier or a "
+                          "dimension, and '%s' is neither",
+                          col->name);
+    ag->column = (char *)it->column.name;
+    return 0;
+}
+
 static int
 build_aggregate(struct build *b, const struct fq_sql_item *it,
                 Fedq__V1__Aggregate *ag)
@@ -310,17 +332,24 @@ build_aggregate(struct build *b, const struct fq_sql_item *it,
             FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT,
         [FQ_SQL_AGG_SUM] = FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_SUM,
         [FQ_SQL_AGG_AVG] = FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_AVG,
+        [FQ_SQL_AGG_COUNT_DISTINCT] =
+            FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT,
+        [FQ_SQL_AGG_VAR] = FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR,
+        [FQ_SQL_AGG_STDDEV] = FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV,
     };
     int rc = 0;
 
     fedq__v1__aggregate__init(ag);
-    if (it->agg > FQ_SQL_AGG_AVG)
+    if (it->agg == FQ_SQL_AGG_HISTOGRAM || it->agg == FQ_SQL_AGG_QUANTILE)
         return build_fail(b, it->pos, FQ_EINVAL,
-                          "%s is not available yet: use COUNT(*), SUM or AVG",
+                          "%s is not available yet: use COUNT, SUM, AVG, "
+                          "VAR or STDDEV",
                           fq_sql_agg_name(it->agg));
     ag->kind = kinds[it->agg];
     if (it->agg == FQ_SQL_AGG_COUNT_STAR)
         return 0;
+    if (it->agg == FQ_SQL_AGG_COUNT_DISTINCT)
+        return build_count_distinct(b, it, ag);
     const Fedq__V1__Column *col = resolve(b, &it->column, &rc);
     if (!col)
         return rc;

@@ -255,28 +255,58 @@ check_group_by(struct check *c, const Fedq__V1__Plan *plan)
 }
 
 static int
+check_count_distinct(struct check *c, const Fedq__V1__Aggregate *a)
+{
+    const Fedq__V1__Column *col = fq_catalog_column(c->ds, a->column);
+    if (!col)
+        FAIL(c, FQ_EINVAL, "unknown column '%s' in %s.%s", a->column,
+             c->ds->agency, c->ds->name);
+    if (col->role != FEDQ__V1__COLUMN_ROLE__COLUMN_ROLE_IDENTIFIER &&
+        col->role != FEDQ__V1__COLUMN_ROLE__COLUMN_ROLE_DIMENSION)
+        FAIL(c, FQ_EINVAL,
+             "COUNT(DISTINCT) takes an identifier or a dimension, and '%s' "
+             "is neither",
+             col->name);
+    return 0;
+}
+
+static int
+check_aggregate(struct check *c, const Fedq__V1__Aggregate *a)
+{
+    switch (a->kind) {
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT:
+        if (a->column[0])
+            FAIL(c, FQ_EINVAL, "COUNT takes * or DISTINCT");
+        return 0;
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT:
+        return check_count_distinct(c, a);
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_SUM:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_AVG:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV:
+        break;
+    default:
+        FAIL(c, FQ_EINVAL, "unknown aggregate");
+    }
+    const Fedq__V1__Column *col = usable_column(c, a->column);
+    if (!col)
+        return FQ_EINVAL;
+    if (col->role != FEDQ__V1__COLUMN_ROLE__COLUMN_ROLE_MEASURE)
+        FAIL(c, FQ_EINVAL, "column '%s' is not a measure: %s takes measures",
+             col->name, fq_plan_aggregate_name(a, NULL));
+    return 0;
+}
+
+static int
 check_aggregates(struct check *c, const Fedq__V1__Plan *plan)
 {
     if (plan->n_aggregates == 0 || plan->n_aggregates > FQ_PLAN_MAX_AGGREGATES)
         FAIL(c, FQ_EINVAL, "a query needs 1 to %d aggregates",
              FQ_PLAN_MAX_AGGREGATES);
     for (size_t i = 0; i < plan->n_aggregates; i++) {
-        const Fedq__V1__Aggregate *a = plan->aggregates[i];
-        if (a->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT) {
-            if (a->column[0])
-                FAIL(c, FQ_EINVAL, "COUNT takes * in this version");
-            continue;
-        }
-        if (a->kind != FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_SUM &&
-            a->kind != FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_AVG)
-            FAIL(c, FQ_EINVAL, "unknown aggregate");
-        const Fedq__V1__Column *col = usable_column(c, a->column);
-        if (!col)
-            return FQ_EINVAL;
-        if (col->role != FEDQ__V1__COLUMN_ROLE__COLUMN_ROLE_MEASURE)
-            FAIL(c, FQ_EINVAL,
-                 "column '%s' is not a measure: SUM and AVG take measures",
-                 col->name);
+        int rc = check_aggregate(c, plan->aggregates[i]);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }
@@ -302,14 +332,24 @@ fq_plan_check(const Fedq__V1__Plan *plan, const Fedq__V1__Dataset *ds,
 const char *
 fq_plan_aggregate_name(const Fedq__V1__Aggregate *agg, struct fq_arena *arena)
 {
-    switch (agg->kind) {
-    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT:
+    static const char *const names[] = {
+        [FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_SUM] = "SUM",
+        [FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_AVG] = "AVG",
+        [FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR] = "VAR",
+        [FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV] = "STDDEV",
+        [FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT] =
+            "COUNT(DISTINCT",
+    };
+    size_t k = (size_t)agg->kind;
+
+    if (agg->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT)
         return "COUNT(*)";
-    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_SUM:
-        return fq_arena_printf(arena, "SUM(%s)", agg->column);
-    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_AVG:
-        return fq_arena_printf(arena, "AVG(%s)", agg->column);
-    default:
+    if (k >= FQ_ARRAY_LEN(names) || !names[k])
         return "?";
-    }
+    if (!arena) /* a name for messages: no column */
+        return names[k];
+    bool distinct =
+        agg->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT;
+    return fq_arena_printf(arena, "%s%s%s)", names[k], distinct ? " " : "(",
+                           agg->column);
 }

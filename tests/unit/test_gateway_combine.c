@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <math.h>
 
 #include "fedq/v1/agent.pb-c.h"
 
@@ -109,12 +110,37 @@ test_overflow_and_limits(void **state)
     fq_arena_free(a);
 }
 
+/* (n, mean, M2) pooled exactly: {1,2,3} and {10,20} give {1,2,3,10,20}. */
+static void
+test_moments(void **state)
+{
+    struct fq_arena *a = fq_arena_new(1 << 20);
+    Fedq__V1__PartialGroup *p1[] = {group(a, "T1", 1, 3, 3, 0)};
+    Fedq__V1__PartialGroup *p2[] = {group(a, "T1", 1, 2, 2, 0)};
+    Fedq__V1__ExecuteResponse *parts[] = {part(a, p1, 1), part(a, p2, 1)};
+    Fedq__V1__PartialGroup **out;
+    size_t n;
+
+    (void)state;
+    p1[0]->aggregates[0]->mean = 2.0;
+    p1[0]->aggregates[0]->m2 = 2.0;
+    p2[0]->aggregates[0]->mean = 15.0;
+    p2[0]->aggregates[0]->m2 = 50.0;
+    assert_int_equal(gw_combine(a, parts, 2, 2, 1, 100, &out, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(out[0]->aggregates[0]->count, 5);
+    assert_true(fabs(out[0]->aggregates[0]->mean - 7.2) < 1e-12);
+    assert_true(fabs(out[0]->aggregates[0]->m2 - 254.8) < 1e-9);
+    fq_arena_free(a);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_merge_in_key_order),
         cmocka_unit_test(test_overflow_and_limits),
+        cmocka_unit_test(test_moments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -225,14 +225,20 @@ test_build_boolean(void **state)
 static void
 test_build_not_yet(void **state)
 {
-    expect_refused(*state, "SELECT VAR(wages) FROM dol.wages",
-                   "line 1, column 8: VAR is not available yet: use "
-                   "COUNT(*), SUM or AVG");
+    expect_refused(*state, "SELECT HISTOGRAM(wages, 1, 10) FROM dol.wages",
+                   "line 1, column 8: HISTOGRAM is not available yet: use "
+                   "COUNT, SUM, AVG, VAR or STDDEV");
     expect_refused(*state,
                    "SELECT town, QUANTILE(wages, 0.5) FROM dol.wages "
                    "GROUP BY town",
                    "line 1, column 14: QUANTILE is not available yet: use "
-                   "COUNT(*), SUM or AVG");
+                   "COUNT, SUM, AVG, VAR or STDDEV");
+    expect_refused(*state, "SELECT VAR(town) FROM dol.wages",
+                   "line 1, column 12: column 'town' is not a measure: VAR "
+                   "takes a measure");
+    expect_refused(*state, "SELECT COUNT(DISTINCT wages) FROM dol.wages",
+                   "line 1, column 23: COUNT(DISTINCT) takes an identifier "
+                   "or a dimension, and 'wages' is neither");
     expect_refused(*state,
                    "SELECT COUNT(*) FROM dol.wages WHERE person_id IS NULL",
                    "line 1, column 38: column 'person_id' is an identifier: "
