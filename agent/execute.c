@@ -123,25 +123,20 @@ compile_predicate(struct compiled *c, struct fq_arena *a,
     }
 }
 
-/* The shift K of a measure's moments: the midpoint of its bounds. */
-static int64_t
-moment_shift(const Fedq__V1__Column *col)
-{
-    return col->bounds ? col->bounds->min / 2 + col->bounds->max / 2 : 0;
-}
-
 /*
- * The result columns of one aggregate, read back by read_state():
+ * The result columns of one aggregate (aggregate i of the plan), read back
+ * by read_state():
  *   COUNT(*)          none (the group's record count)
  *   COUNT(DISTINCT c) COUNT(DISTINCT c)
  *   SUM, AVG          COUNT(m), SUM(m) (TOTAL for decimals)
- *   VAR, STDDEV       COUNT(m), TOTAL(m - K), TOTAL((m - K) * (m - K))
- * K is the midpoint of the measure's declared bounds: shifting by it keeps
- * the sums of squares small, so the (n, mean, M2) derived from them keep
- * their precision. The sums stay at the agency; only (n, mean, M2) leave.
+ *   VAR, STDDEV       COUNT(m), AVG(m), TOTAL(d * d)
+ * where d is the record's deviation from its group's mean, computed by a
+ * window over the group in the FROM clause (compile_from): two passes, so
+ * M2 keeps its precision however far the values are from zero. Sums of
+ * squares stay at the agency; only (n, mean, M2) leave.
  */
 static int
-compile_aggregate(struct compiled *c, const Fedq__V1__Aggregate *ag,
+compile_aggregate(struct compiled *c, const Fedq__V1__Aggregate *ag, size_t i,
                   const Fedq__V1__Dataset *ds)
 {
     const Fedq__V1__Column *col =
@@ -161,18 +156,71 @@ compile_aggregate(struct compiled *c, const Fedq__V1__Aggregate *ag,
                                                                   : "SUM",
             m);
     case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR:
-    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV: {
-        int64_t k =
-            col->bounds ? col->bounds->min / 2 + col->bounds->max / 2 : 0;
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV:
         return fq_buf_printf(&c->sql,
-                             ", COUNT(\"%s\"), TOTAL(\"%s\" - %" PRId64
-                             "), TOTAL((\"%s\" - %" PRId64
-                             ") * (\"%s\" - %" PRId64 "))",
-                             m, m, k, m, k, m, k);
-    }
+                             ", COUNT(\"%s\"), AVG(\"%s\"), "
+                             "TOTAL(\"fq_dev_%zu\" * \"fq_dev_%zu\")",
+                             m, m, i, i);
     default:
         return 0; /* COUNT(*): the record count */
     }
+}
+
+static bool
+needs_deviations(const Fedq__V1__Plan *plan)
+{
+    for (size_t i = 0; i < plan->n_aggregates; i++) {
+        Fedq__V1__AggregateKind k = plan->aggregates[i]->kind;
+        if (k == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR ||
+            k == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV)
+            return true;
+    }
+    return false;
+}
+
+/* " PARTITION BY g1, g2" for the group's window; "" without GROUP BY. */
+static int
+compile_partition(struct compiled *c, const Fedq__V1__Plan *plan)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < plan->n_group_by; i++)
+        rc = fq_buf_printf(&c->sql, "%s\"%s\"", i ? ", " : "PARTITION BY ",
+                           plan->group_by[i]);
+    return rc;
+}
+
+/*
+ * FROM the table with the filter applied, plus, for VAR and STDDEV, each
+ * record's deviation from its group's mean as column fq_dev_I.
+ */
+static int
+compile_from(struct compiled *c, struct fq_arena *a, const Fedq__V1__Plan *plan,
+             const struct ag_source *src)
+{
+    bool dev = needs_deviations(plan);
+    int rc = fq_buf_append_str(&c->sql, dev ? " FROM (SELECT *" : " FROM ");
+
+    for (size_t i = 0; dev && rc == 0 && i < plan->n_aggregates; i++) {
+        Fedq__V1__AggregateKind k = plan->aggregates[i]->kind;
+        if (k != FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR &&
+            k != FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV)
+            continue;
+        const char *m = plan->aggregates[i]->column;
+        rc = fq_buf_printf(&c->sql, ", \"%s\" - AVG(\"%s\") OVER (", m, m);
+        if (rc == 0)
+            rc = compile_partition(c, plan);
+        if (rc == 0)
+            rc = fq_buf_printf(&c->sql, ") AS \"fq_dev_%zu\"", i);
+    }
+    if (rc == 0)
+        rc =
+            fq_buf_printf(&c->sql, "%s\"%s\"", dev ? " FROM " : "", src->table);
+    if (rc == 0 && plan->filter) {
+        rc = fq_buf_append_str(&c->sql, " WHERE ");
+        if (rc == 0)
+            rc = compile_predicate(c, a, plan->filter);
+    }
+    return rc == 0 && dev ? fq_buf_append_str(&c->sql, ")") : rc;
 }
 
 /* SELECT keys..., COUNT(*), contributors, then each aggregate's columns. */
@@ -189,8 +237,8 @@ compile_select(struct compiled *c, const Fedq__V1__Plan *plan,
     else if (rc == 0)
         rc = fq_buf_append_str(&c->sql, "COUNT(*), COUNT(*)");
     for (size_t i = 0; rc == 0 && i < plan->n_aggregates; i++)
-        rc = compile_aggregate(c, plan->aggregates[i], ds);
-    return rc ? rc : fq_buf_printf(&c->sql, " FROM \"%s\"", src->table);
+        rc = compile_aggregate(c, plan->aggregates[i], i, ds);
+    return rc;
 }
 
 static int
@@ -198,11 +246,8 @@ compile(struct compiled *c, struct fq_arena *a, const Fedq__V1__Plan *plan,
         const Fedq__V1__Dataset *ds, const struct ag_source *src)
 {
     int rc = compile_select(c, plan, ds, src);
-    if (rc == 0 && plan->filter) {
-        rc = fq_buf_append_str(&c->sql, " WHERE ");
-        if (rc == 0)
-            rc = compile_predicate(c, a, plan->filter);
-    }
+    if (rc == 0)
+        rc = compile_from(c, a, plan, src);
     for (size_t i = 0; rc == 0 && i < plan->n_group_by; i++)
         rc = fq_buf_printf(&c->sql, "%s\"%s\"", i ? ", " : " GROUP BY ",
                            plan->group_by[i]);
@@ -260,25 +305,9 @@ read_key(struct fq_arena *a, sqlite3_stmt *st, int i,
     return l->text_value ? l : NULL;
 }
 
-/* (n, mean, M2) from the shifted sums of compile_aggregate. */
-static void
-read_moments(Fedq__V1__AggregateState *s, sqlite3_stmt *st, int col, int64_t k)
-{
-    double s1 = sqlite3_column_double(st, col);
-    double s2 = sqlite3_column_double(st, col + 1);
-    double n = (double)s->count;
-
-    if (s->count == 0)
-        return;
-    s->mean = (double)k + s1 / n;
-    s->m2 = s2 - s1 * s1 / n;
-    if (s->m2 < 0) /* rounding; a variance is never negative */
-        s->m2 = 0;
-}
-
 static Fedq__V1__AggregateState *
 read_state(struct fq_arena *a, sqlite3_stmt *st, int *col, int64_t records,
-           const Fedq__V1__Aggregate *ag, const Fedq__V1__Dataset *ds)
+           const Fedq__V1__Aggregate *ag)
 {
     Fedq__V1__AggregateState *s = fq_arena_alloc(a, sizeof(*s));
     if (!s)
@@ -292,13 +321,11 @@ read_state(struct fq_arena *a, sqlite3_stmt *st, int *col, int64_t records,
         s->count = sqlite3_column_int64(st, (*col)++);
         break;
     case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR:
-    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV: {
-        const Fedq__V1__Column *c = fq_catalog_column(ds, ag->column);
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV:
         s->count = sqlite3_column_int64(st, (*col)++);
-        read_moments(s, st, *col, moment_shift(c));
-        *col += 2;
+        s->mean = sqlite3_column_double(st, (*col)++);
+        s->m2 = sqlite3_column_double(st, (*col)++);
         break;
-    }
     default:
         s->count = sqlite3_column_int64(st, (*col)++);
         if (sqlite3_column_type(st, *col) == SQLITE_FLOAT)
@@ -337,7 +364,7 @@ read_group(struct fq_arena *a, sqlite3_stmt *st, const Fedq__V1__Plan *plan,
     int col = k + 2;
     for (size_t i = 0; i < plan->n_aggregates; i++) {
         g->aggregates[i] =
-            read_state(a, st, &col, g->records, plan->aggregates[i], ds);
+            read_state(a, st, &col, g->records, plan->aggregates[i]);
         if (!g->aggregates[i])
             return NULL;
     }

@@ -6,7 +6,10 @@ The federation is the one of deploy/examples/etc (six agencies, alias hied
 over uhs, csu and ccs) on data written by fedq-synth. Expected tables come
 from an oracle that reads the agencies' SQLite files directly with Python's
 sqlite3 module (the three hied files ATTACHed and UNIONed): per group the
-records, COUNT(DISTINCT contributor), SUM and COUNT of each measure. The
+records, COUNT(DISTINCT contributor), SUM and COUNT of each measure; for
+COUNT(DISTINCT c), VAR(m) and STDDEV(m) the raw rows are fetched and the
+distinct counts and sample variances computed in Python (statistics, exact
+over the integer values), not by SQLite's aggregates. The
 catalog (dimensions, measures, domains, bounds) comes from the YAML of the
 example configs. Nothing of fedq's output feeds an expectation.
 
@@ -18,6 +21,7 @@ failure message of a seeded test names it.
 
 import json
 import math
+import statistics
 import os
 import random
 import re
@@ -192,8 +196,9 @@ def q_ident(name):
 
 
 def oracle(src, spec, agencies=None):
-    """{key tuple: {"records", "contributors", "sum:<m>", "count:<m>"}}
-    over the raw files of src (only those of `agencies` if given)."""
+    """{key tuple: {"records", "contributors", "sum:<m>", "count:<m>",
+    "var:<m>" (None under two values), "distinct:<c>"}} over the raw files
+    of src (only those of `agencies` if given)."""
     files = src.files(agencies)
     con = sqlite3.connect("file:oracle?mode=memory", uri=True)
     try:
@@ -203,6 +208,7 @@ def oracle(src, spec, agencies=None):
         needed = list(dict.fromkeys(
             ([src.contributor] if src.contributor else []) +
             spec["group_by"] + [m for m in spec_measures(spec)] +
+            spec_distinct(spec) +
             [f[1] for f in spec["filters"]] +
             list(spec.get("where_columns", ()))))
         cols = ", ".join(q_ident(c) for c in needed) or "1"
@@ -248,14 +254,69 @@ def oracle(src, spec, agencies=None):
                 g[f"sum:{m}"] = rest[2 + 2 * i]
                 g[f"count:{m}"] = rest[3 + 2 * i]
             out[k] = g
+        vms = spec_var_measures(spec)
+        dcs = spec_distinct(spec)
+        if vms or dcs:
+            # The raw rows, grouped and reduced here in Python.
+            rsel = keys + [q_ident(c) for c in vms + dcs] or ["1"]
+            rsql = f"SELECT {', '.join(rsel)} FROM ({union})"
+            if where:
+                rsql += " WHERE " + " AND ".join(where)
+            vals = {}
+            for row in con.execute(rsql, params):
+                k = tuple(row[:len(keys)])
+                acc = vals.setdefault(k, ([[] for _ in vms],
+                                          [set() for _ in dcs]))
+                rest = row[len(keys):]
+                for j in range(len(vms)):
+                    if rest[j] is not None:
+                        acc[0][j].append(rest[j])
+                for j in range(len(dcs)):
+                    if rest[len(vms) + j] is not None:
+                        acc[1][j].add(rest[len(vms) + j])
+            for k, g in out.items():
+                lists, sets = vals.get(k, ([[] for _ in vms],
+                                           [set() for _ in dcs]))
+                for m, xs in zip(vms, lists):
+                    g[f"n:{m}"] = len(xs)
+                    g[f"var:{m}"] = variance(xs)
+                for c, xs in zip(dcs, sets):
+                    g[f"distinct:{c}"] = len(xs)
         return out
     finally:
         con.close()
 
 
+def variance(xs):
+    """Sample variance (n - 1), None under two values: exact for integers
+    (statistics sums them as fractions), then rounded once to a float;
+    checked against a two-pass formula."""
+    if len(xs) < 2:
+        return None
+    v = statistics.variance(xs)
+    mean = math.fsum(xs) / len(xs)
+    v2 = math.fsum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
+    check(math.isclose(v, v2, rel_tol=1e-9, abs_tol=1e-6),
+          f"oracle: variance {v!r} vs two-pass {v2!r} of {len(xs)} values")
+    return float(v)
+
+
 def spec_measures(spec):
     return list(dict.fromkeys(it[2] for it in spec["items"]
-                              if it[0] == "agg" and it[2]))
+                              if it[0] == "agg" and it[2]
+                              and it[1] != "COUNT_DISTINCT"))
+
+
+def spec_var_measures(spec):
+    return list(dict.fromkeys(it[2] for it in spec["items"]
+                              if it[0] == "agg" and it[1] in ("VAR",
+                                                              "STDDEV")))
+
+
+def spec_distinct(spec):
+    return list(dict.fromkeys(it[2] for it in spec["items"]
+                              if it[0] == "agg"
+                              and it[1] == "COUNT_DISTINCT"))
 
 
 def key_order(k):
@@ -273,6 +334,8 @@ ORACLE_OPS = {"=": "=", "<>": "<>", "!=": "<>", "<": "<", "<=": "<=",
 
 
 def agg_name(it):
+    if it[1] == "COUNT_DISTINCT":
+        return f"COUNT(DISTINCT {it[2]})"
     return "COUNT(*)" if it[1] == "COUNT" else f"{it[1]}({it[2]})"
 
 
@@ -283,6 +346,8 @@ def expected_columns(src, spec):
             cols.append((it[1], TYPE_ENUM[src.columns[it[1]]["type"]], False))
         elif it[1] == "COUNT":
             cols.append(("COUNT(*)", "VALUE_TYPE_INTEGER", True))
+        elif it[1] == "COUNT_DISTINCT":
+            cols.append((agg_name(it), "VALUE_TYPE_INTEGER", True))
         elif it[1] == "SUM":
             t = src.columns[it[2]]["type"]
             cols.append((agg_name(it), "VALUE_TYPE_DECIMAL" if t == "decimal"
@@ -348,7 +413,8 @@ def short(x, n=240):
     return s if len(s) <= n else s[:n] + "..."
 
 
-def compare(src, spec, got, want, agencies, via_json=False):
+def compare(src, spec, got, want, agencies, via_json=False,
+            min_cell=MIN_CELL):
     """Raises TestFailure at the first difference between a fedq table and
     the oracle's groups."""
     ecols = expected_columns(src, spec)
@@ -357,7 +423,7 @@ def compare(src, spec, got, want, agencies, via_json=False):
     check(sorted(got["agencies"]) == sorted(agencies)
           and len(got["agencies"]) == len(agencies),
           f"agencies {got['agencies']}, expected {agencies}")
-    check(got["min_cell_count"] == MIN_CELL,
+    check(got["min_cell_count"] == min_cell,
           f"min_cell_count {got['min_cell_count']}")
     check(got["query_id"], "empty query_id")
     gb = spec["group_by"]
@@ -380,7 +446,7 @@ def compare(src, spec, got, want, agencies, via_json=False):
     decimal_kinds = ("decimal", "int") if via_json else ("decimal",)
     for r, k in zip(got["rows"], keys):
         g = want[k]
-        small = g["contributors"] < MIN_CELL
+        small = g["contributors"] < min_cell
         for i, it in enumerate(spec["items"]):
             st, kind, v = r[i]
             where = f"group {k} ({g['contributors']} contributors), " \
@@ -401,10 +467,27 @@ def compare(src, spec, got, want, agencies, via_json=False):
                 check(st == "suppressed" and kind is None,
                       f"{where}: {r[i]}, expected suppressed without value")
                 continue
+            if it[1] in ("VAR", "STDDEV"):
+                var = g[f"var:{it[2]}"]
+                if var is None:
+                    check(st == "not_applicable" and kind is None,
+                          f"{where}: {r[i]}, expected not_applicable "
+                          f"without value ({g[f'n:{it[2]}']} values)")
+                    continue
+                exp = var if it[1] == "VAR" else math.sqrt(var)
+                check(st == "exact" and kind in decimal_kinds and
+                      math.isclose(v, exp, rel_tol=1e-9, abs_tol=1e-6),
+                      f"{where}: {r[i]}, expected exact {exp!r} "
+                      f"({g[f'n:{it[2]}']} values)")
+                continue
             check(st == "exact", f"{where}: status {st}, expected exact")
             if it[1] == "COUNT":
                 check(kind == "int" and v == g["records"],
                       f"{where}: {r[i]}, expected {g['records']}")
+            elif it[1] == "COUNT_DISTINCT":
+                exp = g[f"distinct:{it[2]}"]
+                check(kind == "int" and v == exp,
+                      f"{where}: {r[i]}, expected {exp}")
             elif it[1] == "SUM":
                 exp = g[f"sum:{it[2]}"]
                 check(kind == "int" and v == exp,
@@ -429,9 +512,13 @@ OUTSIDE = {"text": ["ZZZ", "T999", "t001", "O'Hara", "", "CCS99"],
 
 
 class Generator:
-    def __init__(self, rng, catalog):
+    def __init__(self, rng, catalog, new_aggs=False):
+        """new_aggs: also draw COUNT(DISTINCT c), VAR(m) and STDDEV(m)
+        (off for subclasses that know only COUNT, SUM and AVG; off, the
+        random stream is the one it was before them)."""
         self.rng = rng
         self.cat = catalog
+        self.new_aggs = new_aggs
         self.measure_values = {}  # (source, measure) -> sorted values
 
     def values_of(self, src, m):
@@ -490,12 +577,27 @@ class Generator:
         n_gb = (i // len(SOURCES)) % 4
         group_by = rng.sample(src.dims, min(n_gb, len(src.dims)))
         aggs = []
+        pooled = len(src.members) > 1
         for _ in range(rng.randint(1, 3)):
-            kind = rng.choice(["COUNT", "SUM", "AVG"] if src.measures
-                              else ["COUNT"])
-            aggs.append(("agg", kind,
-                         rng.choice(src.measures) if kind != "COUNT"
-                         else None))
+            kinds = ["COUNT", "SUM", "AVG"] if src.measures else ["COUNT"]
+            if self.new_aggs:
+                # COUNT(DISTINCT c) over c an identifier or a dimension;
+                # over a pooled alias (hied) only now and then, as it is
+                # refused there.
+                if src.measures:
+                    kinds += ["VAR", "STDDEV"]
+                if not pooled:
+                    kinds.append("COUNT_DISTINCT")
+                elif rng.random() < 0.1:
+                    kinds = ["COUNT_DISTINCT"]
+            kind = rng.choice(kinds)
+            if kind == "COUNT":
+                col = None
+            elif kind == "COUNT_DISTINCT":
+                col = rng.choice(src.identifiers + src.dims)
+            else:
+                col = rng.choice(src.measures)
+            aggs.append(("agg", kind, col))
         items = [("dim", c) for c in group_by] + aggs
         rng.shuffle(items)
         n_f = rng.randint(0, 3)
@@ -506,7 +608,17 @@ class Generator:
             filters.append(self.filter(src, op))
         spec = {"source": sname, "dataset": dname, "items": items,
                 "group_by": group_by, "filters": filters}
-        return src, spec, self.render(spec)
+        sql = self.render(spec)
+        if pooled and any(it[1] == "COUNT_DISTINCT" for it in aggs):
+            # Refused at the first COUNT(DISTINCT) item, where it starts.
+            j = next(j for j, it in enumerate(items)
+                     if it[0] == "agg" and it[1] == "COUNT_DISTINCT")
+            off = spec["item_offsets"][j]
+            line = sql.count("\n", 0, off) + 1
+            col = off - (sql.rfind("\n", 0, off) + 1) + 1
+            spec["refusal"] = (f"line {line}, column {col}: COUNT(DISTINCT) "
+                               f"over {sname} pools several agencies")
+        return src, spec, sql
 
     # -- fedq SQL text, with the variations the grammar allows
 
@@ -529,9 +641,17 @@ class Generator:
         for it in spec["items"]:
             if it[0] == "dim":
                 items.append(it[1])
+            elif it[1] == "COUNT_DISTINCT":
+                items.append(f"{kw('COUNT')}({kw('DISTINCT')}{sp()}{it[2]})")
             else:
                 items.append(f"{kw(it[1])}({it[2] or '*'})")
-        sql = kw("SELECT") + sp() + ("," + sp()).join(items)
+        sql = kw("SELECT") + sp()
+        sep = "," + sp()
+        offsets = []
+        for n, item in enumerate(items):
+            offsets.append(len(sql) + n * len(sep) + sum(map(len, items[:n])))
+        sql += sep.join(items)
+        spec["item_offsets"] = offsets
         if self.rng.random() < 0.1:
             sql += " -- what we want\n"
         sql += sp() + kw("FROM") + sp() + f"{spec['source']}.{spec['dataset']}"
@@ -594,6 +714,154 @@ def one_line(sql):
     return " ".join(sql.split())
 
 
+def expect_refusal(h, fed, stub, sql, prefix, via_cli=False):
+    """INVALID_ARGUMENT whose message starts with prefix (gRPC), or exit 1
+    with it on stderr (CLI)."""
+    if via_cli:
+        r = h.fedq("query", "--format", "json", "--", sql,
+                   config=fed.client_cfg)
+        check(r.returncode == 1 and prefix in r.stderr and
+              "INVALID_ARGUMENT" in r.stderr and not r.stdout.strip(),
+              f"fedq query: rc {r.returncode}, stdout {r.stdout[:200]!r}, "
+              f"stderr {tail(r.stderr)}; expected exit 1 with {prefix!r}")
+        return
+    try:
+        e = rpc_error(stub.Query, h.proto.gw.QueryRequest(sql=sql),
+                      timeout=CALL_TIMEOUT)
+    except TestFailure as ex:
+        raise TestFailure(f"expected refusal {prefix!r}: {ex}")
+    msg = e.details() or ""
+    check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and
+          msg.startswith(prefix),
+          f"{e.code().name} {msg!r}, expected INVALID_ARGUMENT starting "
+          f"{prefix!r}")
+
+
+def explicit_new_aggregates(h, fed, stub):
+    """Pooled COUNT(DISTINCT) refused at its position; the same over one
+    hied member answered; VAR/STDDEV/COUNT(DISTINCT) on fixed queries."""
+    p = h.proto
+    pre = "COUNT(DISTINCT) over hied pools several agencies"
+    for sql, pos in [
+            ("SELECT COUNT(DISTINCT person_id) FROM hied.enrollment",
+             "line 1, column 8"),
+            ("SELECT term,\n  COUNT(*), count(distinct institution)\n"
+             "FROM hied.enrollment GROUP BY term", "line 2, column 13"),
+            ("SELECT COUNT(*),\tCount( Distinct  town ), COUNT(DISTINCT "
+             "person_id)\nFROM hied.enrollment WHERE birth_year >= 1990",
+             "line 1, column 18"),
+            ("SELECT institution, COUNT(DISTINCT person_id) FROM "
+             "hied.enrollment GROUP BY institution ORDER BY 2 DESC LIMIT 1",
+             "line 1, column 21")]:
+        try:
+            expect_refusal(h, fed, stub, sql, f"{pos}: {pre}")
+        except TestFailure as e:
+            raise TestFailure(f"{one_line(sql)!r}: {e}")
+    for pr in fed.procs():
+        pr.check_alive()
+    cases = [
+        ("uhs", "enrollment",
+         "SELECT institution, COUNT(DISTINCT person_id), COUNT(*) FROM "
+         "uhs.enrollment GROUP BY institution",
+         [("dim", "institution"), ("agg", "COUNT_DISTINCT", "person_id"),
+          ("agg", "COUNT", None)], ["institution"]),
+        ("doe", "k12_enrollment",
+         "SELECT school_year, COUNT(DISTINCT district), COUNT(DISTINCT "
+         "person_id) FROM doe.k12_enrollment GROUP BY school_year",
+         [("dim", "school_year"), ("agg", "COUNT_DISTINCT", "district"),
+          ("agg", "COUNT_DISTINCT", "person_id")], ["school_year"]),
+        ("dol", "wages",
+         "SELECT VAR(wages), STDDEV(wages), AVG(wages), COUNT(DISTINCT "
+         "employer_id) FROM dol.wages",
+         [("agg", "VAR", "wages"), ("agg", "STDDEV", "wages"),
+          ("agg", "AVG", "wages"), ("agg", "COUNT_DISTINCT", "employer_id")],
+         []),
+        ("dss", "enrollment",
+         "SELECT program, month, STDDEV(benefit), VAR(benefit) FROM "
+         "dss.enrollment WHERE household_size >= 3 GROUP BY program, month",
+         [("dim", "program"), ("dim", "month"), ("agg", "STDDEV", "benefit"),
+          ("agg", "VAR", "benefit")], ["program", "month"]),
+    ]
+    # Narrow ranges of wages: a small variance far from the midpoint of
+    # the declared bounds (0..100000000), where a one-pass sum of squares
+    # loses its digits.
+    for lo, hi in ((600000, 601999), (500000, 504999)):
+        cases.append((
+            "dol", "wages",
+            f"SELECT COUNT(*), VAR(wages), STDDEV(wages) FROM dol.wages "
+            f"WHERE wages BETWEEN {lo} AND {hi}",
+            [("agg", "COUNT", None), ("agg", "VAR", "wages"),
+             ("agg", "STDDEV", "wages")], [],
+            [("between", "wages", lo, hi)]))
+    for case in cases:
+        sname, dname, sql, items, gb = case[:5]
+        src = fed.catalog.source(sname, dname)
+        spec = {"items": items, "group_by": gb,
+                "filters": case[5] if len(case) > 5 else []}
+        if "household_size" in sql:
+            spec["filters"] = [("cmp", "household_size", ">=", 3)]
+        try:
+            got = query_grpc(p, stub, sql)
+        except grpc.RpcError as e:
+            raise TestFailure(f"{sql!r}: {e.code().name}: {e.details()}")
+        try:
+            compare(src, spec, got, oracle(src, spec), [sname])
+        except TestFailure as e:
+            raise TestFailure(f"{sql!r}: {e}")
+
+
+def var_single_values(h):
+    """With min_cell_count 1 groups of one record are released: VAR and
+    STDDEV of a single value are not_applicable without a value, the
+    others exact (the example data has no empty measure, so under the
+    default rule every released group has 11 values or more)."""
+    p = h.proto
+    fed = ExampleFed(h, "varone", ["dol", "dss"],
+                     gw_extra={"min_cell_count": 1})
+    try:
+        stub = fed.stub()
+        cases = [
+            ("dol", "wages",
+             "SELECT town, industry, quarter, VAR(wages), COUNT(DISTINCT "
+             "person_id), STDDEV(wages) FROM dol.wages WHERE town IN "
+             "('T150', 'T160', 'T169', 'T001') GROUP BY town, industry, "
+             "quarter",
+             [("dim", "town"), ("dim", "industry"), ("dim", "quarter"),
+              ("agg", "VAR", "wages"),
+              ("agg", "COUNT_DISTINCT", "person_id"),
+              ("agg", "STDDEV", "wages")], ["town", "industry", "quarter"],
+             [("in", "town", ["T150", "T160", "T169", "T001"])]),
+            ("dss", "enrollment",
+             "SELECT STDDEV(benefit), town, program, VAR(benefit) FROM "
+             "dss.enrollment WHERE month = '2024-03' GROUP BY town, program",
+             [("agg", "STDDEV", "benefit"), ("dim", "town"),
+              ("dim", "program"), ("agg", "VAR", "benefit")],
+             ["town", "program"], [("cmp", "month", "=", "2024-03")]),
+        ]
+        ones = many = 0
+        for sname, dname, sql, items, gb, filters in cases:
+            src = fed.catalog.source(sname, dname)
+            spec = {"items": items, "group_by": gb, "filters": filters}
+            want = oracle(src, spec)
+            try:
+                got = query_grpc(p, stub, sql)
+                compare(src, spec, got, want, [sname], min_cell=1)
+            except grpc.RpcError as e:
+                raise TestFailure(f"{sql!r}: {e.code().name}: "
+                                  f"{e.details()}")
+            except TestFailure as e:
+                raise TestFailure(f"{sql!r}: {e}")
+            m = next(it[2] for it in items if it[1] == "VAR")
+            ones += sum(g[f"var:{m}"] is None for g in want.values())
+            many += sum(g[f"var:{m}"] is not None for g in want.values())
+        check(ones and many, f"groups of one value {ones}, of more {many}: "
+                             f"both needed")
+        ri.print_note(f"min_cell_count 1: {ones} groups of one value "
+                      f"(VAR not_applicable), {many} of more")
+    finally:
+        fed.close()
+
+
 # ---- tests -----------------------------------------------------------------
 
 
@@ -609,16 +877,24 @@ def query_oracle(h):
     try:
         stub = fed.stub()
         rng = random.Random(SEED)
-        gen = Generator(rng, fed.catalog)
+        gen = Generator(rng, fed.catalog, new_aggs=True)
         cli_at = set(rng.sample(range(N_QUERIES), N_CLI))
         failures = []
         seen = {"ops": set(), "suppressed": 0, "exact": 0, "groups": set(),
-                "cli": 0, "null_key": 0, "empty": 0, "sources": set()}
+                "cli": 0, "null_key": 0, "empty": 0, "sources": set(),
+                "aggs": {}, "refused": 0, "refused_cli": 0}
         t0 = time.monotonic()
         for i in range(N_QUERIES):
             src, spec, sql = gen.query(i)
             via_cli = i in cli_at
             try:
+                if spec.get("refusal"):
+                    expect_refusal(h, fed, stub, sql, spec["refusal"],
+                                   via_cli)
+                    seen["cli"] += via_cli
+                    seen["refused"] += 1
+                    seen["refused_cli"] += via_cli
+                    continue
                 want = oracle(src, spec)
                 if via_cli:
                     got, _ = query_cli(h, fed, sql)
@@ -648,13 +924,27 @@ def query_oracle(h):
                     seen["suppressed"] += 1
                 else:
                     seen["exact"] += 1
+                    for it in spec["items"]:
+                        if it[0] == "agg":
+                            seen["aggs"][it[1]] = \
+                                seen["aggs"].get(it[1], 0) + 1
         took = time.monotonic() - t0
+        try:
+            explicit_new_aggregates(h, fed, stub)
+        except TestFailure as e:
+            failures.append(("explicit COUNT(DISTINCT)/VAR cases", str(e)))
+        fed.close()
+        try:
+            var_single_values(h)
+        except TestFailure as e:
+            failures.append(("VAR/STDDEV with min_cell_count 1", str(e)))
         if failures:
             kinds = {}
             for f in failures:
                 kinds.setdefault(failure_kind(f[1]), []).append(f)
             raise TestFailure(
-                f"{len(failures)} of {N_QUERIES} queries wrong, "
+                f"{len(failures)} wrong of {N_QUERIES} random queries and "
+                f"the explicit cases, "
                 f"{len(kinds)} kinds: " + " || ".join(
                     f"{len(v)}x {k!r}, e.g. query {v[0][0]}: {v[0][1]}"
                     for k, v in sorted(kinds.items(),
@@ -670,11 +960,19 @@ def query_oracle(h):
               f"coverage: group-by sizes {seen['groups']}, sources "
               f"{seen['sources']}")
         check(seen["cli"] >= N_CLI, f"only {seen['cli']} CLI queries")
+        released = {k for k, n in seen["aggs"].items() if n}
+        check(released >= {"COUNT", "SUM", "AVG", "VAR", "STDDEV",
+                           "COUNT_DISTINCT"} and seen["refused"],
+              f"aggregates checked in released groups: {seen['aggs']}; "
+              f"{seen['refused']} pooled COUNT(DISTINCT) refused")
         ri.print_note(f"seed {SEED}; {N_QUERIES} queries in {took:.1f}s, "
                       f"{seen['cli']} via CLI; {seen['exact']} released and "
                       f"{seen['suppressed']} suppressed groups; "
                       f"{seen['empty']} empty; {seen['null_key']} with a "
-                      f"NULL key")
+                      f"NULL key; released cells by aggregate "
+                      f"{dict(sorted(seen['aggs'].items()))}; "
+                      f"{seen['refused']} pooled COUNT(DISTINCT) refused "
+                      f"({seen['refused_cli']} via CLI)")
     finally:
         fed.close()
 
