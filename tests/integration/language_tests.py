@@ -756,7 +756,7 @@ def lang_explain(h):
     Query and Explain alike."""
     p = h.proto
     fed = ExampleFed(h, "explain", EXAMPLE_AGENCIES,
-                     gw_extra={"agent_timeout": "1s"})
+                     gw_extra={"agent_timeout": "5s"})
     try:
         stub = fed.stub()
         cases = explain_cases()
@@ -790,7 +790,9 @@ def lang_explain(h):
                 t0 = time.monotonic()
                 r = stub.Explain(p.gw.ExplainRequest(sql=sql), timeout=5)
                 took = time.monotonic() - t0
-                check(took < 0.9, f"Explain took {took:.2f}s with the "
+                # Well under agent_timeout (5 s): Explain waited for no
+                # agent. A loose bound, since CI machines are noisy.
+                check(took < 4.0, f"Explain took {took:.2f}s with the "
                                   f"agents stopped")
                 check(r == first[sql], f"Explain with the agents stopped "
                                        f"differs: {one_line(str(r))[:300]}")

@@ -625,8 +625,12 @@ def agent_config(h, agency, run_dir, datasets=None, listen="127.0.0.1:0",
 
 def gateway_config(h, run_dir, agents, aliases=(), **extra):
     """agents: [(agency, 'host:port')]"""
+    # Under ASan with full malloc stacks (tests/run.sh) SQLite runs about
+    # ten times slower than in production, so the product default of 3 s
+    # per agent is too tight for the larger oracle queries; tests about
+    # timeouts set their own.
     cfg = {"federation": FED, "listen": "127.0.0.1:0", "run_dir": str(run_dir),
-           "tls": h.tls("gateway")}
+           "tls": h.tls("gateway"), "agent_timeout": "20s"}
     cfg.update(extra)
     cfg["agents"] = [{"agency": a, "address": f"ipv4:{addr}"}
                      for a, addr in agents]
