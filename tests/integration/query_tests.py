@@ -1293,7 +1293,7 @@ def partial_view(p, r):
 @test
 @seeded
 def query_agent_down(h):
-    """A stopped hied member (agent_timeout 1s): the pooled query fails
+    """A stopped hied member (agent_timeout 4s): the pooled query fails
     with UNAVAILABLE naming it within the deadline; with allow_partial it
     answers from the two others, marked partial, with the oracle's values
     over their files only (CLI: exit 3, the agency named on stderr). After
@@ -1301,7 +1301,7 @@ def query_agent_down(h):
     naming it."""
     p = h.proto
     fed = ExampleFed(h, "down", ["dol", "uhs", "csu", "ccs"],
-                     gw_extra={"agent_timeout": "1s"})
+                     gw_extra={"agent_timeout": "4s"})
     try:
         stub = fed.stub()
         src = fed.catalog.source("hied", "enrollment")
@@ -1332,14 +1332,16 @@ def query_agent_down(h):
                           timeout=10)
             took = time.monotonic() - t0
             expect_status(e, grpc.StatusCode.UNAVAILABLE, victim)
-            check(took < 3.0, f"UNAVAILABLE after {took:.1f}s with "
-                              f"agent_timeout 1s")
+            # agent_timeout is 4 s: generous for ASan with full malloc
+            # stacks on a loaded machine, and the bound stays loose.
+            check(took < 9.0, f"UNAVAILABLE after {took:.1f}s with "
+                              f"agent_timeout 4s")
             for spec, sql in zip(specs, sqls):
                 t0 = time.monotonic()
                 r = stub.Query(p.gw.QueryRequest(sql=sql, allow_partial=True),
                                timeout=10)
                 took = time.monotonic() - t0
-                check(took < 3.0, f"partial answer after {took:.1f}s")
+                check(took < 9.0, f"partial answer after {took:.1f}s")
                 pv = partial_view(p, r)
                 check(pv == {"partial": True, "missing": [victim],
                              "agencies": sorted(rest)},
@@ -1396,7 +1398,7 @@ def query_agent_down(h):
                     allow_partial=allow), timeout=10)
                 took = time.monotonic() - t0
                 expect_status(e, grpc.StatusCode.UNAVAILABLE, "dol")
-                check(took < 3.0, f"dol: UNAVAILABLE after {took:.1f}s")
+                check(took < 9.0, f"dol: UNAVAILABLE after {took:.1f}s")
         finally:
             os.kill(fed.agents["dol"].pid, signal.SIGCONT)
         wait_until(lambda: len(stub.Query(p.gw.QueryRequest(
