@@ -49,6 +49,7 @@ struct ag_column_conf {
     char *unit;
     struct ag_domain domain;
     struct ag_bounds bounds;
+    int64_t quantile_bins; /* 0: QUANTILE not allowed */
 };
 
 struct ag_source_conf {
@@ -75,7 +76,8 @@ struct ag_config {
     char *gateway_identity; /* default: spiffe://<federation>/gateway */
     struct ag_dataset_conf *datasets;
     size_t n_datasets;
-    int64_t max_groups; /* cap on the groups one query may produce */
+    int64_t max_groups;   /* cap on the groups one query may produce */
+    int64_t max_group_by; /* cap on a query's GROUP BY columns */
 };
 
 /* Loads and checks a config file. 0, or FQ_E* with "FILE:LINE: ..." in err.

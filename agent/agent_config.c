@@ -7,6 +7,7 @@
 #include "fq/arena.h"
 #include "fq/error.h"
 #include "fq/log.h"
+#include "fq/plan.h"
 #include "agent.h"
 
 #define UNSET_TEXT "-9223372036854775808"
@@ -101,6 +102,15 @@ static const struct fq_cfg_directive column_table[] = {
      .offset = offsetof(struct ag_column_conf, bounds),
      .sub = bounds_table,
      .doc = "declared value bounds of a measure"},
+    {.key = "quantile_bins",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct ag_column_conf, quantile_bins),
+     .min = 0,
+     .max = FQ_QUANTILE_MAX_BINS,
+     .def = "0",
+     .doc = "allow QUANTILE on this integer measure, from a sketch of this "
+            "many equal bins over its bounds (error: half a bin); 0: not "
+            "allowed"},
     {0},
 };
 
@@ -194,6 +204,13 @@ const struct fq_cfg_directive ag_config_table[] = {
      .max = 10000000,
      .def = "100000",
      .doc = "most groups one query may produce (more: RESOURCE_EXHAUSTED)"},
+    {.key = "max_group_by",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct ag_config, max_group_by),
+     .min = 1,
+     .max = FQ_PLAN_MAX_GROUP_BY,
+     .def = "4",
+     .doc = "most GROUP BY columns one query may use"},
     {.key = "datasets",
      .type = FQ_CFG_LIST,
      .offset = offsetof(struct ag_config, datasets),
@@ -275,6 +292,16 @@ check_column(void *obj, struct fq_cfg_error *err)
             FQ_CFG_FAIL(err, "measure '%s' needs bounds with min <= max",
                         c->name);
     }
+    if (c->quantile_bins &&
+        (c->role != AG_ROLE_MEASURE || c->type != AG_TYPE_INTEGER))
+        FQ_CFG_FAIL(err, "column '%s': quantile_bins needs an integer measure",
+                    c->name);
+    if (c->quantile_bins &&
+        fq_quantile_width(b->min, b->max, c->quantile_bins) <= 0)
+        FQ_CFG_FAIL(err,
+                    "measure '%s': bounds too wide for a quantile sketch "
+                    "(max - min must be below 2^62)",
+                    c->name);
     return check_domain(c, err);
 }
 

@@ -167,6 +167,7 @@ render_column(struct fq_arena *a, const struct ag_column_conf *c)
         fedq__v1__int_range__init(col->bounds);
         col->bounds->min = c->bounds.min;
         col->bounds->max = c->bounds.max;
+        col->quantile_bins = (uint32_t)c->quantile_bins;
     }
     return col;
 }

@@ -20,7 +20,10 @@
 
 #include "fedq/v1/agent.pb-c.h"
 
-#define SQL_MAX (256 * 1024)
+#define SQL_MAX   (256 * 1024)
+#define SKETCH_FN "fq_sketch"
+/* A sketch blob entry: bin index (4 bytes) and count (8), little-endian. */
+#define SKETCH_ENTRY 12
 
 struct compiled {
     struct fq_buf sql;
@@ -130,14 +133,54 @@ compile_predicate(struct compiled *c, struct fq_arena *a,
  *   COUNT(DISTINCT c) COUNT(DISTINCT c)
  *   SUM, AVG          COUNT(m), SUM(m) (TOTAL for decimals)
  *   VAR, STDDEV       COUNT(m), AVG(m), TOTAL(d * d)
+ *   HISTOGRAM         per bin: values in it, distinct contributors in it
+ *   QUANTILE          fq_sketch(m, min, w, bins): the sketch as a blob
  * where d is the record's deviation from its group's mean, computed by a
  * window over the group in the FROM clause (compile_from): two passes, so
  * M2 keeps its precision however far the values are from zero. Sums of
  * squares stay at the agency; only (n, mean, M2) leave.
  */
+/* "m >= ?e_b AND m < ?e_b+1" for bin b (open-ended at both ends). */
 static int
-compile_aggregate(struct compiled *c, const Fedq__V1__Aggregate *ag, size_t i,
-                  const Fedq__V1__Dataset *ds)
+compile_bin_test(struct compiled *c, struct fq_arena *a,
+                 const Fedq__V1__Aggregate *ag, size_t b)
+{
+    int rc = 0;
+    if (b > 0 && (rc = fq_buf_printf(&c->sql, "\"%s\" >= ", ag->column)) == 0)
+        rc = bind_push(c, a, ag->edges[b - 1]);
+    if (rc == 0 && b > 0 && b < ag->n_edges)
+        rc = fq_buf_append_str(&c->sql, " AND ");
+    if (rc == 0 && b < ag->n_edges &&
+        (rc = fq_buf_printf(&c->sql, "\"%s\" < ", ag->column)) == 0)
+        rc = bind_push(c, a, ag->edges[b]);
+    return rc;
+}
+
+/* Bin b of a HISTOGRAM: its value count, then its distinct contributors
+ * (the disclosure rules count these, bin by bin). */
+static int
+compile_bin(struct compiled *c, struct fq_arena *a,
+            const Fedq__V1__Aggregate *ag, size_t b, const char *contributor)
+{
+    int rc = fq_buf_append_str(&c->sql, ", SUM(CASE WHEN ");
+    if (rc == 0)
+        rc = compile_bin_test(c, a, ag, b);
+    if (rc == 0 && contributor)
+        rc = fq_buf_printf(&c->sql,
+                           " THEN 1 ELSE 0 END), COUNT(DISTINCT CASE WHEN ");
+    else if (rc == 0)
+        return fq_buf_append_str(&c->sql, " THEN 1 ELSE 0 END), 0");
+    if (rc == 0)
+        rc = compile_bin_test(c, a, ag, b);
+    if (rc == 0)
+        rc = fq_buf_printf(&c->sql, " THEN \"%s\" END)", contributor);
+    return rc;
+}
+
+static int
+compile_aggregate(struct compiled *c, struct fq_arena *a,
+                  const Fedq__V1__Aggregate *ag, size_t i,
+                  const Fedq__V1__Dataset *ds, const struct ag_source *src)
 {
     const Fedq__V1__Column *col =
         ag->column[0] ? fq_catalog_column(ds, ag->column) : NULL;
@@ -161,6 +204,23 @@ compile_aggregate(struct compiled *c, const Fedq__V1__Aggregate *ag, size_t i,
                              ", COUNT(\"%s\"), AVG(\"%s\"), "
                              "TOTAL(\"fq_dev_%zu\" * \"fq_dev_%zu\")",
                              m, m, i, i);
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM:
+        for (size_t b = 0; b <= ag->n_edges; b++) {
+            int rc = compile_bin(c, a, ag, b, src->contributor);
+            if (rc < 0)
+                return rc;
+        }
+        return 0;
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE: {
+        int64_t w;
+        uint32_t used;
+        if (fq_quantile_sketch(col, &w, &used) < 0)
+            return FQ_EINVAL;
+        return fq_buf_printf(&c->sql,
+                             ", " SKETCH_FN "(\"%s\", %" PRId64 ", %" PRId64
+                             ", %" PRIu32 ")",
+                             m, col->bounds->min, w, used);
+    }
     default:
         return 0; /* COUNT(*): the record count */
     }
@@ -225,8 +285,9 @@ compile_from(struct compiled *c, struct fq_arena *a, const Fedq__V1__Plan *plan,
 
 /* SELECT keys..., COUNT(*), contributors, then each aggregate's columns. */
 static int
-compile_select(struct compiled *c, const Fedq__V1__Plan *plan,
-               const Fedq__V1__Dataset *ds, const struct ag_source *src)
+compile_select(struct compiled *c, struct fq_arena *a,
+               const Fedq__V1__Plan *plan, const Fedq__V1__Dataset *ds,
+               const struct ag_source *src)
 {
     int rc = fq_buf_append_str(&c->sql, "SELECT ");
     for (size_t i = 0; rc == 0 && i < plan->n_group_by; i++)
@@ -237,7 +298,7 @@ compile_select(struct compiled *c, const Fedq__V1__Plan *plan,
     else if (rc == 0)
         rc = fq_buf_append_str(&c->sql, "COUNT(*), COUNT(*)");
     for (size_t i = 0; rc == 0 && i < plan->n_aggregates; i++)
-        rc = compile_aggregate(c, plan->aggregates[i], i, ds);
+        rc = compile_aggregate(c, a, plan->aggregates[i], i, ds, src);
     return rc;
 }
 
@@ -245,13 +306,140 @@ static int
 compile(struct compiled *c, struct fq_arena *a, const Fedq__V1__Plan *plan,
         const Fedq__V1__Dataset *ds, const struct ag_source *src)
 {
-    int rc = compile_select(c, plan, ds, src);
+    int rc = compile_select(c, a, plan, ds, src);
     if (rc == 0)
         rc = compile_from(c, a, plan, src);
     for (size_t i = 0; rc == 0 && i < plan->n_group_by; i++)
         rc = fq_buf_printf(&c->sql, "%s\"%s\"", i ? ", " : " GROUP BY ",
                            plan->group_by[i]);
     return rc;
+}
+
+/* ---- the quantile sketch as an SQLite aggregate ------------------------- */
+
+struct sketch {
+    int64_t *counts; /* sqlite3_malloc'd, used entries; freed by final */
+    uint32_t used;
+};
+
+/* fq_sketch(value, min, width, used): counts the non-NULL integer values
+ * per bin. Only one group's sketch is live at a time (SQLite finishes a
+ * group before starting the next), so a dense array is cheap. */
+static void
+sketch_step(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+    struct sketch *sk = sqlite3_aggregate_context(ctx, sizeof(*sk));
+    (void)argc;
+    if (!sk)
+        goto nomem;
+    if (!sk->counts) {
+        sk->used = (uint32_t)sqlite3_value_int64(argv[3]);
+        if (sk->used == 0 || sk->used > FQ_QUANTILE_MAX_BINS) {
+            sqlite3_result_error(ctx, "bad sketch size", -1);
+            return;
+        }
+        sk->counts = sqlite3_malloc64(sk->used * sizeof(int64_t));
+        if (!sk->counts)
+            goto nomem;
+        memset(sk->counts, 0, sk->used * sizeof(int64_t));
+    }
+    if (sqlite3_value_type(argv[0]) == SQLITE_NULL)
+        return;
+    sk->counts[fq_sketch_bin(sqlite3_value_int64(argv[1]),
+                             sqlite3_value_int64(argv[2]), sk->used,
+                             sqlite3_value_int64(argv[0]))]++;
+    return;
+nomem:
+    sqlite3_result_error_nomem(ctx);
+}
+
+static void
+put_le(unsigned char *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (unsigned char)(v >> (8 * i));
+}
+
+/* The non-empty bins as SKETCH_ENTRY-byte entries; an empty blob if the
+ * group had no value. */
+static void
+sketch_final(sqlite3_context *ctx)
+{
+    struct sketch *sk = sqlite3_aggregate_context(ctx, 0);
+    unsigned char *blob;
+    size_t n = 0;
+
+    if (!sk || !sk->counts) {
+        sqlite3_result_zeroblob(ctx, 0);
+        return;
+    }
+    for (uint32_t i = 0; i < sk->used; i++)
+        n += sk->counts[i] != 0;
+    if (!(blob = sqlite3_malloc64(n * SKETCH_ENTRY + 1))) {
+        sqlite3_free(sk->counts);
+        sqlite3_result_error_nomem(ctx);
+        return;
+    }
+    n = 0;
+    for (uint32_t i = 0; i < sk->used; i++) {
+        if (!sk->counts[i])
+            continue;
+        put_le(blob + n * SKETCH_ENTRY, i, 4);
+        put_le(blob + n * SKETCH_ENTRY + 4, (uint64_t)sk->counts[i], 8);
+        n++;
+    }
+    sqlite3_free(sk->counts);
+    sqlite3_result_blob64(ctx, blob, n * SKETCH_ENTRY, sqlite3_free);
+}
+
+static uint64_t
+get_le(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = n - 1; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* The sketch blob of result column col into s. */
+static int
+read_sketch(struct fq_arena *a, sqlite3_stmt *st, int col,
+            Fedq__V1__AggregateState *s)
+{
+    const unsigned char *blob = sqlite3_column_blob(st, col);
+    size_t n = (size_t)sqlite3_column_bytes(st, col) / SKETCH_ENTRY;
+
+    s->sketch_bins = fq_arena_alloc(a, (n + 1) * sizeof(*s->sketch_bins));
+    s->sketch_counts = fq_arena_alloc(a, (n + 1) * sizeof(*s->sketch_counts));
+    if (!s->sketch_bins || !s->sketch_counts)
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        s->sketch_bins[i] = (uint32_t)get_le(blob + i * SKETCH_ENTRY, 4);
+        s->sketch_counts[i] = (int64_t)get_le(blob + i * SKETCH_ENTRY + 4, 8);
+        s->count += s->sketch_counts[i];
+    }
+    s->n_sketch_bins = s->n_sketch_counts = n;
+    return 0;
+}
+
+/* A HISTOGRAM's bins: values and contributors, column pairs per bin. */
+static int
+read_bins(struct fq_arena *a, sqlite3_stmt *st, int *col,
+          const Fedq__V1__Aggregate *ag, Fedq__V1__AggregateState *s)
+{
+    size_t n = ag->n_edges + 1;
+
+    s->bins = fq_arena_alloc(a, n * sizeof(*s->bins));
+    s->bin_contributors = fq_arena_alloc(a, n * sizeof(*s->bin_contributors));
+    if (!s->bins || !s->bin_contributors)
+        return FQ_ENOMEM;
+    for (size_t b = 0; b < n; b++) {
+        s->bins[b] = sqlite3_column_int64(st, (*col)++);
+        s->bin_contributors[b] = sqlite3_column_int64(st, (*col)++);
+        s->count += s->bins[b];
+    }
+    s->n_bins = s->n_bin_contributors = n;
+    return 0;
 }
 
 /* ---- running ----------------------------------------------------------- */
@@ -325,6 +513,14 @@ read_state(struct fq_arena *a, sqlite3_stmt *st, int *col, int64_t records,
         s->count = sqlite3_column_int64(st, (*col)++);
         s->mean = sqlite3_column_double(st, (*col)++);
         s->m2 = sqlite3_column_double(st, (*col)++);
+        break;
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM:
+        if (read_bins(a, st, col, ag, s) < 0)
+            return NULL;
+        break;
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE:
+        if (read_sketch(a, st, (*col)++, s) < 0)
+            return NULL;
         break;
     default:
         s->count = sqlite3_column_int64(st, (*col)++);
@@ -461,6 +657,9 @@ ag_execute(const struct ag_catalog *cat, const Fedq__V1__Plan *plan,
     if (sqlite3_open_v2(src->sqlite, &db,
                         SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
                         NULL) != SQLITE_OK ||
+        sqlite3_create_function_v2(
+            db, SKETCH_FN, 4, SQLITE_UTF8 | SQLITE_DETERMINISTIC, NULL, NULL,
+            sketch_step, sketch_final, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(db, fq_buf_str(&c.sql), -1, &st, NULL) !=
             SQLITE_OK ||
         bind_all(st, &c) < 0) {

@@ -8,6 +8,7 @@
 #include "fq/error.h"
 #include "fq/log.h"
 #include "fq/rpc.h"
+#include "fq/plan.h"
 #include "agent.h"
 
 #include <pthread.h>
@@ -59,7 +60,10 @@ handle_execute(struct fq_rpc_call *call, const ProtobufCMessage *msg, void *app)
     }
     struct ag_catalog *cat = state_catalog(st);
     resp.agency = st->cfg->agency;
-    int rc = ag_execute(cat, req->plan, (size_t)st->cfg->max_groups,
+    int rc = fq_plan_check_group_by_limit(
+        req->plan, (size_t)st->cfg->max_group_by, err, sizeof(err));
+    if (rc == 0)
+        rc = ag_execute(cat, req->plan, (size_t)st->cfg->max_groups,
                         fq_rpc_call_arena(call), &resp, err, sizeof(err));
     /* Ids and sizes only: never literals or values. */
     fq_log_info("query %.64s for %.200s: %s, %zu groups", req->query_id,

@@ -129,7 +129,8 @@ static void
 add_columns(struct cli_out *o, struct fq_arena *a,
             const Fedq__V1__ExplainResponse *r)
 {
-    static const char *const cols[] = {"column", "aggregate", "order", NULL};
+    static const char *const cols[] = {"column", "aggregate", "order",
+                                       "error bound", NULL};
     cli_out_section(o, "columns", cols);
     for (size_t i = 0; i < r->n_columns; i++) {
         const char *order = "";
@@ -139,9 +140,13 @@ add_columns(struct cli_out *o, struct fq_arena *a,
                                         r->order_by[k]->descending ? "desc"
                                                                    : "asc");
         }
+        const char *bound =
+            r->columns[i]->error_bound > 0
+                ? fq_arena_printf(a, "%g", r->columns[i]->error_bound)
+                : "";
         const char *row[] = {r->columns[i]->name,
                              r->columns[i]->aggregate ? "yes" : "no",
-                             order ? order : ""};
+                             order ? order : "", bound ? bound : ""};
         cli_out_row(o, row);
     }
 }

@@ -104,10 +104,13 @@ json_columns(const Fedq__V1__QueryResponse *r)
         const Fedq__V1__ResultColumn *col = r->columns[i];
         fputs(i ? ", {\"name\": " : "{\"name\": ", stdout);
         cli_json_string(col->name);
-        printf(", \"type\": \"%s\", \"aggregate\": %s}",
+        printf(", \"type\": \"%s\", \"aggregate\": %s",
                (size_t)col->type < FQ_ARRAY_LEN(types) ? types[col->type]
                                                        : "unknown",
                col->aggregate ? "true" : "false");
+        if (col->error_bound > 0)
+            printf(", \"error_bound\": %.17g", col->error_bound);
+        putchar('}');
     }
     fputs("],\n", stdout);
 }
@@ -165,6 +168,11 @@ print_footer(struct fq_arena *a, const Fedq__V1__QueryResponse *r)
            "contributors); query %s\n",
            r->n_rows, agencies ? agencies : "?", suppressed, r->min_cell_count,
            r->query_id);
+    for (size_t i = 0; i < r->n_columns; i++) {
+        if (r->columns[i]->error_bound > 0)
+            printf("%s: approximate, within %g of the exact value\n",
+                   r->columns[i]->name, r->columns[i]->error_bound);
+    }
 }
 
 static int

@@ -1,13 +1,16 @@
 /*
  * Pooling partial aggregates: the agencies' groups are sorted by key and
- * equal keys merged, adding records, contributors, counts and sums (an
- * integer sum that leaves int64 is an error, never a wrap). The result is
+ * equal keys merged, adding records, contributors, counts, sums, histogram
+ * bins and quantile sketch bins, and pooling (n, mean, M2) exactly (an
+ * integer sum that leaves int64 is an error, never a wrap). Every answer
+ * is first checked for the plan's shape. The result is
  * in key order, which is also the order rows are released in: ordering
  * never looks at aggregate values, so it cannot leak a suppressed one.
  */
 #include "fq/compat.h"
 #include "fq/arena.h"
 #include "fq/error.h"
+#include "fq/plan.h"
 #include "gateway.h"
 
 #include "fedq/v1/agent.pb-c.h"
@@ -68,9 +71,55 @@ merge_moments(Fedq__V1__AggregateState *d, const Fedq__V1__AggregateState *s)
     d->mean += delta * nb / n;
 }
 
+/* Bin counts add up bin by bin (the shapes were checked by gather). */
+static int
+merge_bins(Fedq__V1__AggregateState *d, const Fedq__V1__AggregateState *s)
+{
+    for (size_t b = 0; b < d->n_bins; b++) {
+        if (add_checked(&d->bins[b], s->bins[b]) < 0 ||
+            add_checked(&d->bin_contributors[b], s->bin_contributors[b]) < 0)
+            return FQ_ETOOBIG;
+    }
+    return 0;
+}
+
+/* The union of two sparse sketches (indexes increasing), counts added,
+ * into fresh arrays in a. */
+static int
+merge_sketch(struct fq_arena *a, Fedq__V1__AggregateState *d,
+             const Fedq__V1__AggregateState *s)
+{
+    size_t cap = d->n_sketch_bins + s->n_sketch_bins, i = 0, j = 0, n = 0;
+    uint32_t *bins = fq_arena_alloc(a, (cap + 1) * sizeof(*bins));
+    int64_t *counts = fq_arena_alloc(a, (cap + 1) * sizeof(*counts));
+
+    if (!bins || !counts)
+        return FQ_ENOMEM;
+    while (i < d->n_sketch_bins || j < s->n_sketch_bins) {
+        bool take_d =
+            j == s->n_sketch_bins ||
+            (i < d->n_sketch_bins && d->sketch_bins[i] <= s->sketch_bins[j]);
+        bool take_s =
+            i == d->n_sketch_bins ||
+            (j < s->n_sketch_bins && s->sketch_bins[j] <= d->sketch_bins[i]);
+        bins[n] = take_d ? d->sketch_bins[i] : s->sketch_bins[j];
+        counts[n] = 0;
+        if (take_d)
+            counts[n] = d->sketch_counts[i++];
+        if (take_s && add_checked(&counts[n], s->sketch_counts[j++]) < 0)
+            return FQ_ETOOBIG;
+        n++;
+    }
+    d->sketch_bins = bins;
+    d->sketch_counts = counts;
+    d->n_sketch_bins = d->n_sketch_counts = n;
+    return 0;
+}
+
 /* Adds src into dst (same key); FQ_ETOOBIG on an integer overflow. */
 static int
-merge_into(Fedq__V1__PartialGroup *dst, const Fedq__V1__PartialGroup *src)
+merge_into(struct fq_arena *a, Fedq__V1__PartialGroup *dst,
+           const Fedq__V1__PartialGroup *src)
 {
     int rc = add_checked(&dst->records, src->records);
     if (rc == 0)
@@ -82,11 +131,25 @@ merge_into(Fedq__V1__PartialGroup *dst, const Fedq__V1__PartialGroup *src)
         d->decimal_sum += s->decimal_sum;
         if ((rc = add_checked(&d->count, s->count)) == 0)
             rc = add_checked(&d->int_sum, s->int_sum);
+        if (rc == 0 && d->n_bins)
+            rc = merge_bins(d, s);
+        if (rc == 0 && s->n_sketch_bins)
+            rc = merge_sketch(a, d, s);
     }
     return rc;
 }
 
-/* A fresh copy of g's counters (keys shared), to merge others into. */
+static int64_t *
+copy_counts(struct fq_arena *a, const int64_t *v, size_t n)
+{
+    int64_t *c = fq_arena_alloc(a, (n + 1) * sizeof(*c));
+    if (c && n)
+        memcpy(c, v, n * sizeof(*c));
+    return c;
+}
+
+/* A fresh copy of g's counters (keys and sketches shared: a merge makes
+ * new sketch arrays), to merge others into. */
 static Fedq__V1__PartialGroup *
 group_copy(struct fq_arena *a, const Fedq__V1__PartialGroup *g)
 {
@@ -98,18 +161,71 @@ group_copy(struct fq_arena *a, const Fedq__V1__PartialGroup *g)
     if (!c->aggregates)
         return NULL;
     for (size_t i = 0; i < g->n_aggregates; i++) {
-        c->aggregates[i] = fq_arena_alloc(a, sizeof(*c->aggregates[i]));
-        if (!c->aggregates[i])
+        Fedq__V1__AggregateState *s = fq_arena_alloc(a, sizeof(*s));
+        if (!s)
             return NULL;
-        *c->aggregates[i] = *g->aggregates[i];
+        *s = *g->aggregates[i];
+        if (s->n_bins && (!(s->bins = copy_counts(a, s->bins, s->n_bins)) ||
+                          !(s->bin_contributors = copy_counts(
+                                a, s->bin_contributors, s->n_bins))))
+            return NULL;
+        c->aggregates[i] = s;
     }
     return c;
+}
+
+/* A sketch from an agent: bins increasing and inside the column's sketch,
+ * counts positive. */
+static bool
+sketch_ok(const Fedq__V1__AggregateState *s, const Fedq__V1__Column *col)
+{
+    int64_t w;
+    uint32_t used;
+
+    if (s->n_sketch_bins != s->n_sketch_counts ||
+        fq_quantile_sketch(col, &w, &used) < 0 || s->n_sketch_bins > used)
+        return false;
+    for (size_t i = 0; i < s->n_sketch_bins; i++) {
+        if (s->sketch_bins[i] >= used || s->sketch_counts[i] <= 0 ||
+            (i && s->sketch_bins[i] <= s->sketch_bins[i - 1]))
+            return false;
+    }
+    return true;
+}
+
+/* One aggregate state has the shape its plan aggregate calls for. */
+static bool
+state_ok(const Fedq__V1__AggregateState *s, const Fedq__V1__Aggregate *ag,
+         const Fedq__V1__Dataset *ds)
+{
+    bool hist = ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM;
+    bool quant = ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE;
+
+    if (s->n_bins != (hist ? ag->n_edges + 1 : 0) ||
+        s->n_bin_contributors != s->n_bins)
+        return false;
+    if (!quant)
+        return s->n_sketch_bins == 0 && s->n_sketch_counts == 0;
+    return ds && sketch_ok(s, fq_catalog_column(ds, ag->column));
+}
+
+static bool
+group_ok(const Fedq__V1__PartialGroup *g, const Fedq__V1__Plan *plan,
+         const Fedq__V1__Dataset *ds)
+{
+    if (g->n_key != plan->n_group_by || g->n_aggregates != plan->n_aggregates)
+        return false;
+    for (size_t i = 0; i < g->n_aggregates; i++) {
+        if (!state_ok(g->aggregates[i], plan->aggregates[i], ds))
+            return false;
+    }
+    return true;
 }
 
 /* Every group of every part, checked for the plan's shape. */
 static int
 gather(struct fq_arena *a, Fedq__V1__ExecuteResponse *const *parts,
-       size_t nparts, size_t n_keys, size_t n_aggs,
+       size_t nparts, const Fedq__V1__Plan *plan, const Fedq__V1__Dataset *ds,
        Fedq__V1__PartialGroup ***ret, size_t *ret_n)
 {
     size_t total = 0, n = 0;
@@ -123,7 +239,7 @@ gather(struct fq_arena *a, Fedq__V1__ExecuteResponse *const *parts,
     for (size_t p = 0; p < nparts; p++) {
         for (size_t g = 0; g < parts[p]->n_groups; g++) {
             Fedq__V1__PartialGroup *grp = parts[p]->groups[g];
-            if (grp->n_key != n_keys || grp->n_aggregates != n_aggs)
+            if (!group_ok(grp, plan, ds))
                 return FQ_EPROTO;
             all[n++] = grp;
         }
@@ -135,19 +251,20 @@ gather(struct fq_arena *a, Fedq__V1__ExecuteResponse *const *parts,
 
 int
 gw_combine(struct fq_arena *a, Fedq__V1__ExecuteResponse *const *parts,
-           size_t nparts, size_t n_keys, size_t n_aggs, size_t max_groups,
+           size_t nparts, const Fedq__V1__Plan *plan,
+           const Fedq__V1__Dataset *ds, size_t max_groups,
            Fedq__V1__PartialGroup ***ret, size_t *ret_n)
 {
     Fedq__V1__PartialGroup **all;
     size_t n, out = 0;
-    int rc = gather(a, parts, nparts, n_keys, n_aggs, &all, &n);
+    int rc = gather(a, parts, nparts, plan, ds, &all, &n);
 
     if (rc < 0)
         return rc;
     qsort(all, n, sizeof(*all), group_cmp);
     for (size_t i = 0; i < n; i++) {
         if (out > 0 && group_cmp(&all[out - 1], &all[i]) == 0) {
-            if ((rc = merge_into(all[out - 1], all[i])) < 0)
+            if ((rc = merge_into(a, all[out - 1], all[i])) < 0)
                 return rc;
             continue;
         }

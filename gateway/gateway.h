@@ -34,6 +34,7 @@ struct gw_config {
     int64_t catalog_ttl_ms;
     int64_t min_cell_count;
     int64_t max_groups;
+    int64_t max_group_by;
     int64_t reconnect_backoff_ms;
     struct gw_agent_conf *agents;
     size_t n_agents;
@@ -143,15 +144,20 @@ struct fq_arena *gw_fanout_take(struct gw_fanout *f, size_t i);
 
 struct Fedq__V1__ExecuteResponse;
 struct Fedq__V1__PartialGroup;
+struct Fedq__V1__Plan;
+struct Fedq__V1__Dataset;
 /*
- * Merges the groups of nparts agency answers by key (each group with
- * n_keys keys and n_aggs aggregates) into *ret, sorted by key, allocated
- * in arena. 0, FQ_EPROTO (an answer of the wrong shape), FQ_ETOOBIG (more
- * than max_groups groups, or an integer overflow) or FQ_ENOMEM.
+ * Merges the groups of nparts agency answers to plan by key into *ret,
+ * sorted by key, allocated in arena; ds is the catalog entry (for the
+ * quantile sketches' size; may be NULL without QUANTILE). 0, FQ_EPROTO
+ * (an answer of the wrong shape), FQ_ETOOBIG (more than max_groups
+ * groups, or an integer overflow) or FQ_ENOMEM. The parts are not
+ * modified.
  */
 int gw_combine(struct fq_arena *arena,
                struct Fedq__V1__ExecuteResponse *const *parts, size_t nparts,
-               size_t n_keys, size_t n_aggs, size_t max_groups,
+               const struct Fedq__V1__Plan *plan,
+               const struct Fedq__V1__Dataset *ds, size_t max_groups,
                struct Fedq__V1__PartialGroup ***ret, size_t *ret_n);
 
 /* ---- methods ------------------------------------------------------------- */

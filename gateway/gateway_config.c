@@ -6,6 +6,7 @@
 #include "fq/arena.h"
 #include "fq/error.h"
 #include "fq/identity.h"
+#include "fq/plan.h"
 #include "gateway.h"
 
 static const struct fq_cfg_directive agent_table[] = {
@@ -98,6 +99,14 @@ const struct fq_cfg_directive gw_config_table[] = {
      .max = 10000000,
      .def = "100000",
      .doc = "most groups a pooled result may have"},
+    {.key = "max_group_by",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct gw_config, max_group_by),
+     .min = 1,
+     .max = FQ_PLAN_MAX_GROUP_BY,
+     .def = "4",
+     .doc = "most GROUP BY columns a query may use (each agent also "
+            "enforces its own)"},
     {.key = "reconnect_backoff",
      .type = FQ_CFG_DURATION,
      .offset = offsetof(struct gw_config, reconnect_backoff_ms),

@@ -43,6 +43,8 @@ struct query {
     struct gw_catalog **catalogs; /* per which[], NULL if unknown */
     Fedq__V1__Plan *plan;
     const Fedq__V1__Dataset *ds; /* the checked-against catalog entry */
+    size_t *item_col;            /* first result column of each select item */
+    size_t n_cols; /* result columns (a HISTOGRAM spans several) */
     Fedq__V1__AgencyStatus **missing;
     size_t n_missing;
 };
@@ -204,16 +206,22 @@ step_catalogs(struct query *q)
 static void step_execute(struct query *q);
 static void explain_reply(struct query *q);
 
-/* Same columns, roles and types, in order: what pooling needs. */
+/* Same columns, roles and types, in order, and the same quantile sketches:
+ * what pooling needs. */
 static bool
 same_shape(const Fedq__V1__Dataset *a, const Fedq__V1__Dataset *b)
 {
     if (a->n_columns != b->n_columns)
         return false;
     for (size_t i = 0; i < a->n_columns; i++) {
-        if (strcmp(a->columns[i]->name, b->columns[i]->name) ||
-            a->columns[i]->role != b->columns[i]->role ||
-            a->columns[i]->type != b->columns[i]->type)
+        const Fedq__V1__Column *x = a->columns[i], *y = b->columns[i];
+        if (strcmp(x->name, y->name) || x->role != y->role ||
+            x->type != y->type || x->quantile_bins != y->quantile_bins)
+            return false;
+        /* Quantile sketches merge only over the same bins. */
+        if (x->quantile_bins &&
+            (!x->bounds || !y->bounds || x->bounds->min != y->bounds->min ||
+             x->bounds->max != y->bounds->max))
             return false;
     }
     return true;
@@ -286,6 +294,61 @@ refuse_pooled_distinct(struct query *q)
     return 0;
 }
 
+/* The plan aggregate (and partial state) index of select item i, an
+ * aggregate item: aggregates are in select order. */
+static size_t
+aggregate_index(const struct query *q, size_t i)
+{
+    size_t k = 0;
+    for (size_t j = 0; j < i; j++)
+        k += q->sql->items[j].is_aggregate;
+    return k;
+}
+
+static const Fedq__V1__Aggregate *
+item_aggregate(const struct query *q, size_t i)
+{
+    return q->plan->aggregates[aggregate_index(q, i)];
+}
+
+static size_t
+item_width(const struct query *q, size_t i)
+{
+    if (!q->sql->items[i].is_aggregate)
+        return 1;
+    const Fedq__V1__Aggregate *ag = item_aggregate(q, i);
+    return ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM
+               ? ag->n_edges + 1
+               : 1;
+}
+
+/* Where each select item's columns start (a HISTOGRAM has one per bin),
+ * and ORDER BY only on single columns. */
+static int
+lay_out_columns(struct query *q, char *err, size_t errlen)
+{
+    const struct fq_sql_query *sq = q->sql;
+
+    q->item_col = fq_arena_alloc(q->a, (sq->n_items + 1) * sizeof(size_t));
+    if (!q->item_col)
+        return FQ_ENOMEM;
+    q->n_cols = 0;
+    for (size_t i = 0; i < sq->n_items; i++) {
+        q->item_col[i] = q->n_cols;
+        q->n_cols += item_width(q, i);
+    }
+    for (size_t k = 0; k < sq->n_order_by; k++) {
+        if (item_width(q, sq->order_by[k].item) == 1)
+            continue;
+        snprintf(err, errlen,
+                 "line %d, column %d: ORDER BY cannot use HISTOGRAM: it "
+                 "spans several columns",
+                 sq->order_by[k].pos.line, sq->order_by[k].pos.column);
+        return FQ_EINVAL;
+    }
+    return 0;
+}
+
 static void
 step_plan(struct query *q)
 {
@@ -312,6 +375,13 @@ step_plan(struct query *q)
     }
     if ((rc = refuse_pooled_distinct(q)) < 0)
         return;
+    if ((rc = fq_plan_check_group_by_limit(q->plan,
+                                           (size_t)q->fed->cfg->max_group_by,
+                                           err, sizeof(err))) < 0 ||
+        (rc = lay_out_columns(q, err, sizeof(err))) < 0) {
+        query_end(q, rc, NULL, "%s", rc == FQ_ENOMEM ? "out of memory" : err);
+        return;
+    }
     if (q->explain)
         explain_reply(q);
     else
@@ -415,8 +485,7 @@ key_cell(struct fq_arena *a, const Fedq__V1__Literal *k)
 /* An aggregate's released cell. A suppressed cell carries no value, and
  * the reason stays in the gateway (stewards, and the audit log later). */
 static Fedq__V1__Cell *
-aggregate_cell(struct fq_arena *a, const Fedq__V1__Aggregate *ag,
-               const Fedq__V1__AggregateState *s, bool decimal, bool suppress)
+new_cell(struct fq_arena *a, bool suppress)
 {
     Fedq__V1__Cell *c = fq_arena_alloc(a, sizeof(*c));
     if (!c)
@@ -424,7 +493,15 @@ aggregate_cell(struct fq_arena *a, const Fedq__V1__Aggregate *ag,
     fedq__v1__cell__init(c);
     c->status = suppress ? FEDQ__V1__CELL_STATUS__CELL_STATUS_SUPPRESSED
                          : FEDQ__V1__CELL_STATUS__CELL_STATUS_EXACT;
-    if (suppress)
+    return c;
+}
+
+static Fedq__V1__Cell *
+aggregate_cell(struct fq_arena *a, const Fedq__V1__Aggregate *ag,
+               const Fedq__V1__AggregateState *s, bool decimal, bool suppress)
+{
+    Fedq__V1__Cell *c = new_cell(a, suppress);
+    if (!c || suppress)
         return c;
     if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT) {
         c->value_case = FEDQ__V1__CELL__VALUE_INT_VALUE;
@@ -471,22 +548,87 @@ is_decimal(const struct query *q, const Fedq__V1__Aggregate *ag)
     return col && col->type == FEDQ__V1__VALUE_TYPE__VALUE_TYPE_DECIMAL;
 }
 
-/* Index of select item i in the row: its key or aggregate position. */
 static Fedq__V1__Cell *
-item_cell(struct query *q, size_t i, size_t *agg_i,
-          const Fedq__V1__PartialGroup *g, bool suppress)
+count_cell(struct fq_arena *a, int64_t v, bool suppress)
+{
+    Fedq__V1__Cell *c = new_cell(a, suppress);
+    if (c && !suppress) {
+        c->value_case = FEDQ__V1__CELL__VALUE_INT_VALUE;
+        c->int_value = v;
+    }
+    return c;
+}
+
+/* A HISTOGRAM's bins are count cells of their own: each passes the
+ * minimum-cell rule on its pooled contributors, or is suppressed (zeros
+ * are released). Appended to row. */
+static int
+histogram_cells(struct query *q, const Fedq__V1__AggregateState *s,
+                bool suppress, Fedq__V1__Row *row, size_t *suppressed)
+{
+    int64_t k = q->fed->cfg->min_cell_count;
+
+    for (size_t b = 0; b < s->n_bins; b++) {
+        int64_t who = s->bin_contributors[b];
+        bool hide = suppress || (who > 0 && who < k);
+        if (!(row->cells[row->n_cells++] = count_cell(q->a, s->bins[b], hide)))
+            return FQ_ENOMEM;
+        *suppressed += hide && !suppress;
+    }
+    return 0;
+}
+
+/* QUANTILE from the pooled sketch: the middle of the bin holding the
+ * q-quantile, within the column's error bound of the exact value. */
+static Fedq__V1__Cell *
+quantile_cell(struct query *q, const Fedq__V1__Aggregate *ag,
+              const Fedq__V1__AggregateState *s, bool suppress)
+{
+    struct fq_quantile qt;
+    Fedq__V1__Cell *c = count_cell(q->a, 0, suppress);
+
+    if (!c || suppress)
+        return c;
+    int rc = fq_quantile_pick(fq_catalog_column(q->ds, ag->column),
+                              ag->fraction, s->sketch_bins, s->sketch_counts,
+                              s->n_sketch_bins, &qt);
+    if (rc < 0) { /* no value in the group (the shape was checked) */
+        c->status = FEDQ__V1__CELL_STATUS__CELL_STATUS_NOT_APPLICABLE;
+        c->value_case = FEDQ__V1__CELL__VALUE__NOT_SET;
+        return c;
+    }
+    c->int_value = qt.value;
+    return c;
+}
+
+/* Appends select item i's cells (a key, or an aggregate's) to row. */
+static int
+item_cells(struct query *q, size_t i, const Fedq__V1__PartialGroup *g,
+           bool suppress, Fedq__V1__Row *row, size_t *suppressed)
 {
     const struct fq_sql_item *it = &q->sql->items[i];
+    Fedq__V1__Cell *c = NULL;
+
     if (it->is_aggregate) {
-        const Fedq__V1__Aggregate *ag = q->plan->aggregates[*agg_i];
-        const Fedq__V1__AggregateState *s = g->aggregates[(*agg_i)++];
-        return aggregate_cell(q->a, ag, s, is_decimal(q, ag), suppress);
+        size_t k = aggregate_index(q, i);
+        const Fedq__V1__Aggregate *ag = q->plan->aggregates[k];
+        const Fedq__V1__AggregateState *s = g->aggregates[k];
+        if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM)
+            return histogram_cells(q, s, suppress, row, suppressed);
+        if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE)
+            c = quantile_cell(q, ag, s, suppress);
+        else
+            c = aggregate_cell(q->a, ag, s, is_decimal(q, ag), suppress);
+    } else {
+        for (size_t k = 0; k < q->plan->n_group_by; k++) {
+            if (strcmp(q->plan->group_by[k], it->column.name) == 0)
+                c = key_cell(q->a, g->key[k]);
+        }
     }
-    for (size_t k = 0; k < q->plan->n_group_by; k++) {
-        if (strcmp(q->plan->group_by[k], it->column.name) == 0)
-            return key_cell(q->a, g->key[k]);
-    }
-    return NULL;
+    if (!c)
+        return FQ_ENOMEM;
+    row->cells[row->n_cells++] = c;
+    return 0;
 }
 
 static Fedq__V1__Row *
@@ -496,25 +638,41 @@ build_row(struct query *q, const Fedq__V1__PartialGroup *g, size_t *suppressed)
     /* The rule runs on the pooled true contributor count, whatever the
      * query asked for. */
     bool suppress = g->contributors < q->fed->cfg->min_cell_count;
-    size_t agg_i = 0;
 
     if (!row)
         return NULL;
     fedq__v1__row__init(row);
-    row->cells = fq_arena_alloc(q->a, (q->sql->n_items + 1) * sizeof(void *));
+    row->cells = fq_arena_alloc(q->a, (q->n_cols + 1) * sizeof(void *));
     if (!row->cells)
         return NULL;
     for (size_t i = 0; i < q->sql->n_items; i++) {
-        if (!(row->cells[row->n_cells++] =
-                  item_cell(q, i, &agg_i, g, suppress)))
+        if (item_cells(q, i, g, suppress, row, suppressed) < 0)
             return NULL;
     }
     *suppressed += suppress;
     return row;
 }
 
+static Fedq__V1__ValueType
+aggregate_type(const struct query *q, const Fedq__V1__Aggregate *ag)
+{
+    switch (ag->kind) {
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE:
+        return FEDQ__V1__VALUE_TYPE__VALUE_TYPE_INTEGER;
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_SUM:
+        return is_decimal(q, ag) ? FEDQ__V1__VALUE_TYPE__VALUE_TYPE_DECIMAL
+                                 : FEDQ__V1__VALUE_TYPE__VALUE_TYPE_INTEGER;
+    default:
+        return FEDQ__V1__VALUE_TYPE__VALUE_TYPE_DECIMAL;
+    }
+}
+
+/* Column b of select item i (b > 0 only for a HISTOGRAM's bins). */
 static Fedq__V1__ResultColumn *
-result_column(struct query *q, size_t i, size_t *agg_i)
+result_column(struct query *q, size_t i, size_t b)
 {
     const struct fq_sql_item *it = &q->sql->items[i];
     Fedq__V1__ResultColumn *c = fq_arena_alloc(q->a, sizeof(*c));
@@ -527,17 +685,38 @@ result_column(struct query *q, size_t i, size_t *agg_i)
         c->type = fq_catalog_column(q->ds, it->column.name)->type;
         return c;
     }
-    const Fedq__V1__Aggregate *ag = q->plan->aggregates[(*agg_i)++];
-    c->name = (char *)fq_plan_aggregate_name(ag, q->a);
-    if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT ||
-        ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT)
-        c->type = FEDQ__V1__VALUE_TYPE__VALUE_TYPE_INTEGER;
-    else if (ag->kind != FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_SUM)
-        c->type = FEDQ__V1__VALUE_TYPE__VALUE_TYPE_DECIMAL;
-    else
-        c->type = is_decimal(q, ag) ? FEDQ__V1__VALUE_TYPE__VALUE_TYPE_DECIMAL
-                                    : FEDQ__V1__VALUE_TYPE__VALUE_TYPE_INTEGER;
+    const Fedq__V1__Aggregate *ag = item_aggregate(q, i);
+    c->type = aggregate_type(q, ag);
+    if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM) {
+        c->name = fq_histogram_bin_name(ag, b, q->a);
+    } else {
+        c->name = (char *)fq_plan_aggregate_name(ag, q->a);
+        if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE)
+            c->error_bound = (double)fq_quantile_error_bound(
+                fq_catalog_column(q->ds, ag->column));
+    }
     return c->name ? c : NULL;
+}
+
+/* Every result column, in order, into *ret (n_cols of them). */
+static int
+result_columns(struct query *q, Fedq__V1__ResultColumn ***ret, size_t *ret_n)
+{
+    Fedq__V1__ResultColumn **cols =
+        fq_arena_alloc(q->a, (q->n_cols + 1) * sizeof(*cols));
+    size_t n = 0;
+
+    if (!cols)
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < q->sql->n_items; i++) {
+        for (size_t b = 0; b < item_width(q, i); b++) {
+            if (!(cols[n++] = result_column(q, i, b)))
+                return FQ_ENOMEM;
+        }
+    }
+    *ret = cols;
+    *ret_n = n;
+    return 0;
 }
 
 static int
@@ -545,23 +724,16 @@ build_response(struct query *q, Fedq__V1__PartialGroup **groups, size_t n,
                Fedq__V1__ExecuteResponse **parts, size_t n_parts,
                Fedq__V1__QueryResponse *resp, size_t *suppressed)
 {
-    size_t agg_i = 0;
-
     resp->query_id = q->id;
     resp->min_cell_count = (uint32_t)q->fed->cfg->min_cell_count;
     resp->partial = q->n_missing > 0;
     resp->missing = q->missing;
     resp->n_missing = q->n_missing;
-    resp->columns =
-        fq_arena_alloc(q->a, (q->sql->n_items + 1) * sizeof(void *));
     resp->rows = fq_arena_alloc(q->a, (n + 1) * sizeof(void *));
     resp->agencies = fq_arena_alloc(q->a, (n_parts + 1) * sizeof(char *));
-    if (!resp->columns || !resp->rows || !resp->agencies)
+    if (!resp->rows || !resp->agencies ||
+        result_columns(q, &resp->columns, &resp->n_columns) < 0)
         return FQ_ENOMEM;
-    for (size_t i = 0; i < q->sql->n_items; i++) {
-        if (!(resp->columns[resp->n_columns++] = result_column(q, i, &agg_i)))
-            return FQ_ENOMEM;
-    }
     for (size_t i = 0; i < n; i++) {
         if (!(resp->rows[resp->n_rows++] = build_row(q, groups[i], suppressed)))
             return FQ_ENOMEM;
@@ -596,12 +768,13 @@ cell_cmp(const Fedq__V1__Cell *a, const Fedq__V1__Cell *b)
 }
 
 static int
-row_cmp(const struct fq_sql_query *sq, const Fedq__V1__Row *x,
-        const Fedq__V1__Row *y)
+row_cmp(const struct query *q, const Fedq__V1__Row *x, const Fedq__V1__Row *y)
 {
+    const struct fq_sql_query *sq = q->sql;
     for (size_t k = 0; k < sq->n_order_by; k++) {
-        const Fedq__V1__Cell *a = x->cells[sq->order_by[k].item];
-        const Fedq__V1__Cell *b = y->cells[sq->order_by[k].item];
+        size_t col = q->item_col[sq->order_by[k].item];
+        const Fedq__V1__Cell *a = x->cells[col];
+        const Fedq__V1__Cell *b = y->cells[col];
         bool ha = a->value_case != FEDQ__V1__CELL__VALUE__NOT_SET;
         bool hb = b->value_case != FEDQ__V1__CELL__VALUE__NOT_SET;
         if (ha != hb)
@@ -616,17 +789,17 @@ row_cmp(const struct fq_sql_query *sq, const Fedq__V1__Row *x,
 /* A stable merge sort: qsort is not stable, and ties must keep the key
  * order the rows came in. */
 static void
-sort_rows(const struct fq_sql_query *sq, Fedq__V1__Row **rows, size_t n,
+sort_rows(const struct query *q, Fedq__V1__Row **rows, size_t n,
           Fedq__V1__Row **tmp)
 {
     if (n < 2)
         return;
     size_t h = n / 2;
-    sort_rows(sq, rows, h, tmp);
-    sort_rows(sq, rows + h, n - h, tmp);
+    sort_rows(q, rows, h, tmp);
+    sort_rows(q, rows + h, n - h, tmp);
     size_t i = 0, j = h, k = 0;
     while (i < h && j < n)
-        tmp[k++] = row_cmp(sq, rows[j], rows[i]) < 0 ? rows[j++] : rows[i++];
+        tmp[k++] = row_cmp(q, rows[j], rows[i]) < 0 ? rows[j++] : rows[i++];
     while (i < h)
         tmp[k++] = rows[i++];
     while (j < n)
@@ -642,7 +815,7 @@ order_and_limit(struct query *q, Fedq__V1__QueryResponse *resp)
 
     if (sq->n_order_by &&
         (tmp = fq_arena_alloc(q->a, (resp->n_rows + 1) * sizeof(*tmp))))
-        sort_rows(sq, resp->rows, resp->n_rows, tmp);
+        sort_rows(q, resp->rows, resp->n_rows, tmp);
     if (sq->has_limit && (uint64_t)sq->limit < resp->n_rows)
         resp->n_rows = (size_t)sq->limit;
 }
@@ -669,9 +842,8 @@ execute_done(struct gw_fanout *f, void *arg)
                   q->sql->source.name);
         goto out;
     }
-    rc = gw_combine(q->a, parts, n_parts, q->plan->n_group_by,
-                    q->plan->n_aggregates, (size_t)q->fed->cfg->max_groups,
-                    &groups, &n_groups);
+    rc = gw_combine(q->a, parts, n_parts, q->plan, q->ds,
+                    (size_t)q->fed->cfg->max_groups, &groups, &n_groups);
     if (rc == 0)
         rc = build_response(q, groups, n_groups, parts, n_parts, &resp,
                             &suppressed);
@@ -699,11 +871,21 @@ out:
 
 /* ---- Explain ------------------------------------------------------------ */
 
+static bool
+plan_has(const Fedq__V1__Plan *p, Fedq__V1__AggregateKind kind)
+{
+    for (size_t i = 0; i < p->n_aggregates; i++) {
+        if (p->aggregates[i]->kind == kind)
+            return true;
+    }
+    return false;
+}
+
 /* The rules that will apply, in words, for the analyst. */
 static char **
 explain_checks(struct query *q, size_t *ret_n)
 {
-    char **c = fq_arena_alloc(q->a, 6 * sizeof(char *));
+    char **c = fq_arena_alloc(q->a, 8 * sizeof(char *));
     size_t n = 0;
 
     if (!c)
@@ -716,6 +898,17 @@ explain_checks(struct query *q, size_t *ret_n)
         " contributors (pooled over the agencies) is suppressed",
         q->fed->cfg->min_cell_count);
     c[n++] = fq_arena_printf(q->a, "identifier columns are never released");
+    if (plan_has(q->plan, FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM))
+        c[n++] = fq_arena_printf(
+            q->a,
+            "each HISTOGRAM bin is a count cell of its own: a bin with 1 to "
+            "%" PRId64 " contributors is suppressed",
+            q->fed->cfg->min_cell_count - 1);
+    if (plan_has(q->plan, FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE))
+        c[n++] = fq_arena_printf(
+            q->a, "QUANTILE is approximate: the middle of the sketch bin "
+                  "holding it, within each column's error bound of the exact "
+                  "value");
     c[n++] = fq_arena_printf(
         q->a, "an agency that does not answer fails the query, unless a "
               "partial answer is allowed");
@@ -732,30 +925,23 @@ explain_checks(struct query *q, size_t *ret_n)
 static int
 explain_fill(struct query *q, Fedq__V1__ExplainResponse *r)
 {
-    size_t agg_i = 0;
-
     r->canonical_sql = fq_sql_format(q->sql, q->a);
     r->plan = q->plan;
     r->agencies = fq_arena_alloc(q->a, (q->n_which + 1) * sizeof(char *));
-    r->columns = fq_arena_alloc(q->a, (q->sql->n_items + 1) * sizeof(void *));
     r->order_by =
         fq_arena_alloc(q->a, (q->sql->n_order_by + 1) * sizeof(void *));
     r->checks = explain_checks(q, &r->n_checks);
-    if (!r->canonical_sql || !r->agencies || !r->columns || !r->order_by ||
-        !r->checks)
+    if (!r->canonical_sql || !r->agencies || !r->order_by || !r->checks ||
+        result_columns(q, &r->columns, &r->n_columns) < 0)
         return FQ_ENOMEM;
     for (size_t k = 0; k < q->n_which; k++)
         r->agencies[r->n_agencies++] = q->fed->agents[q->which[k]].conf->agency;
-    for (size_t i = 0; i < q->sql->n_items; i++) {
-        if (!(r->columns[r->n_columns++] = result_column(q, i, &agg_i)))
-            return FQ_ENOMEM;
-    }
     for (size_t i = 0; i < q->sql->n_order_by; i++) {
         Fedq__V1__OrderKey *k = fq_arena_alloc(q->a, sizeof(*k));
         if (!k)
             return FQ_ENOMEM;
         fedq__v1__order_key__init(k);
-        k->column = (uint32_t)q->sql->order_by[i].item;
+        k->column = (uint32_t)q->item_col[q->sql->order_by[i].item];
         k->descending = q->sql->order_by[i].desc;
         r->order_by[r->n_order_by++] = k;
     }

@@ -323,6 +323,39 @@ build_count_distinct(struct build *b, const struct fq_sql_item *it,
     return 0;
 }
 
+/* HISTOGRAM's edges, typed like the measure (the parser has checked
+ * that they increase). */
+static int
+build_edges(struct build *b, const struct fq_sql_item *it,
+            const Fedq__V1__Column *col, Fedq__V1__Aggregate *ag)
+{
+    int rc = 0;
+
+    ag->edges = fq_arena_alloc(b->a, (it->n_args + 1) * sizeof(*ag->edges));
+    if (!ag->edges)
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < it->n_args; i++) {
+        if (!(ag->edges[i] = typed_literal(b, col, &it->args[i], &rc)))
+            return rc;
+        ag->n_edges++;
+    }
+    return 0;
+}
+
+/* QUANTILE only where the agency's catalog publishes a sketch for it. */
+static int
+build_quantile(struct build *b, const struct fq_sql_item *it,
+               const Fedq__V1__Column *col, Fedq__V1__Aggregate *ag)
+{
+    if (col->quantile_bins == 0)
+        return build_fail(b, it->column.pos, FQ_EINVAL,
+                          "QUANTILE is not enabled on '%s' in %s.%s: the "
+                          "agency's catalog gives it no quantile_bins",
+                          col->name, b->ds->agency, b->ds->name);
+    ag->fraction = it->args[0].d;
+    return 0;
+}
+
 static int
 build_aggregate(struct build *b, const struct fq_sql_item *it,
                 Fedq__V1__Aggregate *ag)
@@ -336,15 +369,14 @@ build_aggregate(struct build *b, const struct fq_sql_item *it,
             FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT,
         [FQ_SQL_AGG_VAR] = FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR,
         [FQ_SQL_AGG_STDDEV] = FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV,
+        [FQ_SQL_AGG_HISTOGRAM] =
+            FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM,
+        [FQ_SQL_AGG_QUANTILE] =
+            FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE,
     };
     int rc = 0;
 
     fedq__v1__aggregate__init(ag);
-    if (it->agg == FQ_SQL_AGG_HISTOGRAM || it->agg == FQ_SQL_AGG_QUANTILE)
-        return build_fail(b, it->pos, FQ_EINVAL,
-                          "%s is not available yet: use COUNT, SUM, AVG, "
-                          "VAR or STDDEV",
-                          fq_sql_agg_name(it->agg));
     ag->kind = kinds[it->agg];
     if (it->agg == FQ_SQL_AGG_COUNT_STAR)
         return 0;
@@ -358,6 +390,10 @@ build_aggregate(struct build *b, const struct fq_sql_item *it,
                           "column '%s' is not a measure: %s takes a measure",
                           col->name, fq_sql_agg_name(it->agg));
     ag->column = (char *)it->column.name;
+    if (it->agg == FQ_SQL_AGG_HISTOGRAM)
+        return build_edges(b, it, col, ag);
+    if (it->agg == FQ_SQL_AGG_QUANTILE)
+        return build_quantile(b, it, col, ag);
     return 0;
 }
 

@@ -270,9 +270,78 @@ check_count_distinct(struct check *c, const Fedq__V1__Aggregate *a)
     return 0;
 }
 
+static double
+edge_value(const Fedq__V1__Literal *e)
+{
+    return e->value_case == FEDQ__V1__LITERAL__VALUE_INT_VALUE
+               ? (double)e->int_value
+               : e->decimal_value;
+}
+
+/* HISTOGRAM: 1 to FQ_PLAN_MAX_EDGES edges of the measure's type, strictly
+ * increasing (integers compared exactly). */
+static int
+check_edges(struct check *c, const Fedq__V1__Aggregate *a,
+            const Fedq__V1__Column *col)
+{
+    char why[96];
+
+    if (a->n_edges == 0 || a->n_edges > FQ_PLAN_MAX_EDGES)
+        FAIL(c, FQ_EINVAL, "HISTOGRAM(%s) needs 1 to %d edges", col->name,
+             FQ_PLAN_MAX_EDGES);
+    for (size_t i = 0; i < a->n_edges; i++) {
+        const Fedq__V1__Literal *e = a->edges[i], *p = i ? a->edges[i - 1] : 0;
+        if (fq_literal_check(e, col->type, why, sizeof(why)) < 0 ||
+            e->value_case == FEDQ__V1__LITERAL__VALUE_TEXT_VALUE)
+            FAIL(c, FQ_EINVAL, "HISTOGRAM(%s) edge %zu: %s", col->name, i + 1,
+                 "expected a number of the measure's type");
+        bool ints = p && p->value_case == FEDQ__V1__LITERAL__VALUE_INT_VALUE &&
+                    e->value_case == FEDQ__V1__LITERAL__VALUE_INT_VALUE;
+        if (p && (ints ? p->int_value >= e->int_value
+                       : !(edge_value(p) < edge_value(e))))
+            FAIL(c, FQ_EINVAL,
+                 "HISTOGRAM(%s) edges must be strictly increasing (edge %zu)",
+                 col->name, i + 1);
+    }
+    return 0;
+}
+
+/* QUANTILE: only on a measure whose catalog entry publishes a sketch. */
+static int
+check_quantile(struct check *c, const Fedq__V1__Aggregate *a,
+               const Fedq__V1__Column *col)
+{
+    if (col->quantile_bins == 0 ||
+        fq_quantile_width(col->bounds ? col->bounds->min : 0,
+                          col->bounds ? col->bounds->max : -1,
+                          col->quantile_bins) <= 0)
+        FAIL(c, FQ_EINVAL,
+             "QUANTILE is not enabled on '%s' in %s.%s: the agency's catalog "
+             "gives it no quantile_bins",
+             col->name, c->ds->agency, c->ds->name);
+    if (!(a->fraction > 0 && a->fraction < 1))
+        FAIL(c, FQ_EINVAL, "QUANTILE(%s, q) needs 0 < q < 1", col->name);
+    return 0;
+}
+
+/* Edges and q belong to HISTOGRAM and QUANTILE only. */
+static int
+check_aggregate_args(struct check *c, const Fedq__V1__Aggregate *a)
+{
+    if (a->n_edges &&
+        a->kind != FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM)
+        FAIL(c, FQ_EINVAL, "only HISTOGRAM takes edges");
+    if (a->fraction != 0 &&
+        a->kind != FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE)
+        FAIL(c, FQ_EINVAL, "only QUANTILE takes a fraction");
+    return 0;
+}
+
 static int
 check_aggregate(struct check *c, const Fedq__V1__Aggregate *a)
 {
+    if (check_aggregate_args(c, a) < 0)
+        return FQ_EINVAL;
     switch (a->kind) {
     case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT:
         if (a->column[0])
@@ -284,6 +353,8 @@ check_aggregate(struct check *c, const Fedq__V1__Aggregate *a)
     case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_AVG:
     case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR:
     case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE:
         break;
     default:
         FAIL(c, FQ_EINVAL, "unknown aggregate");
@@ -294,6 +365,10 @@ check_aggregate(struct check *c, const Fedq__V1__Aggregate *a)
     if (col->role != FEDQ__V1__COLUMN_ROLE__COLUMN_ROLE_MEASURE)
         FAIL(c, FQ_EINVAL, "column '%s' is not a measure: %s takes measures",
              col->name, fq_plan_aggregate_name(a, NULL));
+    if (a->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM)
+        return check_edges(c, a, col);
+    if (a->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE)
+        return check_quantile(c, a, col);
     return 0;
 }
 
@@ -303,11 +378,20 @@ check_aggregates(struct check *c, const Fedq__V1__Plan *plan)
     if (plan->n_aggregates == 0 || plan->n_aggregates > FQ_PLAN_MAX_AGGREGATES)
         FAIL(c, FQ_EINVAL, "a query needs 1 to %d aggregates",
              FQ_PLAN_MAX_AGGREGATES);
+    size_t bins = 0;
     for (size_t i = 0; i < plan->n_aggregates; i++) {
         int rc = check_aggregate(c, plan->aggregates[i]);
         if (rc < 0)
             return rc;
+        if (plan->aggregates[i]->n_edges)
+            bins += plan->aggregates[i]->n_edges + 1;
     }
+    /* Each bin is two result columns at the agent (values, contributors). */
+    if (bins > FQ_PLAN_MAX_BINS)
+        FAIL(c, FQ_ETOOBIG,
+             "the HISTOGRAMs of one query have %zu bins; at "
+             "most %d",
+             bins, FQ_PLAN_MAX_BINS);
     return 0;
 }
 
@@ -329,6 +413,33 @@ fq_plan_check(const Fedq__V1__Plan *plan, const Fedq__V1__Dataset *ds,
     return 0;
 }
 
+int
+fq_plan_check_group_by_limit(const Fedq__V1__Plan *plan, size_t max, char *err,
+                             size_t errlen)
+{
+    if (plan->n_group_by <= max)
+        return 0;
+    snprintf(err, errlen,
+             "GROUP BY has %zu columns; at most %zu are allowed here "
+             "(max_group_by)",
+             plan->n_group_by, max);
+    return FQ_EINVAL;
+}
+
+/* "HISTOGRAM(wages, 0, 1000)": the aggregate as written. */
+static const char *
+histogram_name(const Fedq__V1__Aggregate *agg, struct fq_arena *a)
+{
+    char *s = fq_arena_printf(a, "HISTOGRAM(%s", agg->column);
+    for (size_t i = 0; s && i < agg->n_edges; i++) {
+        const Fedq__V1__Literal *e = agg->edges[i];
+        s = e->value_case == FEDQ__V1__LITERAL__VALUE_INT_VALUE
+                ? fq_arena_printf(a, "%s, %" PRId64, s, e->int_value)
+                : fq_arena_printf(a, "%s, %g", s, e->decimal_value);
+    }
+    return s ? fq_arena_printf(a, "%s)", s) : NULL;
+}
+
 const char *
 fq_plan_aggregate_name(const Fedq__V1__Aggregate *agg, struct fq_arena *arena)
 {
@@ -339,6 +450,8 @@ fq_plan_aggregate_name(const Fedq__V1__Aggregate *agg, struct fq_arena *arena)
         [FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV] = "STDDEV",
         [FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT] =
             "COUNT(DISTINCT",
+        [FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM] = "HISTOGRAM",
+        [FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE] = "QUANTILE",
     };
     size_t k = (size_t)agg->kind;
 
@@ -348,6 +461,11 @@ fq_plan_aggregate_name(const Fedq__V1__Aggregate *agg, struct fq_arena *arena)
         return "?";
     if (!arena) /* a name for messages: no column */
         return names[k];
+    if (agg->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE)
+        return fq_arena_printf(arena, "QUANTILE(%s, %g)", agg->column,
+                               agg->fraction);
+    if (agg->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM)
+        return histogram_name(agg, arena);
     bool distinct =
         agg->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT;
     return fq_arena_printf(arena, "%s%s%s)", names[k], distinct ? " " : "(",

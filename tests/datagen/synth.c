@@ -278,6 +278,7 @@ struct world {
     char district_code[NDISTRICTS][5];
     uint8_t *employer_industry; /* by size rank */
     uint64_t tag_person, tag_dol, tag_dss, tag_doe, tag_hied, tag_employer;
+    uint64_t tag_credits;
 };
 
 /* Town sizes fall off as 1/(rank+8)^2: the largest holds about 11% of
@@ -412,6 +413,7 @@ world_init(struct world *w, uint64_t seed, uint32_t persons)
     w->tag_dss = tag_of("dss");
     w->tag_doe = tag_of("doe");
     w->tag_hied = tag_of("hied");
+    w->tag_credits = tag_of("credits");
     w->tag_employer = tag_of("employer");
     for (int y = 1940; y <= 2012; y++)
         by[y - 1940] = birth_year_weight(y);
@@ -1033,6 +1035,18 @@ hied_student(const struct world *w, uint32_t i, const struct person *p,
     return true;
 }
 
+/* Credits attempted in a term: mostly full time (12 to 18), part time more
+ * often at community colleges; 2% not yet recorded (-1, stored as NULL). */
+static int64_t
+term_credits(struct rng *r, int system)
+{
+    if (rng_chance(r, 20000))
+        return -1;
+    if (rng_chance(r, system == 2 ? 450000 : 150000))
+        return rng_range(r, 1, 11);
+    return rng_range(r, 12, 18);
+}
+
 static int
 gen_hied(struct job *j)
 {
@@ -1042,13 +1056,18 @@ gen_hied(struct job *j)
     for (uint32_t i = 0; i < w->persons; i++) {
         struct person p;
         struct student s;
+        struct rng cr;
         char inst[24];
 
         person_make(w, i, &p);
         if (!hied_student(w, i, &p, &s) || s.system != j->ag->hied)
             continue;
         snprintf(inst, sizeof(inst), "%s%02d", hs->prefix, s.inst + 1);
+        /* Credits from a stream of their own, so that adding them left
+         * every other draw (and every older result) unchanged. */
+        rng_seed(&cr, w->seed, w->tag_credits, i);
         for (int t = s.first; t <= s.last; t++) {
+            int64_t credits = term_credits(&cr, s.system);
             struct val v[] = {
                 TXT(p.id),
                 TXT(inst),
@@ -1057,6 +1076,7 @@ gen_hied(struct job *j)
                 s.grad_year ? INT(s.grad_year) : NUL_V(),
                 INT(p.birth_year),
                 TXT(w->town_code[p.town]),
+                credits >= 0 ? INT(credits) : NUL_V(),
             };
             if (insert_row(j, v, FQ_ARRAY_LEN(v)) < 0)
                 return -1;
@@ -1072,8 +1092,8 @@ gen_hied(struct job *j)
     "CREATE TABLE enrollment (person_id TEXT NOT NULL, institution TEXT "  \
     "NOT NULL, term TEXT NOT NULL, credential TEXT NOT NULL, "             \
     "graduation_year INTEGER, birth_year INTEGER NOT NULL, town TEXT NOT " \
-    "NULL)"
-#define HIED_INSERT "INSERT INTO enrollment VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "NULL, credits INTEGER)"
+#define HIED_INSERT "INSERT INTO enrollment VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 
 static const struct agency agencies[] = {
     {"dol", "ui_wages",

@@ -15,6 +15,7 @@
 #include <math.h>
 
 #include "fedq/v1/agent.pb-c.h"
+#include "fedq/v1/plan.pb-c.h"
 
 /* A group keyed (text town, int year) with one SUM state. */
 static Fedq__V1__PartialGroup *
@@ -47,6 +48,27 @@ group(struct fq_arena *a, const char *town, int64_t year, int64_t records,
     return g;
 }
 
+/* A plan of n_keys group-by columns and one aggregate of kind. */
+static Fedq__V1__Plan *
+plan_of(struct fq_arena *a, size_t n_keys, Fedq__V1__Aggregate *ag)
+{
+    Fedq__V1__Plan *p = fq_arena_alloc(a, sizeof(*p));
+    fedq__v1__plan__init(p);
+    p->n_group_by = n_keys;
+    p->n_aggregates = 1;
+    p->aggregates = fq_arena_alloc(a, sizeof(void *));
+    p->aggregates[0] = ag;
+    return p;
+}
+
+static Fedq__V1__Aggregate sum_agg = {
+    PROTOBUF_C_MESSAGE_INIT(&fedq__v1__aggregate__descriptor),
+    FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_SUM,
+    "wages",
+    0,
+    NULL,
+    0};
+
 static Fedq__V1__ExecuteResponse *
 part(struct fq_arena *a, Fedq__V1__PartialGroup **groups, size_t n)
 {
@@ -71,7 +93,9 @@ test_merge_in_key_order(void **state)
     size_t n;
 
     (void)state;
-    assert_int_equal(gw_combine(a, parts, 2, 2, 1, 100, &out, &n), 0);
+    assert_int_equal(
+        gw_combine(a, parts, 2, plan_of(a, 2, &sum_agg), NULL, 100, &out, &n),
+        0);
     assert_int_equal(n, 4);
     /* text key first, then the integer key numerically (100 < 2020) */
     assert_string_equal(out[0]->key[0]->text_value, "T1");
@@ -100,12 +124,16 @@ test_overflow_and_limits(void **state)
     size_t n;
 
     (void)state;
-    assert_int_equal(gw_combine(a, parts, 2, 2, 1, 100, &out, &n), FQ_ETOOBIG);
+    assert_int_equal(
+        gw_combine(a, parts, 2, plan_of(a, 2, &sum_agg), NULL, 100, &out, &n),
+        FQ_ETOOBIG);
     /* more distinct groups than allowed */
-    assert_int_equal(gw_combine(a, parts + 1, 1, 2, 1, 1, &out, &n),
-                     FQ_ETOOBIG);
+    assert_int_equal(
+        gw_combine(a, parts + 1, 1, plan_of(a, 2, &sum_agg), NULL, 1, &out, &n),
+        FQ_ETOOBIG);
     /* an answer of the wrong shape */
-    assert_int_equal(gw_combine(a, parts + 1, 1, 1, 1, 100, &out, &n),
+    assert_int_equal(gw_combine(a, parts + 1, 1, plan_of(a, 1, &sum_agg), NULL,
+                                100, &out, &n),
                      FQ_EPROTO);
     fq_arena_free(a);
 }
@@ -126,11 +154,136 @@ test_moments(void **state)
     p1[0]->aggregates[0]->m2 = 2.0;
     p2[0]->aggregates[0]->mean = 15.0;
     p2[0]->aggregates[0]->m2 = 50.0;
-    assert_int_equal(gw_combine(a, parts, 2, 2, 1, 100, &out, &n), 0);
+    assert_int_equal(
+        gw_combine(a, parts, 2, plan_of(a, 2, &sum_agg), NULL, 100, &out, &n),
+        0);
     assert_int_equal(n, 1);
     assert_int_equal(out[0]->aggregates[0]->count, 5);
     assert_true(fabs(out[0]->aggregates[0]->mean - 7.2) < 1e-12);
     assert_true(fabs(out[0]->aggregates[0]->m2 - 254.8) < 1e-9);
+    fq_arena_free(a);
+}
+
+static void
+set_array(struct fq_arena *a, int64_t **dst, size_t *n, const int64_t *v,
+          size_t len)
+{
+    *dst = fq_arena_alloc(a, len * sizeof(int64_t));
+    memcpy(*dst, v, len * sizeof(int64_t));
+    *n = len;
+}
+
+/* Histogram bins add up bin by bin, values and contributors alike; a part
+ * with the wrong number of bins is refused. */
+static void
+test_histogram_bins(void **state)
+{
+    struct fq_arena *a = fq_arena_new(1 << 20);
+    Fedq__V1__Literal e0 = FEDQ__V1__LITERAL__INIT, e1 = e0;
+    Fedq__V1__Literal *edges[] = {&e0, &e1};
+    Fedq__V1__Aggregate h = FEDQ__V1__AGGREGATE__INIT;
+    Fedq__V1__PartialGroup *p1[] = {group(a, "T1", 1, 5, 5, 0)};
+    Fedq__V1__PartialGroup *p2[] = {group(a, "T1", 1, 4, 4, 0)};
+    Fedq__V1__ExecuteResponse *parts[] = {part(a, p1, 1), part(a, p2, 1)};
+    Fedq__V1__AggregateState *s1 = p1[0]->aggregates[0];
+    Fedq__V1__AggregateState *s2 = p2[0]->aggregates[0];
+    Fedq__V1__PartialGroup **out;
+    size_t n;
+
+    (void)state;
+    h.kind = FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM;
+    h.column = "wages";
+    h.edges = edges;
+    h.n_edges = 2;
+    set_array(a, &s1->bins, &s1->n_bins, (int64_t[]){1, 0, 4}, 3);
+    set_array(a, &s1->bin_contributors, &s1->n_bin_contributors,
+              (int64_t[]){1, 0, 3}, 3);
+    set_array(a, &s2->bins, &s2->n_bins, (int64_t[]){2, 2, 0}, 3);
+    set_array(a, &s2->bin_contributors, &s2->n_bin_contributors,
+              (int64_t[]){2, 1, 0}, 3);
+    assert_int_equal(
+        gw_combine(a, parts, 2, plan_of(a, 2, &h), NULL, 100, &out, &n), 0);
+    assert_int_equal(n, 1);
+    const Fedq__V1__AggregateState *m = out[0]->aggregates[0];
+    assert_int_equal(m->bins[0], 3);
+    assert_int_equal(m->bins[1], 2);
+    assert_int_equal(m->bins[2], 4);
+    assert_int_equal(m->bin_contributors[0], 3);
+    assert_int_equal(m->bin_contributors[1], 1);
+    assert_int_equal(s1->bins[0], 1); /* the parts are unchanged */
+
+    s2->n_bins = s2->n_bin_contributors = 2;
+    assert_int_equal(
+        gw_combine(a, parts, 2, plan_of(a, 2, &h), NULL, 100, &out, &n),
+        FQ_EPROTO);
+    fq_arena_free(a);
+}
+
+static void
+set_sketch(struct fq_arena *a, Fedq__V1__AggregateState *s,
+           const uint32_t *bins, const int64_t *counts, size_t len)
+{
+    s->sketch_bins = fq_arena_alloc(a, len * sizeof(uint32_t) + 1);
+    memcpy(s->sketch_bins, bins, len * sizeof(uint32_t));
+    set_array(a, &s->sketch_counts, &s->n_sketch_counts, counts, len);
+    s->n_sketch_bins = len;
+}
+
+/* Sparse sketches merge into their union with counts added; malformed
+ * ones (unsorted, out of range) are refused. */
+static void
+test_quantile_sketches(void **state)
+{
+    struct fq_arena *a = fq_arena_new(1 << 20);
+    Fedq__V1__IntRange b = FEDQ__V1__INT_RANGE__INIT;
+    Fedq__V1__Column col = FEDQ__V1__COLUMN__INIT;
+    Fedq__V1__Column *cols[] = {&col};
+    Fedq__V1__Dataset ds = FEDQ__V1__DATASET__INIT;
+    Fedq__V1__Aggregate qa = FEDQ__V1__AGGREGATE__INIT;
+    Fedq__V1__PartialGroup *p1[] = {group(a, "T1", 1, 3, 3, 0)};
+    Fedq__V1__PartialGroup *p2[] = {group(a, "T1", 1, 4, 4, 0)};
+    Fedq__V1__ExecuteResponse *parts[] = {part(a, p1, 1), part(a, p2, 1)};
+    Fedq__V1__PartialGroup **out;
+    size_t n;
+
+    (void)state;
+    b.min = 0;
+    b.max = 99;
+    col.name = "wages";
+    col.bounds = &b;
+    col.quantile_bins = 10;
+    ds.columns = cols;
+    ds.n_columns = 1;
+    qa.kind = FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE;
+    qa.column = "wages";
+    qa.fraction = 0.5;
+    set_sketch(a, p1[0]->aggregates[0], (uint32_t[]){0, 3, 9},
+               (int64_t[]){1, 1, 1}, 3);
+    set_sketch(a, p2[0]->aggregates[0], (uint32_t[]){3, 4}, (int64_t[]){2, 2},
+               2);
+    assert_int_equal(
+        gw_combine(a, parts, 2, plan_of(a, 2, &qa), &ds, 100, &out, &n), 0);
+    const Fedq__V1__AggregateState *m = out[0]->aggregates[0];
+    assert_int_equal(m->n_sketch_bins, 4);
+    assert_int_equal(m->sketch_bins[0], 0);
+    assert_int_equal(m->sketch_bins[1], 3);
+    assert_int_equal(m->sketch_counts[1], 3);
+    assert_int_equal(m->sketch_bins[2], 4);
+    assert_int_equal(m->sketch_bins[3], 9);
+    assert_int_equal(p1[0]->aggregates[0]->n_sketch_bins, 3);
+
+    p2[0]->aggregates[0]->sketch_bins[1] = 10; /* outside 10 bins */
+    assert_int_equal(
+        gw_combine(a, parts, 2, plan_of(a, 2, &qa), &ds, 100, &out, &n),
+        FQ_EPROTO);
+    p2[0]->aggregates[0]->sketch_bins[1] = 2; /* not increasing */
+    assert_int_equal(
+        gw_combine(a, parts, 2, plan_of(a, 2, &qa), &ds, 100, &out, &n),
+        FQ_EPROTO);
+    /* a sketch where the plan asks for a SUM */
+    assert_int_equal(
+        gw_combine(a, parts, 2, plan_of(a, 2, &sum_agg), &ds, 100, &out, &n),
+        FQ_EPROTO);
     fq_arena_free(a);
 }
 
@@ -141,6 +294,8 @@ main(void)
         cmocka_unit_test(test_merge_in_key_order),
         cmocka_unit_test(test_overflow_and_limits),
         cmocka_unit_test(test_moments),
+        cmocka_unit_test(test_histogram_bins),
+        cmocka_unit_test(test_quantile_sketches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,7 +17,8 @@
 
 /* dol.wages: person_id (identifier), quarter (dimension, quarter), town
  * (dimension, text), birth_year (dimension, integer), paid (date),
- * wages (measure, integer), hours (measure, decimal). */
+ * wages (measure, integer, bounds 0..1000, a quantile sketch of 10 bins),
+ * hours (measure, decimal, no sketch). */
 static Fedq__V1__Column cols[7];
 static Fedq__V1__Column *col_ptrs[7];
 static Fedq__V1__Dataset ds;
@@ -51,6 +52,11 @@ setup_catalog(void **state)
             FEDQ__V1__VALUE_TYPE__VALUE_TYPE_INTEGER);
     set_col(6, "hours", FEDQ__V1__COLUMN_ROLE__COLUMN_ROLE_MEASURE,
             FEDQ__V1__VALUE_TYPE__VALUE_TYPE_DECIMAL);
+    static Fedq__V1__IntRange wage_bounds = FEDQ__V1__INT_RANGE__INIT;
+    wage_bounds.min = 0;
+    wage_bounds.max = 1000;
+    cols[5].bounds = &wage_bounds;
+    cols[5].quantile_bins = 10;
     fedq__v1__dataset__init(&ds);
     ds.agency = "dol";
     ds.name = "wages";
@@ -223,16 +229,20 @@ test_build_boolean(void **state)
 }
 
 static void
-test_build_not_yet(void **state)
+test_build_refused_aggregates(void **state)
 {
-    expect_refused(*state, "SELECT HISTOGRAM(wages, 1, 10) FROM dol.wages",
-                   "line 1, column 8: HISTOGRAM is not available yet: use "
-                   "COUNT, SUM, AVG, VAR or STDDEV");
+    expect_refused(*state, "SELECT HISTOGRAM(wages, 1, 10.5) FROM dol.wages",
+                   "line 1, column 28: column 'wages': expected an integer, "
+                   "found 10.5");
     expect_refused(*state,
-                   "SELECT town, QUANTILE(wages, 0.5) FROM dol.wages "
+                   "SELECT town, QUANTILE(hours, 0.5) FROM dol.wages "
                    "GROUP BY town",
-                   "line 1, column 14: QUANTILE is not available yet: use "
-                   "COUNT, SUM, AVG, VAR or STDDEV");
+                   "line 1, column 23: QUANTILE is not enabled on 'hours' in "
+                   "dol.wages: the agency's catalog gives it no "
+                   "quantile_bins");
+    expect_refused(*state, "SELECT HISTOGRAM(town, 1) FROM dol.wages",
+                   "line 1, column 18: column 'town' is not a measure: "
+                   "HISTOGRAM takes a measure");
     expect_refused(*state, "SELECT VAR(town) FROM dol.wages",
                    "line 1, column 12: column 'town' is not a measure: VAR "
                    "takes a measure");
@@ -243,6 +253,174 @@ test_build_not_yet(void **state)
                    "SELECT COUNT(*) FROM dol.wages WHERE person_id IS NULL",
                    "line 1, column 38: column 'person_id' is an identifier: "
                    "it serves linkage only and cannot appear in a query");
+}
+
+/* HISTOGRAM and QUANTILE become typed plan aggregates; forged ones are
+ * refused by the shared check. */
+static void
+test_build_histogram_quantile(void **state)
+{
+    Fedq__V1__Plan *p = NULL;
+    char msg[400];
+
+    assert_int_equal(build(*state,
+                           "SELECT HISTOGRAM(wages, -5, 0, 100), "
+                           "HISTOGRAM(hours, 1, 2.5), QUANTILE(wages, 0.25) "
+                           "FROM dol.wages",
+                           &p, msg, sizeof(msg)),
+                     0);
+    Fedq__V1__Aggregate *h = p->aggregates[0], *hd = p->aggregates[1];
+    Fedq__V1__Aggregate *qt = p->aggregates[2];
+    assert_int_equal(h->kind,
+                     FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM);
+    assert_int_equal(h->n_edges, 3);
+    assert_int_equal(h->edges[0]->int_value, -5);
+    assert_int_equal(h->edges[2]->int_value, 100);
+    assert_int_equal(hd->edges[0]->value_case,
+                     FEDQ__V1__LITERAL__VALUE_DECIMAL_VALUE);
+    assert_true(hd->edges[1]->decimal_value == 2.5);
+    assert_int_equal(qt->kind,
+                     FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE);
+    assert_true(qt->fraction == 0.25);
+    assert_string_equal(fq_histogram_bin_name(h, 0, *state),
+                        "HISTOGRAM(wages)[-inf,-5)");
+    assert_string_equal(fq_histogram_bin_name(h, 2, *state),
+                        "HISTOGRAM(wages)[0,100)");
+    assert_string_equal(fq_histogram_bin_name(h, 3, *state),
+                        "HISTOGRAM(wages)[100,+inf)");
+    assert_string_equal(fq_histogram_bin_name(hd, 2, *state),
+                        "HISTOGRAM(hours)[2.5,+inf)");
+    assert_string_equal(fq_plan_aggregate_name(qt, *state),
+                        "QUANTILE(wages, 0.25)");
+
+    h->edges[1]->int_value = -5; /* not increasing */
+    assert_int_equal(fq_plan_check(p, &ds, msg, sizeof(msg)), FQ_EINVAL);
+    assert_string_equal(msg, "HISTOGRAM(wages) edges must be strictly "
+                             "increasing (edge 2)");
+    h->edges[1]->int_value = 0;
+    h->edges[1]->value_case = FEDQ__V1__LITERAL__VALUE_TEXT_VALUE;
+    h->edges[1]->text_value = "0";
+    assert_int_equal(fq_plan_check(p, &ds, msg, sizeof(msg)), FQ_EINVAL);
+    assert_string_equal(msg, "HISTOGRAM(wages) edge 2: expected a number of "
+                             "the measure's type");
+    h->edges[1]->value_case = FEDQ__V1__LITERAL__VALUE_INT_VALUE;
+    h->edges[1]->int_value = 0; /* shares the union with text_value */
+    qt->fraction = 1.0;
+    assert_int_equal(fq_plan_check(p, &ds, msg, sizeof(msg)), FQ_EINVAL);
+    assert_string_equal(msg, "QUANTILE(wages, q) needs 0 < q < 1");
+    qt->fraction = 0.5;
+    qt->column = "hours"; /* no sketch published */
+    assert_int_equal(fq_plan_check(p, &ds, msg, sizeof(msg)), FQ_EINVAL);
+    assert_string_equal(msg, "QUANTILE is not enabled on 'hours' in "
+                             "dol.wages: the agency's catalog gives it no "
+                             "quantile_bins");
+    qt->column = "wages";
+    qt->kind = FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_SUM;
+    assert_int_equal(fq_plan_check(p, &ds, msg, sizeof(msg)), FQ_EINVAL);
+    assert_string_equal(msg, "only QUANTILE takes a fraction");
+    qt->fraction = 0;
+    assert_int_equal(fq_plan_check(p, &ds, msg, sizeof(msg)), 0);
+    h->n_edges = 0;
+    assert_int_equal(fq_plan_check(p, &ds, msg, sizeof(msg)), FQ_EINVAL);
+    assert_string_equal(msg, "HISTOGRAM(wages) needs 1 to 64 edges");
+}
+
+/* Many HISTOGRAMs may not add up to more than FQ_PLAN_MAX_BINS bins. */
+static void
+test_check_bin_budget(void **state)
+{
+    struct fq_arena *a = *state;
+    char sql[8192], msg[400];
+    size_t n = 0;
+    Fedq__V1__Plan *p = NULL;
+
+    n += (size_t)snprintf(sql + n, sizeof(sql) - n, "SELECT ");
+    for (int h = 0; h < 5; h++) { /* 5 x 64 edges: 325 bins */
+        n += (size_t)snprintf(sql + n, sizeof(sql) - n, "%sHISTOGRAM(wages",
+                              h ? ", " : "");
+        for (int e = 0; e < 64; e++)
+            n += (size_t)snprintf(sql + n, sizeof(sql) - n, ", %d", e);
+        n += (size_t)snprintf(sql + n, sizeof(sql) - n, ")");
+    }
+    snprintf(sql + n, sizeof(sql) - n, " FROM dol.wages");
+    assert_int_equal(build(a, sql, &p, msg, sizeof(msg)), FQ_ETOOBIG);
+    assert_non_null(strstr(msg, "the HISTOGRAMs of one query have 325 bins; "
+                                "at most 256"));
+}
+
+static void
+test_group_by_limit(void **state)
+{
+    Fedq__V1__Plan *p = NULL;
+    char msg[400];
+
+    assert_int_equal(build(*state,
+                           "SELECT town, quarter, birth_year, COUNT(*) FROM "
+                           "dol.wages GROUP BY town, quarter, birth_year",
+                           &p, msg, sizeof(msg)),
+                     0);
+    assert_int_equal(fq_plan_check_group_by_limit(p, 3, msg, sizeof(msg)), 0);
+    assert_int_equal(fq_plan_check_group_by_limit(p, 2, msg, sizeof(msg)),
+                     FQ_EINVAL);
+    assert_string_equal(msg, "GROUP BY has 3 columns; at most 2 are allowed "
+                             "here (max_group_by)");
+}
+
+/* The sketch of bounds [0, 24] in 8 bins: width 4, 7 bins used, the last
+ * one [24, 24]; answers within 2 of the exact quantile. */
+static void
+test_quantile_sketch(void **state)
+{
+    Fedq__V1__IntRange b = FEDQ__V1__INT_RANGE__INIT;
+    Fedq__V1__Column c = FEDQ__V1__COLUMN__INIT;
+    struct fq_quantile qt;
+    int64_t w;
+    uint32_t used;
+
+    (void)state;
+    b.min = 0;
+    b.max = 24;
+    c.bounds = &b;
+    c.quantile_bins = 8;
+    assert_int_equal(fq_quantile_sketch(&c, &w, &used), 0);
+    assert_int_equal(w, 4);
+    assert_int_equal(used, 7);
+    assert_int_equal(fq_quantile_error_bound(&c), 2);
+    assert_int_equal(fq_quantile_bin(&c, -3), 0); /* outside: edge bins */
+    assert_int_equal(fq_quantile_bin(&c, 3), 0);
+    assert_int_equal(fq_quantile_bin(&c, 4), 1);
+    assert_int_equal(fq_quantile_bin(&c, 24), 6);
+    assert_int_equal(fq_quantile_bin(&c, 99), 6);
+
+    /* values {1, 5, 5, 6, 24}: 1 | 5 5 6 | 24 */
+    uint32_t bins[] = {0, 1, 6};
+    int64_t counts[] = {1, 3, 1};
+    assert_int_equal(fq_quantile_pick(&c, 0.2, bins, counts, 3, &qt), 0);
+    assert_int_equal(qt.lo, 0); /* rank 1: value 1, in [0, 3] */
+    assert_int_equal(qt.hi, 3);
+    assert_int_equal(qt.value, 1);
+    assert_int_equal(fq_quantile_pick(&c, 0.21, bins, counts, 3, &qt), 0);
+    assert_int_equal(qt.value, 5); /* rank 2: [4, 7], middle 5 */
+    assert_int_equal(fq_quantile_pick(&c, 0.99, bins, counts, 3, &qt), 0);
+    assert_int_equal(qt.lo, 24); /* rank 5: the last bin, cut at max */
+    assert_int_equal(qt.hi, 24);
+    assert_int_equal(qt.value, 24);
+
+    assert_int_equal(fq_quantile_pick(&c, 0.5, bins, counts, 0, &qt),
+                     FQ_ENOENT);
+    uint32_t unsorted[] = {1, 0};
+    assert_int_equal(fq_quantile_pick(&c, 0.5, unsorted, counts, 2, &qt),
+                     FQ_EPROTO);
+    uint32_t outside[] = {7};
+    assert_int_equal(fq_quantile_pick(&c, 0.5, outside, counts, 1, &qt),
+                     FQ_EPROTO);
+    int64_t zero[] = {0};
+    assert_int_equal(fq_quantile_pick(&c, 0.5, bins, zero, 1, &qt), FQ_EPROTO);
+
+    /* the widest bounds that fit, and wider ones refused */
+    assert_true(fq_quantile_width(0, ((int64_t)1 << 62) - 1, 1) > 0);
+    assert_int_equal(fq_quantile_width(INT64_MIN, INT64_MAX, 100), FQ_EINVAL);
+    assert_int_equal(fq_quantile_width(0, 10, 0), FQ_EINVAL);
 }
 
 /* The agent's check refuses what a forged plan could carry. */
@@ -323,7 +501,13 @@ main(void)
         cmocka_unit_test_setup_teardown(test_build_refusals, setup, teardown),
         cmocka_unit_test_setup_teardown(test_check_forged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_build_boolean, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_build_not_yet, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_build_refused_aggregates, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_build_histogram_quantile, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_check_bin_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_group_by_limit, setup, teardown),
+        cmocka_unit_test(test_quantile_sketch),
         cmocka_unit_test(test_literal_forms),
     };
     return cmocka_run_group_tests(tests, setup_catalog, NULL);
