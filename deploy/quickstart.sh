@@ -119,16 +119,22 @@ step "fedq datasets   (the catalogs of all agencies, through the gateway)"
 step "fedq health"
 "$BUILD/fedq" health
 
-# Three federated queries: pooled over the three higher-education systems,
-# over labor wages, over social services. Small groups come back
-# suppressed, never as a number.
+# Federated queries: pooled over the three higher-education systems, over
+# labor wages, over social services. Small groups come back suppressed,
+# never as a number. The last two show the richer language: a nested
+# filter, distributions (bins and approximate quantiles with their error
+# bound), spread, ORDER BY and LIMIT, and the plan Explain shows.
 q1="SELECT credential, COUNT(*) FROM hied.enrollment WHERE term = '2024FA' GROUP BY credential"
 q2="SELECT quarter, COUNT(*), SUM(wages), AVG(wages) FROM dol.wages WHERE quarter BETWEEN '2024Q1' AND '2024Q4' AND industry IN ('23', '31', '62') GROUP BY quarter"
 q3="SELECT program, town, COUNT(*), AVG(benefit) FROM dss.enrollment WHERE month = '2024-06' AND town IN ('T001', 'T002', 'T150', 'T169') GROUP BY program, town"
-for q in "$q1" "$q2" "$q3"; do
+q4="SELECT credential, COUNT(*), HISTOGRAM(credits, 6, 12), QUANTILE(credits, 0.5) FROM hied.enrollment WHERE term <> '2023FA' AND (graduation_year IS NULL OR credential IN ('AA', 'CERT')) GROUP BY credential ORDER BY COUNT(*) DESC"
+q5="SELECT program, QUANTILE(benefit, 0.5), QUANTILE(benefit, 0.9), STDDEV(benefit) FROM dss.enrollment WHERE month BETWEEN '2024-01' AND '2024-06' GROUP BY program ORDER BY 2 DESC LIMIT 2"
+for q in "$q1" "$q2" "$q3" "$q4" "$q5"; do
     step "fedq query \"$q\""
     "$BUILD/fedq" query "$q"
 done
+step "fedq explain \"$q4\""
+"$BUILD/fedq" explain "$q4"
 
 if [ $keep -eq 1 ]; then
     cat <<EOT
