@@ -52,10 +52,21 @@ struct ag_column_conf {
     int64_t quantile_bins; /* 0: QUANTILE not allowed */
 };
 
+/* Exactly one of sqlite, csv and postgres is set (agent_config.c). */
 struct ag_source_conf {
     int line;
-    char *sqlite; /* path of the SQLite file */
-    char *table;
+    char *sqlite;    /* path of the SQLite file */
+    char *csv;       /* path of a CSV file with a header row */
+    char *postgres;  /* libpq connection string */
+    char *table;     /* sqlite and postgres: the table */
+    char *delimiter; /* csv: one character, default "," */
+};
+
+/* How a dataset's queries run. */
+enum ag_engine {
+    AG_ENGINE_EXTRACT, /* the columnar extract (engine.c), the default */
+    AG_ENGINE_SQLITE,  /* the SQLite file itself (execute.c), the reference */
+    AG_ENGINE_PUSHDOWN /* parameterised SQL in the agency's PostgreSQL */
 };
 
 struct ag_dataset_conf {
@@ -65,7 +76,9 @@ struct ag_dataset_conf {
     struct ag_source_conf source;
     struct ag_column_conf *columns;
     size_t n_columns;
-    char *contributor; /* identifier column counted by the rules, or NULL */
+    char *contributor;  /* identifier column counted by the rules, or NULL */
+    int engine;         /* enum ag_engine */
+    int64_t refresh_ms; /* extract: rebuild this often; 0: start and demand */
 };
 
 struct ag_config {
@@ -76,8 +89,14 @@ struct ag_config {
     char *gateway_identity; /* default: spiffe://<federation>/gateway */
     struct ag_dataset_conf *datasets;
     size_t n_datasets;
-    int64_t max_groups;   /* cap on the groups one query may produce */
-    int64_t max_group_by; /* cap on a query's GROUP BY columns */
+    int64_t max_groups;     /* cap on the groups one query may produce */
+    int64_t max_group_by;   /* cap on a query's GROUP BY columns */
+    char *extract_dir;      /* where extracts live; NULL: ../extracts/AGENCY */
+    char *control_socket;   /* steward's unix socket; NULL: run_dir/ID.ctl */
+    int64_t engine_threads; /* 0: one per core */
+    int64_t max_extract_memory; /* bytes of all mapped extracts together */
+    int64_t max_query_memory;   /* bytes one query's working state may use */
+    int64_t max_result_bytes;   /* encoded size of one Execute answer */
 };
 
 /* Loads and checks a config file. 0, or FQ_E* with "FILE:LINE: ..." in err.
@@ -99,12 +118,25 @@ int ag_catalog_build(const struct ag_config *cfg, struct ag_catalog **ret,
                      char *err, size_t errlen);
 void ag_catalog_ref(struct ag_catalog *cat);
 void ag_catalog_unref(struct ag_catalog *cat);
-/* Where a dataset's records live, as the executor needs it. */
+/* Where a dataset's records live, as the executors need it. */
 struct ag_source {
-    const char *sqlite;      /* file, opened read-only */
-    const char *table;       /* checked identifier */
+    const char *sqlite;      /* file, opened read-only; NULL if another */
+    const char *table;       /* checked identifier; NULL for csv */
     const char *contributor; /* identifier column counted by the rules */
+    int engine;              /* enum ag_engine */
+    /* The dataset's configuration, valid while the catalog is: the
+     * catalog is built from a configuration that outlives it (see
+     * ag_catalog_adopt_config). */
+    const struct ag_dataset_conf *conf;
 };
+
+/* The configuration the catalog was built from. */
+const struct ag_config *ag_catalog_config(const struct ag_catalog *cat);
+
+/* Hands cfg (the one cat was built from) to the catalog, which frees it
+ * with its last reference: a reloaded catalog keeps its configuration
+ * alive for the queries still using it. */
+void ag_catalog_adopt_config(struct ag_catalog *cat, struct ag_config *cfg);
 
 /*
  * The catalog entry (a Fedq__V1__Dataset *) and source of dataset name, or

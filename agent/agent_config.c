@@ -14,6 +14,8 @@
 
 static const char *const role_names[] = {"identifier", "dimension", "measure",
                                          "date", NULL};
+static const char *const engine_names[] = {"extract", "sqlite", "pushdown",
+                                           NULL};
 static const char *const type_names[] = {"integer", "text",    "date", "month",
                                          "quarter", "decimal", NULL};
 
@@ -120,12 +122,28 @@ static const struct fq_cfg_directive source_table[] = {
      .offset = offsetof(struct ag_source_conf, line)},
     {.key = "sqlite",
      .type = FQ_CFG_PATH,
-     .flags = FQ_CFG_REQUIRED,
      .offset = offsetof(struct ag_source_conf, sqlite),
-     .doc = "SQLite file holding the table (opened read-only)"},
+     .doc = "SQLite file holding the table (opened read-only); exactly one "
+            "of sqlite, csv and postgres"},
+    {.key = "csv",
+     .type = FQ_CFG_PATH,
+     .offset = offsetof(struct ag_source_conf, csv),
+     .doc = "CSV file (RFC 4180, a header row naming the columns); only the "
+            "extract engine reads it"},
+    {.key = "postgres",
+     .type = FQ_CFG_STRING,
+     .max = 1024,
+     .offset = offsetof(struct ag_source_conf, postgres),
+     .doc = "libpq connection string of the agency's PostgreSQL (e.g. "
+            "\"host=/run/postgresql dbname=dss\")"},
+    {.key = "delimiter",
+     .type = FQ_CFG_STRING,
+     .min = 1,
+     .max = 1,
+     .offset = offsetof(struct ag_source_conf, delimiter),
+     .doc = "csv: the field delimiter (default ',')"},
     {.key = "table",
      .type = FQ_CFG_STRING,
-     .flags = FQ_CFG_REQUIRED,
      .offset = offsetof(struct ag_source_conf, table),
      .min = 1,
      .max = 63,
@@ -160,6 +178,22 @@ static const struct fq_cfg_directive dataset_table[] = {
      .max = 63,
      .doc = "identifier column whose distinct values the disclosure rules "
             "count (the persons behind a cell); default: records"},
+    {.key = "engine",
+     .type = FQ_CFG_ENUM,
+     .offset = offsetof(struct ag_dataset_conf, engine),
+     .names = engine_names,
+     .def = "extract",
+     .doc = "extract (a columnar copy inside the agency, the default), "
+            "sqlite (query the SQLite file itself), or pushdown (run "
+            "parameterised SQL in the postgres source)"},
+    {.key = "refresh",
+     .type = FQ_CFG_DURATION,
+     .offset = offsetof(struct ag_dataset_conf, refresh_ms),
+     .min = 0,
+     .max = 366LL * 24 * 3600 * 1000,
+     .def = "0",
+     .doc = "extract: rebuild from the source this often; 0: at start and "
+            "on 'fedq-agent refresh' only"},
     {.key = "columns",
      .type = FQ_CFG_LIST,
      .flags = FQ_CFG_REQUIRED,
@@ -211,6 +245,46 @@ const struct fq_cfg_directive ag_config_table[] = {
      .max = FQ_PLAN_MAX_GROUP_BY,
      .def = "4",
      .doc = "most GROUP BY columns one query may use"},
+    {.key = "extract_dir",
+     .type = FQ_CFG_PATH,
+     .offset = offsetof(struct ag_config, extract_dir),
+     .doc = "where the extracts are written and mapped (default "
+            "../extracts/AGENCY from this file)"},
+    {.key = "control_socket",
+     .type = FQ_CFG_PATH,
+     .offset = offsetof(struct ag_config, control_socket),
+     .doc = "unix socket for the steward's commands (fedq-agent refresh); "
+            "mode 0600 (default run_dir/agent-AGENCY.ctl)"},
+    {.key = "engine_threads",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct ag_config, engine_threads),
+     .min = 0,
+     .max = 256,
+     .def = "0",
+     .doc = "threads one extract query uses (0: one per core)"},
+    {.key = "max_extract_memory",
+     .type = FQ_CFG_SIZE,
+     .offset = offsetof(struct ag_config, max_extract_memory),
+     .min = 1024 * 1024,
+     .max = 1LL << 44,
+     .def = "8GiB",
+     .doc = "most bytes all mapped extracts may take together; a refresh "
+            "that would pass it fails and the old extract keeps serving"},
+    {.key = "max_query_memory",
+     .type = FQ_CFG_SIZE,
+     .offset = offsetof(struct ag_config, max_query_memory),
+     .min = 1024 * 1024,
+     .max = 1LL << 40,
+     .def = "512MiB",
+     .doc = "most working memory one extract query may use (groups, "
+            "sketches; more: RESOURCE_EXHAUSTED)"},
+    {.key = "max_result_bytes",
+     .type = FQ_CFG_SIZE,
+     .offset = offsetof(struct ag_config, max_result_bytes),
+     .min = 4096,
+     .max = 1LL << 32,
+     .def = "64MiB",
+     .doc = "largest encoded Execute answer (more: RESOURCE_EXHAUSTED)"},
     {.key = "datasets",
      .type = FQ_CFG_LIST,
      .offset = offsetof(struct ag_config, datasets),
@@ -315,6 +389,42 @@ has_identifier(const struct ag_dataset_conf *d, const char *name)
     return false;
 }
 
+/* Exactly one source, what it needs, and an engine that can read it. */
+static int
+check_source(const struct ag_dataset_conf *d, struct fq_cfg_error *err)
+{
+    const struct ag_source_conf *s = &d->source;
+    int n = !!s->sqlite + !!s->csv + !!s->postgres, line = err->line;
+
+    err->line = s->line;
+    if (n != 1)
+        FQ_CFG_FAIL(err,
+                    "dataset '%s': source needs exactly one of sqlite, csv "
+                    "and postgres",
+                    d->name);
+    if (!s->csv && (!s->table || !sql_identifier(s->table)))
+        FQ_CFG_FAIL(err,
+                    "dataset '%s': source needs a table (letters, digits and "
+                    "'_')",
+                    d->name);
+    if (s->csv && s->table)
+        FQ_CFG_FAIL(err, "dataset '%s': a csv source has no table", d->name);
+    if (s->delimiter && !s->csv)
+        FQ_CFG_FAIL(err, "dataset '%s': delimiter is for csv sources", d->name);
+    if (d->engine == AG_ENGINE_SQLITE && !s->sqlite)
+        FQ_CFG_FAIL(err, "dataset '%s': engine sqlite needs a sqlite source",
+                    d->name);
+    if (d->engine == AG_ENGINE_PUSHDOWN && !s->postgres)
+        FQ_CFG_FAIL(err,
+                    "dataset '%s': engine pushdown needs a postgres source",
+                    d->name);
+    if (d->refresh_ms && d->engine != AG_ENGINE_EXTRACT)
+        FQ_CFG_FAIL(err, "dataset '%s': refresh is for the extract engine",
+                    d->name);
+    err->line = line;
+    return 0;
+}
+
 static int
 check_dataset(void *obj, struct fq_cfg_error *err)
 {
@@ -324,11 +434,8 @@ check_dataset(void *obj, struct fq_cfg_error *err)
     if (!sql_identifier(d->name))
         FQ_CFG_FAIL(err, "dataset name '%s' must be letters, digits and '_'",
                     d->name);
-    if (!sql_identifier(d->source.table)) {
-        err->line = d->source.line;
-        FQ_CFG_FAIL(err, "table name '%s' must be letters, digits and '_'",
-                    d->source.table);
-    }
+    if (check_source(d, err) < 0)
+        return FQ_EINVAL;
     for (size_t i = 0; i < d->n_columns; i++) {
         visible += d->columns[i].role != AG_ROLE_IDENTIFIER;
         for (size_t j = 0; j < i; j++) {

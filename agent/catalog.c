@@ -23,6 +23,8 @@
 
 struct ag_catalog {
     atomic_int refs;
+    const struct ag_config *cfg; /* built from */
+    struct ag_config *owned;     /* freed with the catalog, or NULL */
     struct fq_arena *arena;
     Fedq__V1__DescribeResponse resp;
     struct ag_source *sources; /* one per dataset, in resp's order */
@@ -194,7 +196,8 @@ render_dataset(struct fq_arena *a, const struct ag_config *cfg,
     return ds;
 }
 
-/* The executor's view of each dataset, in the catalog's own arena. */
+/* The executors' view of each dataset: pointers into the configuration
+ * the catalog was built from, which outlives it. */
 static int
 copy_sources(struct ag_catalog *cat, const struct ag_config *cfg)
 {
@@ -207,13 +210,11 @@ copy_sources(struct ag_catalog *cat, const struct ag_config *cfg)
     for (size_t i = 0; i < cfg->n_datasets; i++) {
         const struct ag_dataset_conf *d = &cfg->datasets[i];
         struct ag_source *src = &cat->sources[i];
-        src->sqlite = fq_arena_strdup(a, d->source.sqlite);
-        src->table = fq_arena_strdup(a, d->source.table);
-        src->contributor =
-            d->contributor ? fq_arena_strdup(a, d->contributor) : NULL;
-        if (!src->sqlite || !src->table ||
-            (d->contributor && !src->contributor))
-            return FQ_ENOMEM;
+        src->sqlite = d->source.sqlite;
+        src->table = d->source.table;
+        src->contributor = d->contributor;
+        src->engine = d->engine;
+        src->conf = d;
     }
     return 0;
 }
@@ -267,8 +268,11 @@ ag_catalog_build(const struct ag_config *cfg, struct ag_catalog **ret,
 
     if (!cat || !(cat->arena = fq_arena_new(CATALOG_MEMORY)))
         goto fail;
+    cat->cfg = cfg;
     for (size_t i = 0; i < cfg->n_datasets; i++) {
-        if ((rc = source_check(cfg, &cfg->datasets[i], err, errlen)) < 0)
+        /* CSV and PostgreSQL sources are checked by their readers. */
+        if (cfg->datasets[i].source.sqlite &&
+            (rc = source_check(cfg, &cfg->datasets[i], err, errlen)) < 0)
             goto fail;
     }
     if ((rc = render(cat, cfg)) < 0)
@@ -297,8 +301,21 @@ ag_catalog_unref(struct ag_catalog *cat)
 {
     if (cat && atomic_fetch_sub(&cat->refs, 1) == 1) {
         fq_arena_free(cat->arena);
+        ag_config_free(cat->owned);
         free(cat);
     }
+}
+
+const struct ag_config *
+ag_catalog_config(const struct ag_catalog *cat)
+{
+    return cat->cfg;
+}
+
+void
+ag_catalog_adopt_config(struct ag_catalog *cat, struct ag_config *cfg)
+{
+    cat->owned = cfg;
 }
 
 const void *

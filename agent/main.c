@@ -152,13 +152,13 @@ reload(void *app)
         return;
     }
     reload_warn_fixed(st->cfg, cfg);
+    ag_catalog_adopt_config(cat, cfg);
     pthread_mutex_lock(&st->mu);
     old = st->catalog;
     st->catalog = cat;
     pthread_mutex_unlock(&st->mu);
     ag_catalog_unref(old);
     fq_log_info("reloaded: %zu datasets", ag_catalog_datasets(cat));
-    ag_config_free(cfg);
 }
 
 static int
