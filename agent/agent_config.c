@@ -402,11 +402,11 @@ check_source(const struct ag_dataset_conf *d, struct fq_cfg_error *err)
                     "dataset '%s': source needs exactly one of sqlite, csv "
                     "and postgres",
                     d->name);
-    if (!s->csv && (!s->table || !sql_identifier(s->table)))
-        FQ_CFG_FAIL(err,
-                    "dataset '%s': source needs a table (letters, digits and "
-                    "'_')",
-                    d->name);
+    if (!s->csv && !s->table)
+        FQ_CFG_FAIL(err, "dataset '%s': source needs a table", d->name);
+    if (s->table && !sql_identifier(s->table))
+        FQ_CFG_FAIL(err, "table name '%s' must be letters, digits and '_'",
+                    s->table);
     if (s->csv && s->table)
         FQ_CFG_FAIL(err, "dataset '%s': a csv source has no table", d->name);
     if (s->delimiter && !s->csv)

@@ -208,6 +208,40 @@ test_dataset_rules(void **state)
                  7,
                  "table name 't; DROP TABLE t' must be letters, digits "
                  "and '_'");
+    /* sources: exactly one, with what it needs, and a matching engine */
+    static const struct {
+        const char *source, *extra, *msg;
+    } bad_sources[] = {
+        {"{sqlite: d.sqlite, csv: d.csv, table: t}", "",
+         "dataset 'w': source needs exactly one of sqlite, csv and postgres"},
+        {"{postgres: \"dbname=x\"}", "", "dataset 'w': source needs a table"},
+        {"{csv: d.csv, table: t}", "",
+         "dataset 'w': a csv source has no table"},
+        {"{sqlite: d.sqlite, table: t, delimiter: \";\"}", "",
+         "dataset 'w': delimiter is for csv sources"},
+        {"{csv: d.csv}", "    engine: sqlite\n",
+         "dataset 'w': engine sqlite needs a sqlite source"},
+        {"{sqlite: d.sqlite, table: t}", "    engine: pushdown\n",
+         "dataset 'w': engine pushdown needs a postgres source"},
+        {"{sqlite: d.sqlite, table: t}",
+         "    engine: sqlite\n    refresh: 1h\n",
+         "dataset 'w': refresh is for the extract engine"},
+    };
+    for (size_t i = 0; i < FQ_ARRAY_LEN(bad_sources); i++) {
+        char text[1024];
+        snprintf(text, sizeof(text),
+                 HEAD "datasets:\n"
+                      "  - name: w\n"
+                      "%s"
+                      "    source: %s\n"
+                      "    columns:\n"
+                      "      - {name: year, role: date, type: integer}\n",
+                 bad_sources[i].extra, bad_sources[i].source);
+        int line = 6; /* the source line, after the extra lines */
+        for (const char *c = bad_sources[i].extra; *c; c++)
+            line += *c == '\n';
+        expect_error(f, text, line, bad_sources[i].msg);
+    }
     expect_error(f,
                  HEAD "datasets:\n"
                       "  - name: w\n"
