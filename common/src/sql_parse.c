@@ -1427,6 +1427,23 @@ fmt_item(struct writer *w, const struct fq_sql_item *it)
     puts_(w, ")");
 }
 
+/* An ORDER BY key as the item it names, or as its position when an
+ * earlier item reads the same (the text would name that one instead). */
+static void
+fmt_order_key(struct writer *w, const struct fq_sql_query *q, size_t item)
+{
+    char num[32];
+
+    for (size_t j = 0; j < item; j++) {
+        if (item_equal(&q->items[j], &q->items[item])) {
+            snprintf(num, sizeof(num), "%zu", item + 1);
+            puts_(w, num);
+            return;
+        }
+    }
+    fmt_item(w, &q->items[item]);
+}
+
 /* ORDER BY keys are written as the items they name; ASC is the default. */
 static void
 fmt_tail(struct writer *w, const struct fq_sql_query *q)
@@ -1439,7 +1456,7 @@ fmt_tail(struct writer *w, const struct fq_sql_query *q)
     }
     for (size_t i = 0; i < q->n_order_by; i++) {
         puts_(w, i ? ", " : " ORDER BY ");
-        fmt_item(w, &q->items[q->order_by[i].item]);
+        fmt_order_key(w, q, q->order_by[i].item);
         puts_(w, q->order_by[i].desc ? " DESC" : "");
     }
     if (q->has_limit) {

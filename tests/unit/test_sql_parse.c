@@ -2080,6 +2080,14 @@ test_format_round_trip_v2(void **state)
          "count",
          "SELECT count, var, COUNT(DISTINCT count) FROM a.b ORDER BY "
          "COUNT(DISTINCT count), count"},
+        /* a repeated item is ordered by position: its text would name the
+         * first copy */
+        {"SELECT COUNT(*), SUM(w), count(*) FROM a.b ORDER BY 3 DESC, 1",
+         "SELECT COUNT(*), SUM(w), COUNT(*) FROM a.b ORDER BY 3 DESC, "
+         "COUNT(*)"},
+        {"SELECT QUANTILE(w, 0.5), QUANTILE(w, 0.50) FROM a.b ORDER BY 2",
+         "SELECT QUANTILE(w, 0.5), QUANTILE(w, 0.50) FROM a.b ORDER BY "
+         "QUANTILE(w, 0.50)"},
     };
 
     (void)state;
