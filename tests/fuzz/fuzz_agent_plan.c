@@ -48,7 +48,7 @@ static const char config[] =
     "      - {name: q, role: dimension, type: quarter,\n"
     "         domain: {codes: [2024Q1, 2024Q2]}}\n"
     "      - {name: amount, role: measure, type: integer,\n"
-    "         bounds: {min: 0, max: 1000000}}\n"
+    "         bounds: {min: 0, max: 1000000}, quantile_bins: 50}\n"
     "      - {name: rate, role: measure, type: decimal,\n"
     "         bounds: {min: 0, max: 1}}\n";
 
@@ -103,7 +103,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "fuzz setup: %s\n", err);
         abort();
     }
-    ag_config_free(cfg);
+    ag_catalog_adopt_config(catalog, cfg); /* its sources point into it */
     return 0;
 }
 

@@ -289,7 +289,11 @@ build_catalog(struct fixture *f, const char *text, int want_rc)
     assert_int_equal(load_text(f, text, &cfg), 0);
     assert_int_equal(ag_catalog_build(cfg, &cat, f->err, sizeof(f->err)),
                      want_rc);
-    ag_config_free(cfg); /* the catalog must not depend on the config */
+    /* The catalog's sources point into the config: it keeps it. */
+    if (cat)
+        ag_catalog_adopt_config(cat, cfg);
+    else
+        ag_config_free(cfg);
     return cat;
 }
 
