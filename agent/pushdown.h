@@ -30,4 +30,22 @@ int ag_pushdown_execute(const struct ag_dataset_conf *d,
                         struct Fedq__V1__ExecuteResponse *resp, char *err,
                         size_t errlen);
 
+/* ---- shared with source_pg.c, the extract's PostgreSQL row source ------ */
+
+struct pg_conn; /* libpq's PGconn */
+struct fq_buf;
+
+/*
+ * Connects to d's postgres source: the configured connection string, with
+ * a 10 s connect_timeout unless it sets its own. *ret is the caller's
+ * (PQfinish). 0, or FQ_EINVAL (a malformed connection string) /
+ * FQ_EUNAVAIL (no connection) / FQ_ENOMEM, with a message naming the
+ * dataset, host, port and database, never the password.
+ */
+int ag__pg_connect(const struct ag_dataset_conf *d, struct pg_conn **ret,
+                   char *err, size_t errlen);
+
+/* Appends name to b as a quoted PostgreSQL identifier. 0 or FQ_E*. */
+int ag__pg_quote(struct fq_buf *b, const char *name);
+
 #endif
