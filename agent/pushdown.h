@@ -21,7 +21,9 @@ struct Fedq__V1__ExecuteResponse;
  * Runs plan (checked against ds) in d's postgres source; fills
  * resp->groups in arena. 0, or FQ_ETOOBIG (more than max_groups, an
  * integer overflow) / FQ_EIO (the database failed: the message says so
- * without the agency's SQL text) / FQ_ENOMEM, with a message in err.
+ * without the agency's SQL text) / FQ_EUNAVAIL (the database cannot be
+ * reached) / FQ_ETIMEDOUT (the statement timeout, 30 s) / FQ_ENOMEM, with
+ * a message in err.
  */
 int ag_pushdown_execute(const struct ag_dataset_conf *d,
                         const struct Fedq__V1__Dataset *ds,

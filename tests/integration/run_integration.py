@@ -1894,6 +1894,7 @@ def examples_federation(h):
 sys.modules.setdefault("run_integration", sys.modules[__name__])
 import query_tests  # noqa: E402,F401
 import language_tests  # noqa: E402,F401
+import pushdown_tests  # noqa: E402,F401
 
 
 # ---- runner -----------------------------------------------------------------
