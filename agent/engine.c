@@ -1,0 +1,493 @@
+/*
+ * The extract engine (engine.h): compiles a checked plan against a mapped
+ * extract, splits the rows across threads at contributor boundaries, runs
+ * each slice a block at a time (engine_filter.c, engine_group.c,
+ * engine_agg.c), merges the threads' states into thread 0's and renders
+ * the partial groups.
+ *
+ * Threads are created per query: a few tens of microseconds, against
+ * slices of at least MIN_ROWS_PER_THREAD rows (smaller inputs run on the
+ * calling thread alone).
+ */
+#include "fq/compat.h"
+#include "fq/arena.h"
+#include "fq/error.h"
+#include "engine.h"
+#include "engine_internal.h"
+
+#include "fedq/v1/agent.pb-c.h"
+
+#define MIN_ROWS_PER_THREAD 65536
+#define MAX_THREADS         64
+#define DENSE_MAX_SLOTS     ((size_t)1 << 20)
+#define DENSE_ANY_SLOTS     ((size_t)1 << 16) /* dense whatever the rows */
+
+/* Rows a thread needs at least: a variable so that tests can run small
+ * inputs on several threads. */
+uint64_t en_min_rows_per_thread = MIN_ROWS_PER_THREAD;
+
+/* ---- memory ------------------------------------------------------------- */
+
+int
+en_alloc(struct en_budget *b, size_t n, void **ret)
+{
+    size_t used = atomic_fetch_add(&b->used, n) + n;
+    if (b->max && used > b->max) {
+        atomic_fetch_sub(&b->used, n);
+        return FQ_ETOOBIG;
+    }
+    if (!(*ret = calloc(1, n ? n : 1))) {
+        atomic_fetch_sub(&b->used, n);
+        return FQ_ENOMEM;
+    }
+    return 0;
+}
+
+void
+en_free(struct en_budget *b, void *p, size_t n)
+{
+    if (!p)
+        return;
+    free(p);
+    atomic_fetch_sub(&b->used, n);
+}
+
+int
+en_grow(struct en_budget *b, void **p, size_t old, size_t n, int fill)
+{
+    void *np;
+    int rc = en_alloc(b, n, &np);
+    if (rc < 0)
+        return rc;
+    if (old)
+        memcpy(np, *p, old);
+    if (fill)
+        memset((char *)np + old, fill, n - old);
+    en_free(b, *p, old);
+    *p = np;
+    return 0;
+}
+
+/* A compile-time allocation: a header links it into q->owned. */
+struct owned {
+    struct owned *next;
+    size_t n;
+    max_align_t data[];
+};
+
+void *
+en_qalloc(struct en_query *q, size_t n)
+{
+    void *p;
+    int rc = n > SIZE_MAX / 2
+                 ? FQ_ENOMEM
+                 : en_alloc(&q->budget, sizeof(struct owned) + n, &p);
+    if (rc < 0) {
+        q->qalloc_rc = rc;
+        if (rc == FQ_ETOOBIG)
+            en_fail(q, rc,
+                    "the query needs more than %zu bytes of working memory "
+                    "(max_query_memory)",
+                    q->budget.max);
+        else
+            en_fail(q, rc, "out of memory compiling the query");
+        return NULL;
+    }
+    struct owned *o = p;
+    o->next = q->owned;
+    o->n = n;
+    q->owned = o;
+    return o->data;
+}
+
+static void
+owned_free(struct en_query *q)
+{
+    while (q->owned) {
+        struct owned *o = q->owned;
+        q->owned = o->next;
+        en_free(&q->budget, o, sizeof(*o) + o->n);
+    }
+}
+
+int
+en_fail(struct en_query *q, int rc, const char *fmt, ...)
+{
+    va_list ap;
+    if (q->err_set)
+        return rc;
+    va_start(ap, fmt);
+    vsnprintf(q->err, q->errlen, fmt, ap);
+    va_end(ap);
+    q->err_set = true;
+    return rc;
+}
+
+const struct ag_xcol *
+en_column(const struct en_query *q, const char *name)
+{
+    for (size_t i = 0; i < q->x->n_cols; i++) {
+        if (strcmp(q->x->cols[i].name, name) == 0)
+            return &q->x->cols[i];
+    }
+    return NULL;
+}
+
+/* The message for an error a thread met. */
+static int
+thread_fail(struct en_query *q, const struct en_thread *t, int rc)
+{
+    if (rc == FQ_ETOOBIG && t->over_groups)
+        return en_fail(q, rc, "query produces more than %zu groups",
+                       q->max_groups);
+    if (rc == FQ_ETOOBIG)
+        return en_fail(q, rc,
+                       "the query needs more than %zu bytes of working "
+                       "memory (max_query_memory)",
+                       q->budget.max);
+    if (rc == FQ_ENOMEM)
+        return en_fail(q, rc, "out of memory running the query");
+    return en_fail(q, rc, "the query failed on the extract");
+}
+
+/* ---- planning ----------------------------------------------------------- */
+
+static size_t
+thread_count(const struct ag_engine_limits *lim, uint64_t rows)
+{
+    size_t n = lim->threads;
+    if (n == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        n = cores > 0 ? (size_t)cores : 1;
+    }
+    if (n > MAX_THREADS)
+        n = MAX_THREADS;
+    uint64_t by_rows =
+        rows / (en_min_rows_per_thread ? en_min_rows_per_thread : 1);
+    if (n > by_rows)
+        n = by_rows ? (size_t)by_rows : 1;
+    return n;
+}
+
+/* Dense groups when the index is small, or not much larger than the
+ * data (zeroing and scanning it costs what scanning the rows does), and
+ * every thread's arrays fit half the memory cap. */
+static void
+choose_layout(struct en_query *q)
+{
+    size_t per_group = en_agg_group_bytes(q), slots = q->slots;
+    size_t bytes;
+
+    q->dense = q->n_keys == 0;
+    if (q->dense) {
+        q->slots = 1;
+        return;
+    }
+    q->dense =
+        slots && slots <= DENSE_MAX_SLOTS &&
+        (slots <= DENSE_ANY_SLOTS || slots <= q->x->n_rows / 4) &&
+        !__builtin_mul_overflow(slots, per_group * q->n_threads, &bytes) &&
+        (!q->budget.max || bytes <= q->budget.max / 2);
+    if (!q->dense)
+        q->slots = 0;
+}
+
+/* Slice boundaries: equal shares, moved forward to where the
+ * contributor's code changes so that no contributor spans two threads. */
+static void
+split_rows(struct en_query *q)
+{
+    uint64_t n = q->x->n_rows, prev = 0;
+    const struct ag_xcol *c = q->contrib;
+
+    for (size_t i = 0; i < q->n_threads; i++) {
+        uint64_t r = n * (i + 1) / q->n_threads;
+        if (r < prev)
+            r = prev;
+        while (c && r > prev && r < n &&
+               ag_xcol_stored(c, r) == ag_xcol_stored(c, r - 1))
+            r++;
+        q->threads[i].lo = prev;
+        q->threads[i].hi = i + 1 == q->n_threads ? n : r;
+        prev = q->threads[i].hi;
+    }
+}
+
+static int
+compile(struct en_query *q, const struct ag_engine_limits *lim)
+{
+    int rc;
+
+    if ((rc = en_filter_compile(q, q->plan->filter)) < 0 ||
+        (rc = en_group_compile(q)) < 0 || (rc = en_agg_compile(q)) < 0)
+        return rc;
+    q->n_threads = thread_count(lim, q->x->n_rows);
+    choose_layout(q);
+    q->threads = en_qalloc(q, q->n_threads * sizeof(*q->threads));
+    if (!q->threads)
+        return FQ_ENOMEM;
+    split_rows(q);
+    return 0;
+}
+
+/* ---- threads ------------------------------------------------------------ */
+
+/* Carves t's block buffers out of one allocation. */
+static int
+scratch_init(struct en_thread *t)
+{
+    struct en_query *q = t->q;
+    size_t levels = (size_t)q->depth + 2, mask = EN_BLOCK + 64;
+    size_t keys = q->dense ? 0 : EN_BLOCK * q->n_words * 8;
+    size_t n = levels * 2 * mask + mask + 5 * EN_BLOCK * 4 + 2 * EN_BLOCK * 8 +
+               keys + 2 * EN_BLOCK;
+    char *p = en_qalloc(q, n);
+
+    if (!p)
+        return FQ_ENOMEM;
+    struct en_scratch *s = &t->s;
+    s->u64 = (uint64_t *)p, p += EN_BLOCK * 8;
+    s->dbl = (double *)p, p += EN_BLOCK * 8;
+    s->keys = (uint64_t *)p, p += keys;
+    s->iota = (uint32_t *)p, p += EN_BLOCK * 4;
+    s->idx = (uint32_t *)p, p += EN_BLOCK * 4;
+    s->g = (uint32_t *)p, p += EN_BLOCK * 4;
+    s->u32 = (uint32_t *)p, p += EN_BLOCK * 4;
+    s->bin = (uint32_t *)p, p += EN_BLOCK * 4;
+    s->ok = (uint8_t *)p, p += EN_BLOCK;
+    s->cok = (uint8_t *)p, p += EN_BLOCK;
+    s->nn = (uint8_t *)p, p += mask;
+    s->masks = (uint8_t *)p;
+    for (uint32_t i = 0; i < EN_BLOCK; i++)
+        s->iota[i] = i;
+    return 0;
+}
+
+static int
+thread_init(struct en_query *q, struct en_thread *t)
+{
+    int rc;
+
+    t->q = q;
+    if ((rc = scratch_init(t)) < 0 ||
+        (rc = en_state_init(q, &t->st, q->dense ? q->slots : 1024)) < 0 ||
+        (rc = en_hash_init(q, &t->hash)) < 0)
+        return rc;
+    return 0;
+}
+
+static void
+thread_release(struct en_query *q, struct en_thread *t)
+{
+    en_state_release(q, &t->st);
+    en_hash_release(q, &t->hash);
+    en_free(&q->budget, t->map, t->map_len * sizeof(*t->map));
+    t->map = NULL;
+}
+
+/* Rows [t->lo, t->hi) through the pipeline, a block at a time. */
+static int
+run_slice(struct en_thread *t)
+{
+    struct en_query *q = t->q;
+
+    for (uint64_t b = t->lo; b < t->hi; b += EN_BLOCK) {
+        size_t n = t->hi - b < EN_BLOCK ? (size_t)(t->hi - b) : EN_BLOCK;
+        const uint32_t *idx;
+        int rc;
+        if (atomic_load_explicit(&q->stop, memory_order_relaxed))
+            return 0; /* another thread failed: its error is the answer */
+        size_t k = en_filter_select(t, b, n, &idx);
+        if (k == 0)
+            continue;
+        if ((rc = en_group_ids(t, b, idx, k)) < 0 ||
+            (rc = en_agg_block(t, b, idx, k)) < 0) {
+            atomic_store(&q->stop, true);
+            return rc;
+        }
+    }
+    return 0;
+}
+
+static void *
+worker(void *arg)
+{
+    struct en_thread *t = arg;
+    t->rc = run_slice(t);
+    return NULL;
+}
+
+/* One pass over every slice; the caller's thread runs slice 0 (and any
+ * slice whose thread could not start). */
+static int
+run_pass(struct en_query *q, int phase)
+{
+    for (size_t i = 0; i < q->n_threads; i++) {
+        struct en_thread *t = &q->threads[i];
+        t->phase = phase;
+        t->started = i > 0 && pthread_create(&t->tid, NULL, worker, t) == 0;
+    }
+    q->threads[0].rc = run_slice(&q->threads[0]);
+    for (size_t i = 1; i < q->n_threads; i++) {
+        struct en_thread *t = &q->threads[i];
+        if (t->started)
+            pthread_join(t->tid, NULL);
+        else
+            t->rc = run_slice(t);
+    }
+    for (size_t i = 0; i < q->n_threads; i++) {
+        if (q->threads[i].rc < 0)
+            return thread_fail(q, &q->threads[i], q->threads[i].rc);
+    }
+    return 0;
+}
+
+/* Threads 1.. into thread 0; VAR's means and second pass. */
+static int
+merge_all(struct en_query *q)
+{
+    struct en_thread *t0 = &q->threads[0];
+    int rc;
+
+    for (size_t i = 1; i < q->n_threads; i++) {
+        struct en_thread *t = &q->threads[i];
+        if ((rc = en_group_merge_map(t0, t)) < 0 ||
+            (rc = en_agg_merge_sets(t0, t)) < 0)
+            return thread_fail(q, t0, rc);
+        en_agg_merge(t0, t, 1);
+    }
+    if (!q->pass2)
+        return 0;
+    en_agg_means(t0);
+    for (size_t i = 1; i < q->n_threads; i++)
+        en_agg_spread_means(t0, &q->threads[i]);
+    if ((rc = run_pass(q, 2)) < 0)
+        return rc;
+    for (size_t i = 1; i < q->n_threads; i++)
+        en_agg_merge(t0, &q->threads[i], 2);
+    return 0;
+}
+
+/* ---- the answer --------------------------------------------------------- */
+
+static Fedq__V1__Literal *
+key_literal(struct en_query *q, struct fq_arena *arena, size_t g, size_t k)
+{
+    const struct ag_xcol *c = q->keys[k].col;
+    Fedq__V1__Literal *l = fq_arena_alloc(arena, sizeof(*l));
+    uint64_t stored;
+
+    if (!l)
+        return NULL;
+    fedq__v1__literal__init(l);
+    if (en_group_key(&q->threads[0], g, k, &stored))
+        return l; /* the group of rows where the column is NULL */
+    if (c->kind == AG_COL_INT) {
+        l->value_case = FEDQ__V1__LITERAL__VALUE_INT_VALUE;
+        l->int_value = (int64_t)((uint64_t)c->base + stored);
+        return l;
+    }
+    l->value_case = FEDQ__V1__LITERAL__VALUE_TEXT_VALUE;
+    l->text_value = fq_arena_strdup(
+        arena, stored < c->dict_size ? ag_xcol_text(c, (uint32_t)stored) : "");
+    return l->text_value ? l : NULL;
+}
+
+static Fedq__V1__PartialGroup *
+group_new(struct en_query *q, struct fq_arena *arena, size_t g)
+{
+    Fedq__V1__PartialGroup *pg = fq_arena_alloc(arena, sizeof(*pg));
+
+    if (!pg)
+        return NULL;
+    fedq__v1__partial_group__init(pg);
+    pg->n_key = q->n_keys;
+    pg->key = fq_arena_alloc(arena, (q->n_keys + 1) * sizeof(*pg->key));
+    if (!pg->key)
+        return NULL;
+    for (size_t k = 0; k < q->n_keys; k++) {
+        if (!(pg->key[k] = key_literal(q, arena, g, k)))
+            return NULL;
+    }
+    return pg;
+}
+
+static int
+emit(struct en_query *q, struct fq_arena *arena,
+     Fedq__V1__ExecuteResponse *resp)
+{
+    struct en_thread *t0 = &q->threads[0];
+    size_t n = 0, groups = en_groups(t0);
+    int rc;
+
+    for (size_t g = 0; g < groups; g++)
+        n += en_agg_records(t0, g) > 0;
+    if (q->max_groups && n > q->max_groups)
+        return en_fail(q, FQ_ETOOBIG, "query produces more than %zu groups",
+                       q->max_groups);
+    en_agg_finish(t0);
+    resp->groups = fq_arena_alloc(arena, (n + 1) * sizeof(*resp->groups));
+    if (!resp->groups)
+        return en_fail(q, FQ_ENOMEM, "out of memory writing groups");
+    resp->n_groups = 0;
+    for (size_t g = 0; g < groups; g++) {
+        if (en_agg_records(t0, g) == 0)
+            continue; /* a group without records does not exist */
+        Fedq__V1__PartialGroup *pg = group_new(q, arena, g);
+        if (!pg)
+            return en_fail(q, FQ_ENOMEM, "out of memory writing groups");
+        if ((rc = en_agg_emit_group(arena, t0, g, pg)) < 0)
+            return en_fail(q, rc, "out of memory writing groups");
+        resp->groups[resp->n_groups++] = pg;
+    }
+    return 0;
+}
+
+static void
+query_release(struct en_query *q)
+{
+    for (size_t i = 0; q->threads && i < q->n_threads; i++) {
+        if (q->threads[i].q)
+            thread_release(q, &q->threads[i]);
+    }
+    owned_free(q);
+}
+
+int
+ag_engine_execute(const struct ag_extract *x,
+                  const struct Fedq__V1__Dataset *ds,
+                  const struct Fedq__V1__Plan *plan,
+                  const struct ag_engine_limits *lim, struct fq_arena *arena,
+                  struct Fedq__V1__ExecuteResponse *resp, char *err,
+                  size_t errlen)
+{
+    struct en_query q = {.x = x,
+                         .ds = ds,
+                         .plan = plan,
+                         .err = err,
+                         .errlen = errlen,
+                         .max_groups = lim->max_groups};
+    int rc;
+
+    atomic_init(&q.budget.used, 0);
+    atomic_init(&q.stop, false);
+    q.budget.max = lim->max_memory;
+    if ((rc = compile(&q, lim)) < 0)
+        goto out;
+    for (size_t i = 0; i < q.n_threads; i++) {
+        if ((rc = thread_init(&q, &q.threads[i])) < 0) {
+            rc = thread_fail(&q, &q.threads[i], rc);
+            goto out;
+        }
+    }
+    if ((rc = run_pass(&q, 1)) < 0 || (rc = merge_all(&q)) < 0)
+        goto out;
+    rc = emit(&q, arena, resp);
+out:
+    if (rc == FQ_ENOMEM && q.qalloc_rc == FQ_ETOOBIG)
+        rc = FQ_ETOOBIG; /* en_qalloc's callers say ENOMEM */
+    if (rc < 0 && !q.err_set)
+        en_fail(&q, rc, "%s", fq_strerror(rc));
+    query_release(&q);
+    return rc;
+}

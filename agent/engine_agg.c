@@ -1,0 +1,950 @@
+/*
+ * The extract engine's aggregates: per-group state in flat arrays (one per
+ * quantity, indexed by group), updated a block at a time by one loop per
+ * aggregate over the selected rows and their groups, merged across
+ * threads by adding, and rendered as the partial aggregates execute.c
+ * returns for the same data.
+ *
+ * Distinct contributors: rows are sorted by the contributor's code, so a
+ * group (or a histogram bin) counts a contributor when the last one it saw
+ * changes; threads own whole contributors, so their counts add up.
+ * Integer sums add stored offsets in 128 bits and are checked against 64
+ * bits once, at the end. VAR and STDDEV take two passes: count and sum,
+ * then, with the merged means, the squared deviations from them.
+ */
+#include "fq/compat.h"
+#include "fq/arena.h"
+#include "fq/error.h"
+#include "fq/plan.h"
+#include "engine_internal.h"
+
+#include <math.h>
+
+#include "fedq/v1/agent.pb-c.h"
+
+#define PAIRS_FIRST      1024 /* entries of a fresh distinct-pair set */
+#define BITMAP_MAX_DOM   4096 /* COUNT(DISTINCT) as bits up to here */
+#define LINEAR_MAX_EDGES 8    /* histogram bins by counting edges */
+
+typedef unsigned __int128 en_u128;
+typedef __int128 en_i128;
+
+/* ---- compiling ---------------------------------------------------------- */
+
+static int
+arr_add(struct en_query *q, size_t elem, size_t per_group, enum en_merge merge,
+        int fill, int phase)
+{
+    if (q->n_arrs == q->cap_arrs) {
+        size_t cap = q->cap_arrs ? q->cap_arrs * 2 : 16;
+        struct en_arr *n = en_qalloc(q, cap * sizeof(*n));
+        if (!n)
+            return FQ_ENOMEM;
+        if (q->n_arrs)
+            memcpy(n, q->arrs, q->n_arrs * sizeof(*n));
+        q->arrs = n;
+        q->cap_arrs = cap;
+    }
+    q->arrs[q->n_arrs] = (struct en_arr){elem, per_group, merge, fill, phase};
+    return (int)q->n_arrs++;
+}
+
+/* Thresholds in the stored domain: v >= edge iff stored >= threshold. */
+static int
+edges_compile(struct en_query *q, struct en_agg *a,
+              const Fedq__V1__Aggregate *ag)
+{
+    const struct ag_xcol *c = a->col;
+
+    a->n_bins = ag->n_edges + 1;
+    a->uedges = en_qalloc(q, ag->n_edges * sizeof(*a->uedges));
+    a->dedges = en_qalloc(q, ag->n_edges * sizeof(*a->dedges));
+    if (!a->uedges || !a->dedges)
+        return FQ_ENOMEM;
+    for (size_t k = 0; k < ag->n_edges; k++) {
+        const Fedq__V1__Literal *e = ag->edges[k];
+        bool is_int = e->value_case == FEDQ__V1__LITERAL__VALUE_INT_VALUE;
+        if (c->kind == AG_COL_INT) {
+            if (!is_int)
+                return en_fail(q, FQ_EINVAL,
+                               "HISTOGRAM(%s): integer edges "
+                               "expected",
+                               c->name);
+            a->uedges[k] = e->int_value <= c->base
+                               ? 0
+                               : (uint64_t)e->int_value - (uint64_t)c->base;
+        } else if (is_int) {
+            /* the smallest double >= the integer */
+            double d = (double)e->int_value;
+            bool below = d < 9223372036854775808.0 && (int64_t)d < e->int_value;
+            a->dedges[k] = below ? nextafter(d, INFINITY) : d;
+        } else {
+            a->dedges[k] = e->decimal_value;
+            /* m >= NULL is never TRUE: SQLite's bins stay empty */
+            a->void_bins |= isnan(e->decimal_value);
+        }
+    }
+    return 0;
+}
+
+static int
+measure_compile(struct en_query *q, struct en_agg *a)
+{
+    bool is_int = a->col->kind == AG_COL_INT;
+
+    if (a->col->kind == AG_COL_DICT)
+        return en_fail(q, FQ_EINVAL, "column '%s' is not a number",
+                       a->col->name);
+    if ((a->a_cnt = arr_add(q, 8, 1, EN_M_I64, 0, 1)) < 0 ||
+        (a->a_sum = arr_add(q, is_int ? 16 : 8, 1,
+                            is_int ? EN_M_U128 : EN_M_F64, 0, 1)) < 0)
+        return FQ_ENOMEM;
+    if (a->kind != FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR &&
+        a->kind != FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV)
+        return 0;
+    q->pass2 = true;
+    if ((a->a_mean = arr_add(q, 8, 1, EN_M_NONE, 0, 1)) < 0 ||
+        (a->a_m2 = arr_add(q, 8, 1, EN_M_F64, 0, 2)) < 0)
+        return FQ_ENOMEM;
+    return 0;
+}
+
+static int
+histogram_compile(struct en_query *q, struct en_agg *a,
+                  const Fedq__V1__Aggregate *ag)
+{
+    int rc = edges_compile(q, a, ag);
+    if (rc < 0)
+        return rc;
+    if ((a->a_bins = arr_add(q, 8, a->n_bins, EN_M_I64, 0, 1)) < 0)
+        return FQ_ENOMEM;
+    if (q->contrib &&
+        ((a->a_binc = arr_add(q, 8, a->n_bins, EN_M_I64, 0, 1)) < 0 ||
+         (a->a_binlast = arr_add(q, 4, a->n_bins, EN_M_NONE, 0xFF, 1)) < 0))
+        return FQ_ENOMEM;
+    return 0;
+}
+
+static int
+quantile_compile(struct en_query *q, struct en_agg *a,
+                 const Fedq__V1__Aggregate *ag)
+{
+    const Fedq__V1__Column *col = fq_catalog_column(q->ds, ag->column);
+
+    if (!col || a->col->kind != AG_COL_INT ||
+        fq_quantile_sketch(col, &a->qw, &a->qused) < 0)
+        return en_fail(q, FQ_EINVAL, "QUANTILE is not enabled on '%s'",
+                       ag->column);
+    a->qmin = col->bounds->min;
+    if ((a->a_q = arr_add(q, 8, a->qused, EN_M_I64, 0, 1)) < 0)
+        return FQ_ENOMEM;
+    return 0;
+}
+
+/* Stored values of c lie in [0, dom); 0 if the domain is too wide. */
+static uint64_t
+bitmap_domain(const struct ag_xcol *c)
+{
+    if (c->kind == AG_COL_DICT)
+        return c->dict_size;
+    if (c->kind == AG_COL_INT && c->min <= c->max &&
+        (uint64_t)c->max - (uint64_t)c->base < BITMAP_MAX_DOM)
+        return (uint64_t)c->max - (uint64_t)c->base + 1;
+    return 0;
+}
+
+static int
+distinct_compile(struct en_query *q, struct en_agg *a)
+{
+    if (a->col == q->contrib) {
+        a->distinct = EN_D_CONTRIB;
+        return 0;
+    }
+    a->dom = bitmap_domain(a->col);
+    if (a->dom && a->dom <= BITMAP_MAX_DOM) {
+        a->distinct = EN_D_BITMAP;
+        a->words = (a->dom + 63) / 64;
+        a->a_bits = arr_add(q, 8, a->words, EN_M_OR64, 0, 1);
+        return a->a_bits < 0 ? FQ_ENOMEM : 0;
+    }
+    a->distinct = EN_D_SET;
+    a->a_cnt = arr_add(q, 8, 1, EN_M_NONE, 0, 1); /* filled when emitting */
+    return a->a_cnt < 0 ? FQ_ENOMEM : 0;
+}
+
+static int
+agg_compile(struct en_query *q, struct en_agg *a, const Fedq__V1__Aggregate *ag)
+{
+    a->kind = ag->kind;
+    a->a_cnt = a->a_sum = a->a_mean = a->a_m2 = -1;
+    a->a_bins = a->a_binc = a->a_binlast = a->a_q = a->a_bits = -1;
+    if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT)
+        return 0;
+    if (!(a->col = en_column(q, ag->column)))
+        return en_fail(q, FQ_EINVAL, "column '%s' is not in the extract",
+                       ag->column);
+    switch (ag->kind) {
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT:
+        return distinct_compile(q, a);
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_SUM:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_AVG:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV:
+        return measure_compile(q, a);
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM:
+        if (a->col->kind == AG_COL_DICT)
+            break;
+        return histogram_compile(q, a, ag);
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE:
+        return quantile_compile(q, a, ag);
+    default:
+        break;
+    }
+    return en_fail(q, FQ_EINVAL, "unknown aggregate on '%s'", ag->column);
+}
+
+int
+en_agg_compile(struct en_query *q)
+{
+    const Fedq__V1__Plan *plan = q->plan;
+    const struct ag_extract *x = q->x;
+
+    q->contrib = NULL;
+    if (x->contributor >= 0 && (size_t)x->contributor < x->n_cols) {
+        q->contrib = &x->cols[x->contributor];
+        if (q->contrib->kind == AG_COL_DOUBLE || q->contrib->width > 4)
+            return en_fail(q, FQ_EINVAL,
+                           "the extract's contributor column is not coded in "
+                           "4 bytes");
+    }
+    if ((q->a_rec = arr_add(q, 8, 1, EN_M_I64, 0, 1)) < 0)
+        return FQ_ENOMEM;
+    q->a_contrib = q->a_last = -1;
+    if (q->contrib && ((q->a_contrib = arr_add(q, 8, 1, EN_M_I64, 0, 1)) < 0 ||
+                       (q->a_last = arr_add(q, 4, 1, EN_M_NONE, 0xFF, 1)) < 0))
+        return FQ_ENOMEM;
+    q->n_aggs = plan->n_aggregates;
+    if (!(q->aggs = en_qalloc(q, (q->n_aggs + 1) * sizeof(*q->aggs))))
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < q->n_aggs; i++) {
+        int rc = agg_compile(q, &q->aggs[i], plan->aggregates[i]);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+size_t
+en_agg_group_bytes(const struct en_query *q)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < q->n_arrs; i++)
+        n += q->arrs[i].elem * q->arrs[i].per_group;
+    return n;
+}
+
+/* ---- state -------------------------------------------------------------- */
+
+static size_t
+arr_bytes(const struct en_arr *a, size_t groups)
+{
+    return a->elem * a->per_group * groups;
+}
+
+static int
+pairs_init(struct en_query *q, struct en_pairset *ps, size_t entries)
+{
+    void *p;
+    int rc = en_alloc(&q->budget, entries * sizeof(struct en_pair), &p);
+    if (rc < 0)
+        return rc;
+    ps->slots = p;
+    ps->mask = entries - 1;
+    ps->n = 0;
+    for (size_t i = 0; i < entries; i++)
+        ps->slots[i].g = UINT32_MAX;
+    return 0;
+}
+
+int
+en_state_init(struct en_query *q, struct en_state *st, size_t cap)
+{
+    int rc;
+
+    st->cap = cap;
+    st->n_groups = 0;
+    st->p = en_qalloc(q, (q->n_arrs + 1) * sizeof(*st->p));
+    st->pairs = en_qalloc(q, (q->n_aggs + 1) * sizeof(*st->pairs));
+    if (!st->p || !st->pairs)
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < q->n_arrs; i++) {
+        size_t n = arr_bytes(&q->arrs[i], cap);
+        if ((rc = en_alloc(&q->budget, n, &st->p[i])) < 0)
+            return rc;
+        if (q->arrs[i].fill)
+            memset(st->p[i], q->arrs[i].fill, n);
+    }
+    for (size_t i = 0; i < q->n_aggs; i++) {
+        if (q->aggs[i].kind ==
+                FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT &&
+            q->aggs[i].distinct == EN_D_SET &&
+            (rc = pairs_init(q, &st->pairs[i], PAIRS_FIRST)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+int
+en_state_grow(struct en_query *q, struct en_state *st, size_t cap)
+{
+    for (size_t i = 0; i < q->n_arrs; i++) {
+        int rc = en_grow(&q->budget, &st->p[i], arr_bytes(&q->arrs[i], st->cap),
+                         arr_bytes(&q->arrs[i], cap), q->arrs[i].fill);
+        if (rc < 0)
+            return rc;
+    }
+    st->cap = cap;
+    return 0;
+}
+
+void
+en_state_release(struct en_query *q, struct en_state *st)
+{
+    for (size_t i = 0; st->p && i < q->n_arrs; i++)
+        en_free(&q->budget, st->p[i], arr_bytes(&q->arrs[i], st->cap));
+    for (size_t i = 0; st->pairs && i < q->n_aggs; i++) {
+        if (st->pairs[i].slots)
+            en_free(&q->budget, st->pairs[i].slots,
+                    (st->pairs[i].mask + 1) * sizeof(struct en_pair));
+    }
+    st->p = NULL;
+    st->pairs = NULL;
+}
+
+/* ---- the distinct-pair set ---------------------------------------------- */
+
+static size_t
+pair_slot(const struct en_pairset *ps, uint32_t g, uint64_t v)
+{
+    uint64_t h = (v ^ ((uint64_t)g << 32 | g)) * 0x9E3779B97F4A7C15ULL;
+    return (size_t)(h ^ h >> 29) & ps->mask;
+}
+
+static int
+pairs_rehash(struct en_query *q, struct en_pairset *ps)
+{
+    struct en_pairset old = *ps;
+    int rc = pairs_init(q, ps, (old.mask + 1) * 2);
+
+    if (rc < 0) {
+        *ps = old;
+        return rc;
+    }
+    for (size_t i = 0; i <= old.mask; i++) {
+        if (old.slots[i].g == UINT32_MAX)
+            continue;
+        size_t j = pair_slot(ps, old.slots[i].g, old.slots[i].v);
+        while (ps->slots[j].g != UINT32_MAX)
+            j = (j + 1) & ps->mask;
+        ps->slots[j] = old.slots[i];
+    }
+    ps->n = old.n;
+    en_free(&q->budget, old.slots, (old.mask + 1) * sizeof(struct en_pair));
+    return 0;
+}
+
+static int
+pairs_add(struct en_query *q, struct en_pairset *ps, uint32_t g, uint64_t v)
+{
+    size_t i = pair_slot(ps, g, v);
+    for (; ps->slots[i].g != UINT32_MAX; i = (i + 1) & ps->mask) {
+        if (ps->slots[i].g == g && ps->slots[i].v == v)
+            return 0;
+    }
+    ps->slots[i] = (struct en_pair){v, g};
+    if (++ps->n * 2 > ps->mask + 1)
+        return pairs_rehash(q, ps);
+    return 0;
+}
+
+/* ---- per block ---------------------------------------------------------- */
+
+#define ARR(t, i, T) ((T *)(t)->st.p[i])
+
+static void
+count_records(struct en_thread *t, const uint32_t *g, size_t n)
+{
+    int64_t *rec = ARR(t, t->q->a_rec, int64_t);
+    if (t->q->n_keys == 0) {
+        rec[0] += (int64_t)n;
+        return;
+    }
+    for (size_t j = 0; j < n; j++)
+        rec[g[j]]++;
+}
+
+/* Distinct contributors per group: codes in s.u32, not NULL in s.cok. */
+static void
+count_contributors(struct en_thread *t, uint64_t b, const uint32_t *idx,
+                   const uint32_t *g, size_t n)
+{
+    const struct en_query *q = t->q;
+    uint32_t *c = t->s.u32, *last = ARR(t, q->a_last, uint32_t);
+    int64_t *cnt = ARR(t, q->a_contrib, int64_t);
+    const uint8_t *ok = t->s.cok;
+
+    en_gather_u32(q->contrib, b, idx, n, c);
+    en_gather_ok(q->contrib, b, idx, n, t->s.cok);
+    if (q->n_keys == 0 && !q->contrib->nulls) {
+        int64_t k = c[0] != last[0];
+        for (size_t j = 1; j < n; j++)
+            k += c[j] != c[j - 1];
+        cnt[0] += k;
+        last[0] = c[n - 1];
+        return;
+    }
+    for (size_t j = 0; j < n; j++) {
+        uint32_t gg = g[j], l = last[gg], v = ok[j] ? c[j] : l;
+        cnt[gg] += v != l;
+        last[gg] = v;
+    }
+}
+
+static void
+sum_int(struct en_thread *t, const struct en_agg *a, const uint32_t *g,
+        size_t n)
+{
+    const uint64_t *v = t->s.u64;
+    const uint8_t *ok = t->s.ok;
+    int64_t *cnt = ARR(t, a->a_cnt, int64_t);
+    en_u128 *sum = ARR(t, a->a_sum, en_u128);
+
+    if (t->q->n_keys == 0) {
+        en_u128 s = 0;
+        int64_t k = 0;
+        for (size_t j = 0; j < n; j++) {
+            s += v[j] & -(uint64_t)ok[j];
+            k += ok[j];
+        }
+        sum[0] += s;
+        cnt[0] += k;
+        return;
+    }
+    for (size_t j = 0; j < n; j++) {
+        cnt[g[j]] += ok[j];
+        sum[g[j]] += v[j] & -(uint64_t)ok[j];
+    }
+}
+
+static void
+sum_double(struct en_thread *t, const struct en_agg *a, const uint32_t *g,
+           size_t n)
+{
+    const double *v = t->s.dbl;
+    const uint8_t *ok = t->s.ok;
+    int64_t *cnt = ARR(t, a->a_cnt, int64_t);
+    double *sum = ARR(t, a->a_sum, double);
+
+    for (size_t j = 0; j < n; j++) {
+        cnt[g[j]] += ok[j];
+        sum[g[j]] += ok[j] ? v[j] : 0.0;
+    }
+}
+
+/* The bin of each value: the number of thresholds at or below it. */
+static void
+bin_values(struct en_thread *t, const struct en_agg *a, size_t n)
+{
+    size_t ne = a->n_bins - 1;
+    uint32_t *bin = t->s.bin;
+    const uint64_t *u = t->s.u64;
+    const double *d = t->s.dbl;
+    bool is_int = a->col->kind == AG_COL_INT;
+
+    memset(bin, 0, n * sizeof(*bin));
+    if (ne <= LINEAR_MAX_EDGES) {
+        for (size_t k = 0; k < ne; k++) {
+            for (size_t j = 0; is_int && j < n; j++)
+                bin[j] += u[j] >= a->uedges[k];
+            for (size_t j = 0; !is_int && j < n; j++)
+                bin[j] += d[j] >= a->dedges[k];
+        }
+        return;
+    }
+    for (size_t j = 0; j < n; j++) {
+        size_t lo = 0, hi = ne;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            bool ge = is_int ? u[j] >= a->uedges[mid] : d[j] >= a->dedges[mid];
+            if (ge)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        bin[j] = (uint32_t)lo;
+    }
+}
+
+static void
+histogram(struct en_thread *t, const struct en_agg *a, const uint32_t *g,
+          size_t n)
+{
+    const uint32_t *bin = t->s.bin, *c = t->s.u32;
+    const uint8_t *ok = t->s.ok, *cok = t->s.cok;
+    size_t nb = a->n_bins;
+    int64_t *bins = ARR(t, a->a_bins, int64_t);
+
+    if (a->void_bins)
+        return;
+    bin_values(t, a, n);
+    for (size_t j = 0; j < n; j++)
+        bins[g[j] * nb + bin[j]] += ok[j];
+    if (a->a_binc < 0)
+        return;
+    int64_t *cnt = ARR(t, a->a_binc, int64_t);
+    uint32_t *last = ARR(t, a->a_binlast, uint32_t);
+    for (size_t j = 0; j < n; j++) {
+        size_t i = g[j] * nb + bin[j];
+        if (ok[j] & cok[j]) {
+            cnt[i] += c[j] != last[i];
+            last[i] = c[j];
+        }
+    }
+}
+
+static void
+quantile(struct en_thread *t, const struct en_agg *a, const uint32_t *g,
+         size_t n)
+{
+    const uint64_t *v = t->s.u64;
+    const uint8_t *ok = t->s.ok;
+    int64_t *counts = ARR(t, a->a_q, int64_t);
+    uint64_t base = (uint64_t)a->col->base;
+
+    for (size_t j = 0; j < n; j++) {
+        if (!ok[j])
+            continue;
+        uint32_t bin =
+            fq_sketch_bin(a->qmin, a->qw, a->qused, (int64_t)(base + v[j]));
+        counts[(size_t)g[j] * a->qused + bin]++;
+    }
+}
+
+static void
+distinct_bits(struct en_thread *t, const struct en_agg *a, const uint32_t *g,
+              size_t n)
+{
+    const uint64_t *v = t->s.u64;
+    const uint8_t *ok = t->s.ok;
+    uint64_t *bits = ARR(t, a->a_bits, uint64_t);
+
+    for (size_t j = 0; j < n; j++) {
+        uint64_t x = v[j] < a->dom ? v[j] : a->dom - 1;
+        bits[g[j] * a->words + x / 64] |= (uint64_t)ok[j] << (x % 64);
+    }
+}
+
+static int
+distinct_pairs(struct en_thread *t, struct en_pairset *ps, const uint32_t *g,
+               size_t n, bool dbl)
+{
+    for (size_t j = 0; j < n; j++) {
+        if (!t->s.ok[j])
+            continue;
+        uint64_t v = dbl ? en_double_order(t->s.dbl[j]) : t->s.u64[j];
+        int rc = pairs_add(t->q, ps, g[j], v);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* VAR's second pass: squared deviations from the merged group means. */
+static void
+deviations(struct en_thread *t, const struct en_agg *a, const uint32_t *g,
+           size_t n)
+{
+    const uint8_t *ok = t->s.ok;
+    const double *mean = ARR(t, a->a_mean, double);
+    double *m2 = ARR(t, a->a_m2, double), *x = t->s.dbl;
+
+    if (a->col->kind == AG_COL_INT) {
+        uint64_t base = (uint64_t)a->col->base;
+        for (size_t j = 0; j < n; j++)
+            x[j] = (double)(int64_t)(base + t->s.u64[j]);
+    }
+    for (size_t j = 0; j < n; j++) {
+        double d = x[j] - mean[g[j]];
+        m2[g[j]] += ok[j] ? d * d : 0.0;
+    }
+}
+
+/* The aggregate's column at the selected rows into s.u64 or s.dbl. */
+static void
+gather_column(struct en_thread *t, const struct ag_xcol *c, uint64_t b,
+              const uint32_t *idx, size_t n)
+{
+    if (c->kind == AG_COL_DOUBLE)
+        en_gather_f64(c, b, idx, n, t->s.dbl);
+    else
+        en_gather_u64(c, b, idx, n, t->s.u64);
+    en_gather_ok(c, b, idx, n, t->s.ok);
+}
+
+static bool
+is_var(const struct en_agg *a)
+{
+    return a->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR ||
+           a->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV;
+}
+
+static int
+agg_block(struct en_thread *t, size_t i, const uint32_t *g, size_t n)
+{
+    const struct en_agg *a = &t->q->aggs[i];
+
+    switch (a->kind) {
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT:
+        if (a->distinct == EN_D_BITMAP)
+            distinct_bits(t, a, g, n);
+        else if (a->distinct == EN_D_SET)
+            return distinct_pairs(t, &t->st.pairs[i], g, n,
+                                  a->col->kind == AG_COL_DOUBLE);
+        return 0;
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM:
+        histogram(t, a, g, n);
+        return 0;
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE:
+        quantile(t, a, g, n);
+        return 0;
+    default: /* SUM, AVG, and VAR's first pass */
+        if (a->col->kind == AG_COL_DOUBLE)
+            sum_double(t, a, g, n);
+        else
+            sum_int(t, a, g, n);
+        return 0;
+    }
+}
+
+int
+en_agg_block(struct en_thread *t, uint64_t b, const uint32_t *idx, size_t n)
+{
+    const struct en_query *q = t->q;
+    const uint32_t *g = t->s.g;
+
+    if (t->phase == 1) {
+        count_records(t, g, n);
+        if (q->contrib)
+            count_contributors(t, b, idx, g, n);
+    }
+    for (size_t i = 0; i < q->n_aggs; i++) {
+        const struct en_agg *a = &q->aggs[i];
+        if (!a->col || (t->phase == 2 && !is_var(a)) ||
+            a->distinct == EN_D_CONTRIB)
+            continue;
+        gather_column(t, a->col, b, idx, n);
+        if (t->phase == 2) {
+            deviations(t, a, g, n);
+            continue;
+        }
+        int rc = agg_block(t, i, g, n);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- merging ------------------------------------------------------------ */
+
+static void
+merge_flat(enum en_merge m, void *dst, const void *src, size_t n)
+{
+    switch (m) {
+    case EN_M_I64:
+        for (size_t i = 0; i < n; i++)
+            ((int64_t *)dst)[i] += ((const int64_t *)src)[i];
+        break;
+    case EN_M_U128:
+        for (size_t i = 0; i < n; i++)
+            ((en_u128 *)dst)[i] += ((const en_u128 *)src)[i];
+        break;
+    case EN_M_F64:
+        for (size_t i = 0; i < n; i++)
+            ((double *)dst)[i] += ((const double *)src)[i];
+        break;
+    case EN_M_OR64:
+        for (size_t i = 0; i < n; i++)
+            ((uint64_t *)dst)[i] |= ((const uint64_t *)src)[i];
+        break;
+    default:
+        break;
+    }
+}
+
+void
+en_agg_merge(struct en_thread *t0, const struct en_thread *t, int phase)
+{
+    const struct en_query *q = t->q;
+
+    for (size_t i = 0; i < q->n_arrs; i++) {
+        const struct en_arr *a = &q->arrs[i];
+        size_t per = a->elem * a->per_group;
+        if (a->merge == EN_M_NONE || a->phase != phase)
+            continue;
+        if (q->dense) {
+            merge_flat(a->merge, t0->st.p[i], t->st.p[i],
+                       q->slots * a->per_group);
+            continue;
+        }
+        for (size_t g = 0; g < t->st.n_groups; g++)
+            merge_flat(a->merge, (char *)t0->st.p[i] + t->map[g] * per,
+                       (const char *)t->st.p[i] + g * per, a->per_group);
+    }
+}
+
+int
+en_agg_merge_sets(struct en_thread *t0, const struct en_thread *t)
+{
+    const struct en_query *q = t->q;
+
+    for (size_t i = 0; i < q->n_aggs; i++) {
+        const struct en_pairset *ps = &t->st.pairs[i];
+        for (size_t j = 0; ps->slots && j <= ps->mask; j++) {
+            uint32_t g = ps->slots[j].g;
+            if (g == UINT32_MAX)
+                continue;
+            int rc = pairs_add(t0->q, &t0->st.pairs[i], t->map ? t->map[g] : g,
+                               ps->slots[j].v);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+/* Groups of thread 0's state: the slots, or the hash groups. */
+size_t
+en_groups(const struct en_thread *t0)
+{
+    return t0->q->dense ? t0->q->slots : t0->st.n_groups;
+}
+
+/* The value sum of an integer measure's group: count * base + stored. */
+static en_i128
+int_sum(const struct en_thread *t0, const struct en_agg *a, size_t g)
+{
+    int64_t cnt = ARR(t0, a->a_cnt, int64_t)[g];
+    return (en_i128)cnt * a->col->base + (en_i128)ARR(t0, a->a_sum, en_u128)[g];
+}
+
+void
+en_agg_means(struct en_thread *t0)
+{
+    const struct en_query *q = t0->q;
+
+    for (size_t i = 0; i < q->n_aggs; i++) {
+        const struct en_agg *a = &q->aggs[i];
+        if (!is_var(a))
+            continue;
+        const int64_t *cnt = ARR(t0, a->a_cnt, int64_t);
+        double *mean = ARR(t0, a->a_mean, double);
+        for (size_t g = 0; g < en_groups(t0); g++) {
+            if (cnt[g] == 0)
+                continue;
+            double sum = a->col->kind == AG_COL_INT
+                             ? (double)int_sum(t0, a, g)
+                             : ARR(t0, a->a_sum, double)[g];
+            mean[g] = sum / (double)cnt[g];
+        }
+    }
+}
+
+void
+en_agg_spread_means(struct en_thread *t0, struct en_thread *t)
+{
+    const struct en_query *q = t0->q;
+
+    for (size_t i = 0; i < q->n_aggs; i++) {
+        const struct en_agg *a = &q->aggs[i];
+        if (!is_var(a))
+            continue;
+        const double *from = ARR(t0, a->a_mean, double);
+        double *to = ARR(t, a->a_mean, double);
+        if (q->dense) {
+            memcpy(to, from, q->slots * sizeof(double));
+            continue;
+        }
+        for (size_t g = 0; g < t->st.n_groups; g++)
+            to[g] = from[t->map[g]];
+    }
+}
+
+/* ---- the partial aggregates --------------------------------------------- */
+
+/* COUNT(DISTINCT) over pairs: each group's number of pairs. */
+static void
+count_pairs(struct en_thread *t0)
+{
+    const struct en_query *q = t0->q;
+
+    for (size_t i = 0; i < q->n_aggs; i++) {
+        const struct en_pairset *ps = &t0->st.pairs[i];
+        if (q->aggs[i].distinct != EN_D_SET)
+            continue;
+        int64_t *cnt = ARR(t0, q->aggs[i].a_cnt, int64_t);
+        for (size_t j = 0; j <= ps->mask; j++) {
+            if (ps->slots[j].g != UINT32_MAX)
+                cnt[ps->slots[j].g]++;
+        }
+    }
+}
+
+static int64_t
+count_bits(const uint64_t *w, size_t n)
+{
+    int64_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        k += __builtin_popcountll(w[i]);
+    return k;
+}
+
+static int
+emit_bins(struct fq_arena *arena, const struct en_thread *t0,
+          const struct en_agg *a, size_t g, Fedq__V1__AggregateState *s)
+{
+    size_t nb = a->n_bins;
+    const int64_t *bins = ARR(t0, a->a_bins, int64_t) + g * nb;
+    const int64_t *binc =
+        a->a_binc >= 0 ? ARR(t0, a->a_binc, int64_t) + g * nb : NULL;
+
+    s->bins = fq_arena_alloc(arena, nb * sizeof(*s->bins));
+    s->bin_contributors = fq_arena_alloc(arena, nb * sizeof(*s->bins));
+    if (!s->bins || !s->bin_contributors)
+        return FQ_ENOMEM;
+    for (size_t b = 0; b < nb; b++) {
+        s->bins[b] = bins[b];
+        /* without a contributor column SQLite's bins say 0 */
+        s->bin_contributors[b] = binc ? binc[b] : 0;
+        s->count += bins[b];
+    }
+    s->n_bins = s->n_bin_contributors = nb;
+    return 0;
+}
+
+static int
+emit_sketch(struct fq_arena *arena, const struct en_thread *t0,
+            const struct en_agg *a, size_t g, Fedq__V1__AggregateState *s)
+{
+    const int64_t *counts = ARR(t0, a->a_q, int64_t) + g * a->qused;
+    size_t n = 0;
+
+    for (uint32_t i = 0; i < a->qused; i++)
+        n += counts[i] != 0;
+    s->sketch_bins = fq_arena_alloc(arena, (n + 1) * sizeof(*s->sketch_bins));
+    s->sketch_counts =
+        fq_arena_alloc(arena, (n + 1) * sizeof(*s->sketch_counts));
+    if (!s->sketch_bins || !s->sketch_counts)
+        return FQ_ENOMEM;
+    n = 0;
+    for (uint32_t i = 0; i < a->qused; i++) {
+        if (!counts[i])
+            continue;
+        s->sketch_bins[n] = i;
+        s->sketch_counts[n++] = counts[i];
+        s->count += counts[i];
+    }
+    s->n_sketch_bins = s->n_sketch_counts = n;
+    return 0;
+}
+
+/* SUM and AVG (and VAR's count, mean and M2). */
+static int
+emit_measure(const struct en_thread *t0, const struct en_agg *a, size_t g,
+             Fedq__V1__AggregateState *s)
+{
+    s->count = ARR(t0, a->a_cnt, int64_t)[g];
+    if (is_var(a)) {
+        s->mean = s->count ? ARR(t0, a->a_mean, double)[g] : 0.0;
+        s->m2 = ARR(t0, a->a_m2, double)[g];
+        return 0;
+    }
+    if (a->col->kind == AG_COL_DOUBLE) {
+        s->decimal_sum = ARR(t0, a->a_sum, double)[g];
+        return 0;
+    }
+    en_i128 sum = int_sum(t0, a, g);
+    if (sum > INT64_MAX || sum < INT64_MIN)
+        return en_fail(t0->q, FQ_ETOOBIG, "a sum overflows 64-bit integers");
+    s->int_sum = (int64_t)sum;
+    return 0;
+}
+
+static int
+emit_state(struct fq_arena *arena, const struct en_thread *t0,
+           const struct en_agg *a, size_t g, Fedq__V1__AggregateState *s)
+{
+    const struct en_query *q = t0->q;
+
+    switch (a->kind) {
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT:
+        s->count = ARR(t0, q->a_rec, int64_t)[g];
+        return 0;
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT:
+        if (a->distinct == EN_D_CONTRIB)
+            s->count = ARR(t0, q->a_contrib, int64_t)[g];
+        else if (a->distinct == EN_D_BITMAP)
+            s->count = count_bits(ARR(t0, a->a_bits, uint64_t) + g * a->words,
+                                  a->words);
+        else
+            s->count = ARR(t0, a->a_cnt, int64_t)[g];
+        return 0;
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM:
+        return emit_bins(arena, t0, a, g, s);
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE:
+        return emit_sketch(arena, t0, a, g, s);
+    default:
+        return emit_measure(t0, a, g, s);
+    }
+}
+
+/* The aggregates of group g into pg (keys and counts are the caller's). */
+int
+en_agg_emit_group(struct fq_arena *arena, struct en_thread *t0, size_t g,
+                  Fedq__V1__PartialGroup *pg)
+{
+    const struct en_query *q = t0->q;
+
+    pg->records = ARR(t0, q->a_rec, int64_t)[g];
+    pg->contributors =
+        q->contrib ? ARR(t0, q->a_contrib, int64_t)[g] : pg->records;
+    pg->n_aggregates = q->n_aggs;
+    pg->aggregates =
+        fq_arena_alloc(arena, (q->n_aggs + 1) * sizeof(*pg->aggregates));
+    if (!pg->aggregates)
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < q->n_aggs; i++) {
+        Fedq__V1__AggregateState *s = fq_arena_alloc(arena, sizeof(*s));
+        if (!s)
+            return FQ_ENOMEM;
+        fedq__v1__aggregate_state__init(s);
+        int rc = emit_state(arena, t0, &q->aggs[i], g, s);
+        if (rc < 0)
+            return rc;
+        pg->aggregates[i] = s;
+    }
+    return 0;
+}
+
+/* Per-group results that need a pass over the merged state. */
+void
+en_agg_finish(struct en_thread *t0)
+{
+    count_pairs(t0);
+}
+
+/* Records of group g in thread 0's state. */
+int64_t
+en_agg_records(const struct en_thread *t0, size_t g)
+{
+    return ARR(t0, t0->q->a_rec, int64_t)[g];
+}
