@@ -12,19 +12,23 @@
  * of too many groups stops at max_groups + 1 instead of filling memory.
  *
  *   SELECT keys, COUNT(*), COUNT(DISTINCT contributor), aggregates...,
- *          fq_bin_0, ...                        (QUANTILE only)
- *   FROM (SELECT *, m - AVG(m) OVER (PARTITION BY keys) AS fq_dev_I,
- *                   <sketch bin of m> AS fq_bin_J
- *         FROM table WHERE filter) AS fq_t      (VAR, STDDEV, QUANTILE)
- *   GROUP BY keys | GROUPING SETS ((keys), (keys, fq_bin_0), ...)
+ *          NULL AS fq_bin_0, ...                (QUANTILE only)
+ *   FROM (SELECT *, m - AVG(m) OVER (PARTITION BY keys) AS fq_dev_I
+ *         FROM table WHERE filter) AS fq_t      (VAR, STDDEV)
+ *   GROUP BY keys
+ *   UNION ALL SELECT keys, COUNT(*), NULL, ..., fq_bin_J   (per QUANTILE
+ *   FROM (SELECT *, <sketch bin of m> AS fq_bin_J           column J)
+ *         FROM table WHERE filter) AS fq_b
+ *   GROUP BY keys, fq_bin_J
  *   ORDER BY keys, fq_bin_0 NULLS FIRST, ...    (QUANTILE only)
  *
  * VAR and STDDEV: M2 sums squared deviations from the group's mean (a
  * window), two passes as on SQLite; only (n, mean, M2) leave. QUANTILE:
  * the sketch's bin of each value is computed in SQL with the integer
- * arithmetic of fq_sketch_bin; one extra grouping set per sketched column
- * counts values per (group, bin), and the ORDER BY brings each group's row
- * first with its bin rows right behind it, bins increasing.
+ * arithmetic of fq_sketch_bin and counted per (group, bin) by a branch of
+ * its own (so that no other aggregate is computed per bin); the ORDER BY
+ * brings each group's row first with its bin rows right behind it, bins
+ * increasing.
  *
  * Connections are kept in a small pool per connection string: a query
  * costs one round trip more than its statement, not a new backend.
@@ -588,17 +592,17 @@ where(struct pd_sql *c, const Fedq__V1__Plan *plan)
     return predicate(c, plan->filter);
 }
 
-/* FROM the table, filtered, with each record's deviations (VAR, STDDEV)
- * and sketch bins (QUANTILE) when the plan needs them. */
+/* FROM the table, filtered, with each record's deviations from its
+ * group's mean (VAR, STDDEV) when the plan needs them. */
 static int
 from(struct pd_sql *c, const Fedq__V1__Plan *plan, const char *table)
 {
-    bool inner = c->n_sketched > 0;
+    bool dev = false;
     int rc = 0;
 
     for (size_t i = 0; i < plan->n_aggregates; i++)
-        inner = inner || is_var(plan->aggregates[i]);
-    if (!inner) {
+        dev = dev || is_var(plan->aggregates[i]);
+    if (!dev) {
         if ((rc = fq_buf_append_str(&c->sql, " FROM ")) < 0 ||
             (rc = ident(c, table)) < 0)
             return rc;
@@ -615,35 +619,82 @@ from(struct pd_sql *c, const Fedq__V1__Plan *plan, const char *table)
             break;
         rc = fq_buf_printf(&c->sql, ") AS \"fq_dev_%zu\"", i);
     }
-    for (size_t j = 0; rc == 0 && j < c->n_sketched; j++) {
-        if ((rc = sketch_bin(c, c->sketched[j])) == 0)
-            rc = fq_buf_printf(&c->sql, " AS \"fq_bin_%zu\"", j);
-    }
     if (rc < 0 || (rc = fq_buf_append_str(&c->sql, " FROM ")) < 0 ||
         (rc = ident(c, table)) < 0 || (rc = where(c, plan)) < 0)
         return rc;
     return fq_buf_append_str(&c->sql, ") AS \"fq_t\"");
 }
 
-/* GROUP BY keys; with sketches, one grouping set more per sketched column,
- * ordered so that a group's bin rows follow its row, bins increasing. */
-static int
-group_order(struct pd_sql *c, const Fedq__V1__Plan *plan)
+/* How many result columns aggregate() gives ag. */
+static size_t
+aggregate_width(const Fedq__V1__Aggregate *ag)
 {
-    int rc;
-    if (c->n_sketched == 0)
-        return key_list(c, plan, " GROUP BY ");
-    if ((rc = fq_buf_append_str(&c->sql, " GROUP BY GROUPING SETS ((")) < 0 ||
-        (rc = key_list(c, plan, "")) < 0)
-        return rc;
-    for (size_t j = 0; rc == 0 && j < c->n_sketched; j++) {
-        if ((rc = fq_buf_append_str(&c->sql, "), (")) == 0 &&
-            (rc = key_list(c, plan, "")) == 0)
-            rc = fq_buf_printf(&c->sql, "%s\"fq_bin_%zu\"",
-                               plan->n_group_by ? ", " : "", j);
+    switch (ag->kind) {
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT:
+        return 1;
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_SUM:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_AVG:
+        return 2;
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV:
+        return 3;
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM:
+        return 2 * (ag->n_edges + 1);
+    default:
+        return 0;
+    }
+}
+
+/* ", NULL::int8 AS "fq_bin_0", ..., "fq_bin_J", ..." : the bin columns,
+ * all NULL but J's (none when only is n_sketched). */
+static int
+bin_columns(struct pd_sql *c, size_t only)
+{
+    int rc = 0;
+    for (size_t j = 0; rc == 0 && j < c->n_sketched; j++)
+        rc = fq_buf_printf(&c->sql,
+                           j == only ? ", \"fq_bin_%zu\""
+                                     : ", NULL::int8 AS \"fq_bin_%zu\"",
+                           j);
+    return rc;
+}
+
+/* One row per group and value bin of sketched column j: the keys, the
+ * values in the bin, NULL for the group row's columns, and the bin. */
+static int
+bin_rows(struct pd_sql *c, const Fedq__V1__Plan *plan,
+         const struct ag_dataset_conf *d, size_t j)
+{
+    size_t nulls = 1; /* the contributors */
+    int rc = fq_buf_append_str(&c->sql, " UNION ALL SELECT ");
+
+    for (size_t i = 0; i < plan->n_aggregates; i++)
+        nulls += aggregate_width(plan->aggregates[i]);
+    for (size_t i = 0; rc == 0 && i < plan->n_group_by; i++) {
+        if ((rc = ident(c, plan->group_by[i])) == 0)
+            rc = fq_buf_append_str(&c->sql, ", ");
     }
     if (rc == 0)
-        rc = fq_buf_append_str(&c->sql, ")) ORDER BY ");
+        rc = fq_buf_append_str(&c->sql, "COUNT(*)");
+    for (size_t i = 0; rc == 0 && i < nulls; i++)
+        rc = fq_buf_append_str(&c->sql, ", NULL");
+    if (rc < 0 || (rc = bin_columns(c, j)) < 0 ||
+        (rc = fq_buf_append_str(&c->sql, " FROM (SELECT *")) < 0 ||
+        (rc = sketch_bin(c, c->sketched[j])) < 0 ||
+        (rc = fq_buf_printf(&c->sql, " AS \"fq_bin_%zu\" FROM ", j)) < 0 ||
+        (rc = ident(c, d->source.table)) < 0 || (rc = where(c, plan)) < 0 ||
+        (rc = fq_buf_append_str(&c->sql, ") AS \"fq_b\"")) < 0 ||
+        (rc = key_list(c, plan, " GROUP BY ")) < 0)
+        return rc;
+    return fq_buf_printf(&c->sql, "%s\"fq_bin_%zu\"",
+                         plan->n_group_by ? ", " : " GROUP BY ", j);
+}
+
+/* A group's bin rows right after its row, bins increasing. */
+static int
+order_by(struct pd_sql *c, const Fedq__V1__Plan *plan)
+{
+    int rc = fq_buf_append_str(&c->sql, " ORDER BY ");
     for (size_t i = 0; rc == 0 && i < plan->n_group_by; i++)
         rc = fq_buf_printf(&c->sql, "%zu, ", i + 1);
     for (size_t j = 0; rc == 0 && j < c->n_sketched; j++)
@@ -670,11 +721,13 @@ compile(struct pd_sql *c, const Fedq__V1__Plan *plan,
                  : fq_buf_append_str(&c->sql, "COUNT(*), COUNT(*)");
     for (size_t i = 0; rc == 0 && i < plan->n_aggregates; i++)
         rc = aggregate(c, plan->aggregates[i], i, who);
+    if (rc < 0 || (rc = bin_columns(c, c->n_sketched)) < 0 ||
+        (rc = from(c, plan, d->source.table)) < 0 ||
+        (rc = key_list(c, plan, " GROUP BY ")) < 0)
+        return rc;
     for (size_t j = 0; rc == 0 && j < c->n_sketched; j++)
-        rc = fq_buf_printf(&c->sql, ", \"fq_bin_%zu\"", j);
-    if (rc == 0)
-        rc = from(c, plan, d->source.table);
-    return rc ? rc : group_order(c, plan);
+        rc = bin_rows(c, plan, d, j);
+    return rc || c->n_sketched == 0 ? rc : order_by(c, plan);
 }
 
 /* ---- reading the rows ---------------------------------------------------- */
