@@ -349,6 +349,21 @@ lay_out_columns(struct query *q, char *err, size_t errlen)
     return 0;
 }
 
+/* The configured GROUP BY cap, refused at the first column past it. */
+static int
+group_by_limit(struct query *q, char *err, size_t errlen)
+{
+    size_t max = (size_t)q->fed->cfg->max_group_by;
+    char why[160];
+
+    if (fq_plan_check_group_by_limit(q->plan, max, why, sizeof(why)) == 0)
+        return 0;
+    snprintf(err, errlen, "line %d, column %d: %s",
+             q->sql->group_by[max].pos.line, q->sql->group_by[max].pos.column,
+             why);
+    return FQ_EINVAL;
+}
+
 static void
 step_plan(struct query *q)
 {
@@ -375,9 +390,7 @@ step_plan(struct query *q)
     }
     if ((rc = refuse_pooled_distinct(q)) < 0)
         return;
-    if ((rc = fq_plan_check_group_by_limit(q->plan,
-                                           (size_t)q->fed->cfg->max_group_by,
-                                           err, sizeof(err))) < 0 ||
+    if ((rc = group_by_limit(q, err, sizeof(err))) < 0 ||
         (rc = lay_out_columns(q, err, sizeof(err))) < 0) {
         query_end(q, rc, NULL, "%s", rc == FQ_ENOMEM ? "out of memory" : err);
         return;
@@ -719,6 +732,26 @@ result_columns(struct query *q, Fedq__V1__ResultColumn ***ret, size_t *ret_n)
     return 0;
 }
 
+/* How fresh each agency's part is, in the order of resp->agencies. */
+static int
+build_vintages(struct query *q, Fedq__V1__ExecuteResponse **parts,
+               size_t n_parts, Fedq__V1__QueryResponse *resp)
+{
+    resp->vintages = fq_arena_alloc(q->a, (n_parts + 1) * sizeof(void *));
+    if (!resp->vintages)
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < n_parts; i++) {
+        Fedq__V1__DataVintage *v = fq_arena_alloc(q->a, sizeof(*v));
+        if (!v)
+            return FQ_ENOMEM;
+        fedq__v1__data_vintage__init(v);
+        v->agency = parts[i]->agency;
+        v->vintage = parts[i]->data_vintage;
+        resp->vintages[resp->n_vintages++] = v;
+    }
+    return 0;
+}
+
 static int
 build_response(struct query *q, Fedq__V1__PartialGroup **groups, size_t n,
                Fedq__V1__ExecuteResponse **parts, size_t n_parts,
@@ -740,7 +773,7 @@ build_response(struct query *q, Fedq__V1__PartialGroup **groups, size_t n,
     }
     for (size_t i = 0; i < n_parts; i++)
         resp->agencies[resp->n_agencies++] = parts[i]->agency;
-    return 0;
+    return build_vintages(q, parts, n_parts, resp);
 }
 
 /*

@@ -404,6 +404,7 @@ build_aggregates(struct build *b, const struct fq_sql_query *q,
     plan->aggregates = fq_arena_alloc(b->a, (q->n_items + 1) * sizeof(void *));
     if (!plan->aggregates)
         return FQ_ENOMEM;
+    size_t bins = 0;
     for (size_t i = 0; i < q->n_items; i++) {
         if (!q->items[i].is_aggregate)
             continue;
@@ -414,6 +415,12 @@ build_aggregates(struct build *b, const struct fq_sql_query *q,
         if (rc < 0)
             return rc;
         plan->aggregates[plan->n_aggregates++] = ag;
+        /* Refused where the limit is crossed, not at the end. */
+        if (ag->n_edges && (bins += ag->n_edges + 1) > FQ_PLAN_MAX_BINS)
+            return build_fail(b, q->items[i].pos, FQ_EINVAL,
+                              "the HISTOGRAMs of one query have more than "
+                              "%d bins",
+                              FQ_PLAN_MAX_BINS);
     }
     if (plan->n_aggregates == 0)
         return build_fail(b, q->items[0].pos, FQ_EINVAL,

@@ -388,7 +388,7 @@ check_aggregates(struct check *c, const Fedq__V1__Plan *plan)
     }
     /* Each bin is two result columns at the agent (values, contributors). */
     if (bins > FQ_PLAN_MAX_BINS)
-        FAIL(c, FQ_ETOOBIG,
+        FAIL(c, FQ_EINVAL,
              "the HISTOGRAMs of one query have %zu bins; at "
              "most %d",
              bins, FQ_PLAN_MAX_BINS);

@@ -11,7 +11,12 @@ run_integration.py after query_tests, registered with its @test decorator):
 - Gateway/Explain: canonical SQL, plan tree, agencies, columns, order,
   limit and checks; it runs nothing (it still answers with every agent
   stopped); its errors are Query's; `fedq explain --format json`;
-- the aggregates that parse but are not available yet.
+- HISTOGRAM and QUANTILE: accepted (checked against the oracle, also
+  under ORDER BY a QUANTILE and with a HISTOGRAM before the key), and
+  refused where the rules say so (ORDER BY a HISTOGRAM, q outside (0, 1),
+  edges not increasing or not of the measure's type, more than 64 edges or
+  256 bins, QUANTILE on a measure without quantile_bins, more GROUP BY
+  columns than max_group_by).
 
 Seeded like query_tests (FEDQ_TEST_SEED); every failure names the seed.
 """
@@ -21,6 +26,7 @@ import json
 import math
 import os
 import random
+import re
 import signal
 import time
 
@@ -208,31 +214,9 @@ class BoolGenerator(Generator):
 
 def released_rows(src, spec, want):
     """The oracle's table as fedq must release it, in group-key order:
-    rows of cells (status, kind, value)."""
-    gb = spec["group_by"]
-    rows = []
-    for k in sorted(want, key=qt.key_order):
-        g = want[k]
-        small = g["contributors"] < MIN_CELL
-        cells = []
-        for it in spec["items"]:
-            if it[0] == "dim":
-                v = k[gb.index(it[1])]
-                cells.append(("not_applicable", None, None) if v is None
-                             else ("exact", "int" if isinstance(v, int)
-                                   else "text", v))
-            elif small:
-                cells.append(("suppressed", None, None))
-            elif it[1] == "COUNT":
-                cells.append(("exact", "int", g["records"]))
-            elif it[1] == "SUM":
-                cells.append(("exact", "int", g[f"sum:{it[2]}"]))
-            else:
-                s, n = g[f"sum:{it[2]}"], g[f"count:{it[2]}"]
-                cells.append(("exact", "decimal", s / n) if n else
-                             ("not_applicable", None, None))
-        rows.append(cells)
-    return rows
+    rows of cells (status, kind, value), one per result column."""
+    return [qt.expected_row(src, spec, k, want[k])
+            for k in sorted(want, key=qt.key_order)]
 
 
 def order_rows(rows, keys):
@@ -485,7 +469,8 @@ def lang_order_limit(h):
     released table with cells without a value last in both directions, cut
     after suppression. Then a table with suppressed COUNT(*) cells ordered
     by COUNT(*) both ways: suppressed rows last, in key order; LIMIT cuts
-    the suppressed table."""
+    the suppressed table. Then ORDER BY a QUANTILE, by name and by its
+    position after a HISTOGRAM (order_by_quantile)."""
     p = h.proto
     fed = ExampleFed(h, "order", EXAMPLE_AGENCIES)
     try:
@@ -620,12 +605,71 @@ def lang_order_limit(h):
             except TestFailure as e:
                 raise TestFailure(f"{sql!r}: {e}")
             cases += 1
+        cases += order_by_quantile(p, stub, fed, towns)
         ri.print_note(f"seed {qt.SEED}; {N_ORDER} ordered queries and "
-                      f"{cases} suppression cases ({n_small} suppressed of "
-                      f"{len(want)} rows) in {time.monotonic() - t0:.1f}s; "
-                      f"coverage {seen}")
+                      f"{cases} suppression and QUANTILE cases ({n_small} "
+                      f"suppressed of {len(want)} rows) in "
+                      f"{time.monotonic() - t0:.1f}s; coverage {seen}")
     finally:
         fed.close()
+
+
+def order_by_quantile(p, stub, fed, towns):
+    """ORDER BY a QUANTILE (as written, or by its position in the select
+    list after a HISTOGRAM's several columns): by its value, ties in key
+    order, suppressed cells last both ways; Explain's order_by names the
+    result column. Returns the number of cases."""
+    src = fed.catalog.source("dss", "enrollment")
+    tl = ", ".join(f"'{t}'" for t in towns)
+    sql0 = ("SELECT town, HISTOGRAM(benefit, 50000), QUANTILE(benefit, 0.9), "
+            "COUNT(*) FROM dss.enrollment WHERE month = '2024-06' AND town "
+            f"IN ({tl}) GROUP BY town ORDER BY ")
+    spec = {"items": [("dim", "town"),
+                      ("agg", "HISTOGRAM", "benefit", (50000,)),
+                      ("agg", "QUANTILE", "benefit", 0.9),
+                      ("agg", "COUNT", None)],
+            "group_by": ["town"],
+            "filters": [("cmp", "month", "=", "2024-06"),
+                        ("in", "town", towns)]}
+    hsrc = fed.catalog.source("hied", "enrollment")
+    hspec = {"items": [("dim", "term"), ("agg", "QUANTILE", "credits", 0.5),
+                       ("agg", "HISTOGRAM", "credits", (12,))],
+             "group_by": ["term"], "filters": []}
+    hsql = ("SELECT term, QUANTILE(credits, 0.5), HISTOGRAM(credits, 12) "
+            "FROM hied.enrollment GROUP BY term ORDER BY ")
+    # Result columns: town 0, the HISTOGRAM's two bins 1 and 2, the
+    # QUANTILE 3, COUNT(*) 4; hied: term 0, QUANTILE 1, bins 2 and 3.
+    runs = [(src, spec, sql0, key, keys, limit)
+            for key, keys in (("QUANTILE(benefit, 0.9)", [(3, False)]),
+                              ("quantile(benefit, 0.9) DESC", [(3, True)]),
+                              ("3 DESC, town DESC", [(3, True), (0, True)]),
+                              ("QUANTILE(benefit, 0.9), COUNT(*) DESC",
+                               [(3, False), (4, True)]))
+            for limit in (None, 2)]
+    runs += [(hsrc, hspec, hsql, "QUANTILE(credits, 0.5) DESC, term DESC",
+              [(1, True), (0, True)], None),
+             (hsrc, hspec, hsql, "2", [(1, False)], 1)]
+    hidden = 0
+    for s, sp, base, key, keys, limit in runs:
+        sql = base + key + (f" LIMIT {limit}" if limit is not None else "")
+        exp = order_rows(released_rows(s, sp, oracle(s, sp)), keys)
+        if limit is not None:
+            exp = exp[:limit]
+        try:
+            got = query_grpc(p, stub, sql)
+            compare_ordered(got, exp, qt.expected_columns(s, sp))
+            e = stub.Explain(p.gw.ExplainRequest(sql=sql),
+                             timeout=CALL_TIMEOUT)
+        except grpc.RpcError as ex:
+            raise TestFailure(f"{sql!r}: {ex.code().name} {ex.details()}")
+        except TestFailure as ex:
+            raise TestFailure(f"{sql!r}: {ex}")
+        ob = [(k.column, k.descending) for k in e.order_by]
+        check(ob == keys, f"Explain {sql!r}: order_by {ob}, expected "
+                          f"{keys} (indexes of result columns)")
+        hidden += any(r[keys[0][0]][1] is None for r in exp)
+    check(hidden, "no QUANTILE ordering met a suppressed cell")
+    return len(runs)
 
 
 # ---- Explain ----------------------------------------------------------------
@@ -729,19 +773,8 @@ def check_explain(p, r, sql, exp):
     check(r.canonical_sql.strip(), f"{where}: empty canonical_sql")
 
 
-NOT_YET = [
-    # (sql, column of the aggregate, its name in the message)
-    ("SELECT program,\n  Histogram(benefit, 0, 100, 1000) FROM "
-     "dss.enrollment GROUP BY program", 3, "HISTOGRAM"),
-    ("SELECT COUNT(*), QUANTILE(benefit, 0.5) FROM dss.enrollment", 18,
-     "QUANTILE"),
-    ("SELECT COUNT(*), QUANTILE(benefit, 0.9) FROM dss.enrollment WHERE "
-     "sex = 'F' OR NOT program IN ('SNAP') ORDER BY 1 LIMIT 3", 18,
-     "QUANTILE"),
-]
 # COUNT(DISTINCT) pooled over an alias needs linkage: refused.
 COUNT_DISTINCT = ("SELECT COUNT(DISTINCT person_id) FROM hied.enrollment", 8)
-NOT_YET_TAIL = " is not available yet: use COUNT, SUM, AVG, VAR or STDDEV"
 
 
 @test
@@ -751,9 +784,8 @@ def lang_explain(h):
     aggregates and filter tree, order_by, limit and checks (naming the
     threshold 11) as expected; the canonical SQL Explains to itself; the
     same plan with every agent stopped (catalogs cached, nothing runs);
-    errors exactly Query's; `fedq explain --format json`; and the
-    aggregates not available yet refused with their name and position by
-    Query and Explain alike."""
+    errors exactly Query's; `fedq explain --format json`; pooled
+    COUNT(DISTINCT) refused at its position."""
     p = h.proto
     fed = ExampleFed(h, "explain", EXAMPLE_AGENCIES,
                      gw_extra={"agent_timeout": "5s"})
@@ -841,17 +873,6 @@ def lang_explain(h):
         check(not problems, f"{len(problems)} of {len(bad)}: " +
               " || ".join(problems[:5]))
 
-        # Aggregates that parse but are not available yet.
-        for sql, col, name in NOT_YET:
-            line = 2 if "\n" in sql else 1
-            msg = f"line {line}, column {col}: {name}{NOT_YET_TAIL}"
-            for m, req in ((stub.Query, p.gw.QueryRequest(sql=sql)),
-                           (stub.Explain, p.gw.ExplainRequest(sql=sql))):
-                e = ri.rpc_error(m, req, timeout=CALL_TIMEOUT)
-                check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and
-                      e.details() == msg,
-                      f"{one_line(sql)!r}: {e.code().name} "
-                      f"{e.details()!r}, expected {msg!r}")
         sql, col = COUNT_DISTINCT
         e = ri.rpc_error(stub.Query, p.gw.QueryRequest(sql=sql),
                          timeout=CALL_TIMEOUT)
@@ -897,9 +918,8 @@ def lang_explain(h):
               "line 1, column 43: unknown column 'colour' in dss.enrollment"
               in r.stderr, f"fedq explain of a bad query: rc "
                            f"{r.returncode} {ri.tail(r.stderr)}")
-        ri.print_note(f"{len(cases)} plans, {len(bad)} errors, "
-                      f"{len(NOT_YET) + 1} refusals ("
-                      f"{count_distinct_msg!r})")
+        ri.print_note(f"{len(cases)} plans, {len(bad)} errors, a pooled "
+                      f"COUNT(DISTINCT) refused ({count_distinct_msg!r})")
     finally:
         fed.close()
 
@@ -972,5 +992,292 @@ def lang_filter_limits(h):
                                 f"INVALID_ARGUMENT at column {col}")
         check(not problems, f"{len(problems)} problems: " +
               " || ".join(problems))
+    finally:
+        fed.close()
+
+
+# ---- HISTOGRAM and QUANTILE -------------------------------------------------
+
+
+def pos_of(sql, needle, nth=1, shift=0):
+    """"line L, column C" of the nth occurrence of needle in sql, plus
+    shift bytes."""
+    off = -1
+    for _ in range(nth):
+        off = sql.index(needle, off + 1)
+    off += shift
+    line = sql.count("\n", 0, off) + 1
+    return f"line {line}, column {off - (sql.rfind(chr(10), 0, off) + 1) + 1}"
+
+
+H, Q = "HISTOGRAM", "QUANTILE"
+
+# Accepted: (source, dataset, sql, items, group_by, WHERE text or None,
+# ORDER BY as ([(result column, descending)], LIMIT) or None).
+SKETCH_OK = [
+    ("dss", "enrollment",
+     "SELECT program,\n  Histogram(benefit, 0, 100, 1000) FROM "
+     "dss.enrollment GROUP BY program",
+     [("dim", "program"), ("agg", H, "benefit", (0, 100, 1000))],
+     ["program"], None, None),
+    ("dss", "enrollment",
+     "SELECT COUNT(*), QUANTILE(benefit, 0.5) FROM dss.enrollment",
+     [("agg", "COUNT", None), ("agg", Q, "benefit", 0.5)], [], None, None),
+    ("dss", "enrollment",
+     "SELECT COUNT(*), QUANTILE(benefit, 0.9) FROM dss.enrollment WHERE "
+     "sex = 'F' OR NOT program IN ('SNAP') ORDER BY 1 LIMIT 3",
+     [("agg", "COUNT", None), ("agg", Q, "benefit", 0.9)], [],
+     "sex = 'F' OR NOT program IN ('SNAP')", ([(0, False)], 3)),
+    ("hied", "enrollment",
+     "select credential, histogram(credits, 6, 12, 15), quantile(credits, "
+     "0.25), count(*) from hied.enrollment where credits is not null or "
+     "term = '2024FA' group by credential",
+     [("dim", "credential"), ("agg", H, "credits", (6, 12, 15)),
+      ("agg", Q, "credits", 0.25), ("agg", "COUNT", None)], ["credential"],
+     "credits is not null or term = '2024FA'", None),
+    ("dol", "wages",
+     "SELECT quarter, QUANTILE(wages, 0.99), HISTOGRAM(wages, -1, "
+     "100000001) FROM dol.wages WHERE NOT (industry = '23') GROUP BY "
+     "quarter ORDER BY 2 DESC LIMIT 4",
+     [("dim", "quarter"), ("agg", Q, "wages", 0.99),
+      ("agg", H, "wages", (-1, 100000001))], ["quarter"],
+     "NOT (industry = '23')", ([(1, True)], 4)),
+]
+
+
+def sketch_refusals():
+    """(sql, message prefix, substrings): INVALID_ARGUMENT, from Query and
+    Explain alike."""
+    out = []
+    s = ("SELECT program, HISTOGRAM(benefit, 1000, 50000) FROM dss.enrollment "
+         "GROUP BY program ORDER BY HISTOGRAM(benefit, 1000, 50000)")
+    out.append((s, f"{pos_of(s, 'HISTOGRAM', 2)}: ORDER BY cannot use "
+                   f"HISTOGRAM", ()))
+    s = ("SELECT program, HISTOGRAM(benefit, 1000) FROM dss.enrollment "
+         "GROUP BY program ORDER BY program, 2 DESC")
+    out.append((s, f"{pos_of(s, '2 DESC')}: ORDER BY cannot use HISTOGRAM",
+                ()))
+    s = ("select term, histogram(credits, 12) from hied.enrollment\n"
+         "group by term order by term, histogram(credits, 12) desc")
+    out.append((s, f"{pos_of(s, 'histogram', 2)}: ORDER BY cannot use "
+                   f"HISTOGRAM", ()))
+    for q in ("1.5", "0", "1.0", "-0.5", "1", "0.0"):
+        s = f"SELECT COUNT(*), QUANTILE(benefit, {q}) FROM dss.enrollment"
+        out.append((s, f"{pos_of(s, f'benefit, {q})', shift=9)}: "
+                       f"expected a decimal between 0 and 1", ()))
+    for edges, bad, prev in (("5, 5", "5", "5"), ("10, 20, 15", "15", "20"),
+                             ("-5, -10", "-10", "-5")):
+        s = f"SELECT HISTOGRAM(benefit, {edges}) FROM dss.enrollment"
+        out.append((s, f"{pos_of(s, f', {bad})', shift=2)}: histogram "
+                       f"edges must be strictly increasing, found {bad} "
+                       f"after {prev}", ()))
+    # Edges of another type than the integer measure.
+    s = ("SELECT program, HISTOGRAM(benefit, 10, 'a') FROM dss.enrollment "
+         "GROUP BY program")
+    out.append((s, f"{pos_of(s, chr(39) + 'a')}:", ()))
+    s = "SELECT HISTOGRAM(benefit, 10, 20.5) FROM dss.enrollment"
+    out.append((s, f"{pos_of(s, '20.5')}:", ("expected an integer",)))
+    s = "SELECT HISTOGRAM(credits, 12.0) FROM hied.enrollment"
+    out.append((s, f"{pos_of(s, '12.0')}:", ("expected an integer",)))
+    # Not on dimensions or identifiers.
+    for s, col, what in (
+            ("SELECT HISTOGRAM(household_size, 3) FROM dss.enrollment",
+             "household_size", "not a measure"),
+            ("SELECT QUANTILE(town, 0.5) FROM dol.wages", "town",
+             "not a measure"),
+            ("SELECT QUANTILE(person_id, 0.5) FROM hied.enrollment",
+             "person_id", "identifier")):
+        out.append((s, f"{pos_of(s, col)}:", (f"'{col}'", what)))
+    # 65 edges.
+    s = ("SELECT HISTOGRAM(benefit, " + ", ".join(str(10 * i) for i in
+                                                 range(65)) +
+         ") FROM dss.enrollment")
+    out.append((s, f"{pos_of(s, '640)')}: more than 64 histogram edges",
+                ()))
+    # More GROUP BY columns than max_group_by (4 by default).
+    out.append(("SELECT program, month, town, sex, household_size, COUNT(*) "
+                 "FROM dss.enrollment GROUP BY program, month, town, sex, "
+                 "household_size", "", ("GROUP BY",)))
+    out.append(("SELECT institution, term, credential, town, birth_year, "
+                "QUANTILE(credits, 0.5) FROM hied.enrollment GROUP BY "
+                "institution, term, credential, town, birth_year", "",
+                ("GROUP BY",)))
+    return out
+
+
+def no_bins(agency, text):
+    """An agent config without any quantile_bins."""
+    return re.sub(r"\n +quantile_bins:[^\n]*", "", text)
+
+
+@test
+@seeded
+def lang_sketch_aggregates(h):
+    """HISTOGRAM and QUANTILE: the catalog publishes quantile_bins; fixed
+    queries (filter trees, ORDER BY, LIMIT, pooled over hied) answered as
+    the oracle says, Explained with their expanded columns, error_bound,
+    edges and fraction, the canonical SQL a fixed point; refused with the
+    position of the fault by Query and Explain alike (and the CLI) where
+    the rules say so; QUANTILE on a measure whose catalog gives no
+    quantile_bins refused while HISTOGRAM on it answers."""
+    p = h.proto
+    fed = ExampleFed(h, "sketch", EXAMPLE_AGENCIES)
+    try:
+        stub = fed.stub()
+        r = stub.ListDatasets(p.gw.ListDatasetsRequest(),
+                              timeout=CALL_TIMEOUT)
+        bins = {(d.agency, c.name): c.quantile_bins
+                for d in r.datasets for c in d.columns if c.quantile_bins}
+        check(bins == {("dol", "wages"): 1000, ("dss", "benefit"): 200,
+                       ("uhs", "credits"): 8, ("csu", "credits"): 8,
+                       ("ccs", "credits"): 8},
+              f"ListDatasets quantile_bins {bins}")
+        for sname, dname, sql, items, gb, where, order in SKETCH_OK:
+            src = fed.catalog.source(sname, dname)
+            spec = {"items": items, "group_by": gb, "filters": [],
+                    "where": where}
+            want = oracle(src, spec)
+            try:
+                got = query_grpc(p, stub, sql)
+                if order:
+                    exp = order_rows(released_rows(src, spec, want),
+                                     order[0])
+                    compare_ordered(got, exp[:order[1]],
+                                    qt.expected_columns(src, spec))
+                else:
+                    compare(src, spec, got, want, expected_agencies(
+                        {"source": sname}))
+                e1 = stub.Explain(p.gw.ExplainRequest(sql=sql),
+                                  timeout=CALL_TIMEOUT)
+                e2 = stub.Explain(p.gw.ExplainRequest(sql=e1.canonical_sql),
+                                  timeout=CALL_TIMEOUT)
+            except grpc.RpcError as e:
+                raise TestFailure(f"{one_line(sql)!r}: {e.code().name}: "
+                                  f"{e.details()}")
+            except TestFailure as e:
+                raise TestFailure(f"{one_line(sql)!r}: {e}")
+            where_ = f"Explain {one_line(sql)[:70]!r}"
+            check(e2.canonical_sql == e1.canonical_sql and
+                  e2.plan == e1.plan,
+                  f"{where_}: canonical SQL {e1.canonical_sql!r} Explains "
+                  f"as {e2.canonical_sql!r}")
+            cols = [(c.name, p.catalog.ValueType.Name(c.type), c.aggregate,
+                     c.error_bound) for c in e1.columns]
+            check(cols == qt.expected_columns(src, spec),
+                  f"{where_}: columns {cols}")
+            aggs = [(kind_name(a), a.column,
+                     [plan_literal(x) for x in a.edges], a.fraction)
+                    for a in e1.plan.aggregates]
+            for it in items:
+                if it[0] == "agg" and it[1] in (H, Q):
+                    exp = (f"AGGREGATE_KIND_{it[1]}", it[2],
+                           [I(x) for x in it[3]] if it[1] == H else [],
+                           it[3] if it[1] == Q else 0.0)
+                    check(exp in aggs, f"{where_}: {exp} not in the plan's "
+                                       f"aggregates {aggs}")
+        problems = []
+        refusals = sketch_refusals()
+        for sql, prefix, subs in refusals:
+            try:
+                eq = ri.rpc_error(stub.Query, p.gw.QueryRequest(sql=sql),
+                                  timeout=CALL_TIMEOUT)
+                ee = ri.rpc_error(stub.Explain, p.gw.ExplainRequest(sql=sql),
+                                  timeout=CALL_TIMEOUT)
+            except TestFailure as ex:
+                problems.append(f"{one_line(sql)[:90]!r}: {ex}")
+                continue
+            d = eq.details() or ""
+            if eq.code() != grpc.StatusCode.INVALID_ARGUMENT or \
+                    not d.startswith(prefix) or any(x not in d for x in subs):
+                problems.append(f"{one_line(sql)[:90]!r}: {eq.code().name} "
+                                f"{d!r}, expected INVALID_ARGUMENT starting "
+                                f"{prefix!r} with {list(subs)}")
+            if (ee.code(), ee.details()) != (eq.code(), eq.details()):
+                problems.append(f"{one_line(sql)[:90]!r}: Explain "
+                                f"{ee.code().name} {ee.details()!r}, Query "
+                                f"{eq.code().name} {d!r}")
+        for pr in fed.procs():
+            pr.check_alive()
+        check(not problems, f"{len(problems)} of {len(refusals)} refusals: "
+                            + " || ".join(problems[:6]))
+        # The CLI: exit 1 with the message.
+        sql, prefix, _ = refusals[0]
+        qt.expect_refusal(h, fed, stub, sql, prefix, via_cli=True)
+    finally:
+        fed.close()
+
+    # A catalog without quantile_bins: QUANTILE refused, HISTOGRAM answered.
+    fed = ExampleFed(h, "nobins", ["dss", "dol"], edit=no_bins)
+    try:
+        stub = fed.stub()
+        for sql in ("SELECT program, QUANTILE(benefit, 0.5) FROM "
+                    "dss.enrollment GROUP BY program",
+                    "SELECT COUNT(*), HISTOGRAM(wages, 1000), QUANTILE(wages, "
+                    "0.25) FROM dol.wages"):
+            for m, req in ((stub.Query, p.gw.QueryRequest(sql=sql)),
+                           (stub.Explain, p.gw.ExplainRequest(sql=sql))):
+                e = ri.rpc_error(m, req, timeout=CALL_TIMEOUT)
+                d = e.details() or ""
+                check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and
+                      "QUANTILE is not enabled on" in d and
+                      ("benefit" in d or "wages" in d),
+                      f"{sql!r} without quantile_bins: {e.code().name} "
+                      f"{d!r}")
+        src = fed.catalog.source("dss", "enrollment")
+        check(not src.columns["benefit"].get("quantile_bins"),
+              "no_bins left quantile_bins in the config")
+        spec = {"items": [("dim", "program"),
+                          ("agg", H, "benefit", (50000, 100000))],
+                "group_by": ["program"], "filters": []}
+        compare(src, spec, query_grpc(
+            p, stub, "SELECT program, HISTOGRAM(benefit, 50000, 100000) "
+                     "FROM dss.enrollment GROUP BY program"),
+            oracle(src, spec), ["dss"])
+        ri.print_note(f"{len(SKETCH_OK)} queries, {len(refusals)} "
+                      f"refusals and QUANTILE without quantile_bins")
+    finally:
+        fed.close()
+
+
+def kind_name(a):
+    """An Aggregate's kind by its enum name."""
+    return a.DESCRIPTOR.fields_by_name["kind"].enum_type.values_by_number[
+        a.kind].name
+
+
+@test
+def lang_histogram_bin_limit(h):
+    """At most 256 HISTOGRAM bins in one query (docs/fedq-sql.md): four
+    HISTOGRAMs of 63 edges (256 bins) answer as the oracle says; four of
+    64 edges (260 bins) are refused like every query error, with
+    INVALID_ARGUMENT and a position."""
+    p = h.proto
+    fed = ExampleFed(h, "bins", ["dss"])
+    try:
+        stub = fed.stub()
+        src = fed.catalog.source("dss", "enrollment")
+        for n in (63, 64):
+            edges = tuple(range(0, n * 3000, 3000))
+            items = [("agg", H, "benefit", edges)] * 4
+            sql = ("SELECT " + ", ".join(
+                f"HISTOGRAM(benefit, {', '.join(map(str, edges))})"
+                for _ in items) + " FROM dss.enrollment")
+            if n == 63:
+                spec = {"items": items, "group_by": [], "filters": []}
+                try:
+                    compare(src, spec, query_grpc(p, stub, sql),
+                            oracle(src, spec), ["dss"])
+                except grpc.RpcError as e:
+                    raise TestFailure(f"256 bins: {e.code().name}: "
+                                      f"{e.details()}")
+                continue
+            e = ri.rpc_error(stub.Query, p.gw.QueryRequest(sql=sql),
+                             timeout=CALL_TIMEOUT)
+            d = e.details() or ""
+            check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and
+                  d.startswith("line 1, column ") and "256" in d,
+                  f"260 bins: {e.code().name} {d!r}, expected "
+                  f"INVALID_ARGUMENT with a position (docs/fedq-sql.md: "
+                  f"\"Every error is INVALID_ARGUMENT with a position\")")
     finally:
         fed.close()

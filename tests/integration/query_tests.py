@@ -4,32 +4,41 @@ registered with its @test decorator, run by its runner).
 
 The federation is the one of deploy/examples/etc (six agencies, alias hied
 over uhs, csu and ccs) on data written by fedq-synth. Expected tables come
-from an oracle that reads the agencies' SQLite files directly with Python's
-sqlite3 module (the three hied files ATTACHed and UNIONed): per group the
-records, COUNT(DISTINCT contributor), SUM and COUNT of each measure; for
-COUNT(DISTINCT c), VAR(m) and STDDEV(m) the raw rows are fetched and the
-distinct counts and sample variances computed in Python (statistics, exact
-over the integer values), not by SQLite's aggregates. The
-catalog (dimensions, measures, domains, bounds) comes from the YAML of the
-example configs. Nothing of fedq's output feeds an expectation.
+from an oracle over the agencies' SQLite files, read directly with
+Python's sqlite3 module: each source's rows (the three hied files
+UNIONed) are copied once per run into an in-memory table; per query SQLite
+filters and groups them and gives each group's records, COUNT(DISTINCT
+contributor), SUM and COUNT of each measure, and its raw values joined
+into one text; from those the distinct counts, exact sample variances,
+HISTOGRAM bins with the distinct contributors of each, and QUANTILE
+(the sketch's bin walk over the declared bounds, and the exact r-th value
+it must lie within error_bound of) are computed here in Python, not by
+SQLite's aggregates. The catalog (dimensions, measures, domains, bounds,
+quantile_bins) comes from the YAML of the example configs. Nothing of
+fedq's output feeds an expectation.
 
 Randomness: one seed per run, from the environment variable FEDQ_TEST_SEED
 or else from the clock. It seeds the query generator and is also the
 fedq-synth --seed of the data, so one number reproduces a run. Every
-failure message of a seeded test names it.
+failure message of a seeded test names it. FEDQ_QUERY_COUNT sets the
+number of random queries of query_oracle (default 2000).
 """
 
+import bisect
+import collections
+import concurrent.futures
+import functools
 import json
 import math
-import statistics
+import operator
 import os
 import random
 import re
-import shutil
 import signal
 import sqlite3
 import subprocess
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import grpc
@@ -44,7 +53,7 @@ from run_integration import (EXAMPLE_AGENCIES, REPO, TYPE_ENUM, TestFailure,
 HIED = ["uhs", "csu", "ccs"]
 PERSONS = 3000
 MIN_CELL = 11  # the gateway's default min_cell_count
-N_QUERIES = int(os.environ.get("FEDQ_QUERY_COUNT", "160"))
+N_QUERIES = int(os.environ.get("FEDQ_QUERY_COUNT", "2000"))
 N_CLI = 20     # of them through `fedq query --format json`
 CALL_TIMEOUT = 30
 
@@ -97,7 +106,9 @@ class ExampleFed:
     their own, with pki/ and data/ beside etc/ as the configs expect) and
     a gateway; the harness stops them all after the test."""
 
-    def __init__(self, h, name, agencies, gw_extra=None):
+    def __init__(self, h, name, agencies, gw_extra=None, edit=None):
+        """edit: (agency, YAML text) -> the text to run that agent with
+        (the oracle's catalog is read from it too)."""
         self.h = h
         self.root = h.root / f"q-{name}"
         self.etc = self.root / "etc"
@@ -112,7 +123,8 @@ class ExampleFed:
         self.agents = {}
         for a in agencies:
             path = self.etc / f"agent-{a}.yaml"
-            shutil.copy(REPO / f"deploy/examples/etc/agent-{a}.yaml", path)
+            text = (REPO / f"deploy/examples/etc/agent-{a}.yaml").read_text()
+            path.write_text(edit(a, text) if edit else text)
             self.agents[a] = h.start_agent(path)
         gw = gateway_config(h, self.run,
                             [(a, self.agents[a].addr) for a in agencies],
@@ -189,116 +201,284 @@ class Catalog:
 
 
 # ---- the oracle -------------------------------------------------------------
+#
+# Each source's raw rows (the UNION of its members' tables) are copied once
+# per run into an in-memory SQLite table; every query's oracle then reads
+# that table. SQLite filters (the same WHERE text fedq got, for filter
+# trees), groups, counts records and distinct contributors and adds sums;
+# everything else is computed here in Python from each group's raw values,
+# which SQLite hands over joined into one text per group (group_concat):
+# distinct counts, exact variances (integer sums, one rounding), histogram
+# bins with their distinct contributors, and quantile sketches with the
+# exact r-th value beside them.
+
+SEP = "\x1f"    # between the values of a group in a group_concat
+PAIR = "\x1e"   # between a value and its contributor
 
 
 def q_ident(name):
     return '"' + name.replace('"', '""') + '"'
 
 
-def oracle(src, spec, agencies=None):
-    """{key tuple: {"records", "contributors", "sum:<m>", "count:<m>",
-    "var:<m>" (None under two values), "distinct:<c>"}} over the raw files
-    of src (only those of `agencies` if given)."""
-    files = src.files(agencies)
-    con = sqlite3.connect("file:oracle?mode=memory", uri=True)
-    try:
-        for i, (_, path, _) in enumerate(files):
-            con.execute(f"ATTACH DATABASE ? AS s{i}",
-                        (f"file:{path}?mode=ro",))
-        needed = list(dict.fromkeys(
-            ([src.contributor] if src.contributor else []) +
-            spec["group_by"] + [m for m in spec_measures(spec)] +
-            spec_distinct(spec) +
-            [f[1] for f in spec["filters"]] +
-            list(spec.get("where_columns", ()))))
-        cols = ", ".join(q_ident(c) for c in needed) or "1"
-        union = " UNION ALL ".join(
-            f"SELECT {cols} FROM s{i}.{q_ident(table)}"
-            for i, (_, _, table) in enumerate(files))
-        keys = [q_ident(c) for c in spec["group_by"]]
-        sel = keys + ["COUNT(*)",
-                      f"COUNT(DISTINCT {q_ident(src.contributor)})"
-                      if src.contributor else "COUNT(*)"]
-        ms = spec_measures(spec)
+class RawData:
+    """The raw rows of one source (all its member agencies), in an
+    in-memory SQLite table "t" with the agency in column _agency."""
+
+    def __init__(self, src):
+        self.con = sqlite3.connect(":memory:", check_same_thread=False)
+        self.con.execute("PRAGMA temp_store = MEMORY")
+        cols = list(src.columns)
+        self.con.execute("CREATE TABLE t (_agency, " +
+                         ", ".join(q_ident(c) for c in cols) + ")")
+        people = {}
+        for i, (agency, path, table) in enumerate(src.files()):
+            self.con.execute(f"ATTACH DATABASE ? AS s{i}",
+                             (f"file:{path}?mode=ro",))
+            self.con.execute(
+                f"INSERT INTO t SELECT ?, {', '.join(map(q_ident, cols))} "
+                f"FROM s{i}.{q_ident(table)}", (agency,))
+            self.con.commit()
+            self.con.execute(f"DETACH DATABASE s{i}")
+            if src.contributor:
+                people[agency] = {v for (v,) in self.con.execute(
+                    f"SELECT DISTINCT {q_ident(src.contributor)} FROM t "
+                    f"WHERE _agency = ?", (agency,))}
+        # The joined texts must split back into the values they joined.
+        for c in cols:
+            (bad,) = self.con.execute(
+                f"SELECT COUNT(*) FROM t WHERE instr({q_ident(c)}, ?) OR "
+                f"instr({q_ident(c)}, ?)", (SEP, PAIR)).fetchone()
+            check(bad == 0, f"oracle: {src.name}.{c} holds a separator")
+        if src.contributor:
+            (bad,) = self.con.execute(
+                f"SELECT COUNT(*) FROM t WHERE {q_ident(src.contributor)} "
+                f"IS NULL").fetchone()
+            check(bad == 0, f"oracle: {src.name} has records without a "
+                            f"contributor")
+        # Pooled members hold disjoint populations (docs/synthetic-data.md),
+        # so distinct contributors over the union are the sum over the
+        # agencies, as the gateway adds them.
+        seen = set()
+        for agency, ps in people.items():
+            check(not (seen & ps), f"oracle: {agency} shares contributors "
+                                   f"with another member of {src.name}")
+            seen |= ps
+        self.rows = self.con.execute("SELECT COUNT(*) FROM t").fetchone()[0]
+
+
+_RAW = {}    # (agency, real path, mtime, table)... -> RawData
+_FILES = {}  # (agency, path, table)... -> that key
+
+
+def raw_data(src):
+    """The RawData of src, loaded at its first use in this run (sources of
+    several federations share it when their files are the same)."""
+    files = tuple(src.files())
+    key = _FILES.get(files)
+    if key is None:
+        key = _FILES[files] = tuple(
+            (agency, os.path.realpath(path), os.path.getmtime(path), table)
+            for agency, path, table in files)
+    if key not in _RAW:
+        _RAW[key] = RawData(src)
+    return _RAW[key]
+
+
+def oracle(src, spec, agencies=None, skip_below=0):
+    """{key tuple: group} over the raw rows of src (only those of
+    `agencies` if given); a group is {"records", "contributors",
+    "sum:<m>", "count:<m>"; "n:<m>", "var:<m>" (None under two values)
+    for VAR and STDDEV; "distinct:<c>" for COUNT(DISTINCT c);
+    ("hist", m, edges): (counts, contributors) per bin;
+    ("quantile", m, q): a Quantile or None without values}. Groups of
+    fewer than skip_below contributors (suppressed whole, so none of their
+    values is ever compared) get only the first four."""
+    raw = raw_data(src)
+    named = (spec["group_by"] + [f[1] for f in spec["filters"]] +
+             [it[2] for it in spec["items"] if it[0] == "agg" and it[2]])
+    # (SQLite would read an unknown "name" as a string.)
+    check(set(named) <= set(src.columns),
+          f"oracle: {sorted(set(named) - set(src.columns))} not in the "
+          f"catalog of {src.name}.{src.dataset}")
+    keys = [q_ident(c) for c in spec["group_by"]]
+    sel = keys + ["COUNT(*)",
+                  f"COUNT(DISTINCT {q_ident(src.contributor)})"
+                  if src.contributor else "COUNT(*)"]
+    ms = spec_measures(spec)
+    for m in ms:
+        sel += [f"SUM({q_ident(m)})", f"COUNT({q_ident(m)})"]
+    # The raw values, joined per group: measures (VAR, STDDEV, QUANTILE),
+    # distinct candidates, and (value, contributor) pairs (HISTOGRAM).
+    vms = spec_value_measures(spec)
+    dcs = spec_distinct(spec)
+    hms = spec_hist_measures(spec)
+    for m in vms:
+        sel.append(f"group_concat({q_ident(m)}, '{SEP}')")
+    for c in dcs:
+        sel.append(f"group_concat({q_ident(c)}, '{SEP}')")
+    who = q_ident(src.contributor) if src.contributor else "rowid"
+    for m in hms:
+        sel.append(f"group_concat({q_ident(m)} || '{PAIR}' || {who}, "
+                   f"'{SEP}')")
+    where, params = [], []
+    for f in spec["filters"]:
+        if f[0] == "cmp":
+            where.append(f"{q_ident(f[1])} {ORACLE_OPS[f[2]]} ?")
+            params.append(f[3])
+        elif f[0] == "between":
+            where.append(f"{q_ident(f[1])} BETWEEN ? AND ?")
+            params += [f[2], f[3]]
+        else:
+            where.append(f"{q_ident(f[1])} IN "
+                         f"({', '.join('?' * len(f[2]))})")
+            params += list(f[2])
+    if spec.get("where"):
+        # A filter tree rendered as text by language_tests' generator:
+        # the same WHERE text fedq got, evaluated by SQLite itself.
+        where.append("(" + spec["where"] + "\n)")
+    if agencies is not None:
+        where.append(f"_agency IN ({', '.join('?' * len(agencies))})")
+        params += list(agencies)
+    sql = f"SELECT {', '.join(sel)} FROM t"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    if keys:
+        sql += " GROUP BY " + ", ".join(keys)
+    hists = spec_histograms(spec)
+    quants = spec_quantiles(spec)
+    out = {}
+    nk = len(keys)
+    for row in raw.con.execute(sql, params):
+        k = tuple(row[:nk])
+        rest = row[nk:]
+        if rest[0] == 0:
+            continue  # no GROUP BY and no record: no group
+        g = {"records": rest[0], "contributors": rest[1]}
+        j = 2
         for m in ms:
-            sel += [f"SUM({q_ident(m)})", f"COUNT({q_ident(m)})"]
-        where, params = [], []
-        for f in spec["filters"]:
-            if f[0] == "cmp":
-                where.append(f"{q_ident(f[1])} {ORACLE_OPS[f[2]]} ?")
-                params.append(f[3])
-            elif f[0] == "between":
-                where.append(f"{q_ident(f[1])} BETWEEN ? AND ?")
-                params += [f[2], f[3]]
-            else:
-                where.append(f"{q_ident(f[1])} IN "
-                             f"({', '.join('?' * len(f[2]))})")
-                params += list(f[2])
-        sql = f"SELECT {', '.join(sel)} FROM ({union})"
-        if spec.get("where"):
-            # A filter tree rendered as text by language_tests' generator:
-            # the same WHERE text fedq got, evaluated by SQLite itself.
-            where.append("(" + spec["where"] + "\n)")
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        if keys:
-            sql += " GROUP BY " + ", ".join(keys)
-        out = {}
-        for row in con.execute(sql, params):
-            k = tuple(row[:len(keys)])
-            rest = row[len(keys):]
-            if rest[0] == 0:
-                continue  # no GROUP BY and no record: no group
-            g = {"records": rest[0], "contributors": rest[1]}
-            for i, m in enumerate(ms):
-                g[f"sum:{m}"] = rest[2 + 2 * i]
-                g[f"count:{m}"] = rest[3 + 2 * i]
-            out[k] = g
-        vms = spec_var_measures(spec)
-        dcs = spec_distinct(spec)
-        if vms or dcs:
-            # The raw rows, grouped and reduced here in Python.
-            rsel = keys + [q_ident(c) for c in vms + dcs] or ["1"]
-            rsql = f"SELECT {', '.join(rsel)} FROM ({union})"
-            if where:
-                rsql += " WHERE " + " AND ".join(where)
-            vals = {}
-            for row in con.execute(rsql, params):
-                k = tuple(row[:len(keys)])
-                acc = vals.setdefault(k, ([[] for _ in vms],
-                                          [set() for _ in dcs]))
-                rest = row[len(keys):]
-                for j in range(len(vms)):
-                    if rest[j] is not None:
-                        acc[0][j].append(rest[j])
-                for j in range(len(dcs)):
-                    if rest[len(vms) + j] is not None:
-                        acc[1][j].add(rest[len(vms) + j])
-            for k, g in out.items():
-                lists, sets = vals.get(k, ([[] for _ in vms],
-                                           [set() for _ in dcs]))
-                for m, xs in zip(vms, lists):
-                    g[f"n:{m}"] = len(xs)
-                    g[f"var:{m}"] = variance(xs)
-                for c, xs in zip(dcs, sets):
-                    g[f"distinct:{c}"] = len(xs)
-        return out
-    finally:
-        con.close()
+            g[f"sum:{m}"], g[f"count:{m}"] = rest[j], rest[j + 1]
+            j += 2
+        out[k] = g
+        if rest[1] < skip_below:
+            continue
+        values = {}
+        for m in vms:
+            xs = [] if rest[j] is None else \
+                list(map(int, rest[j].split(SEP)))
+            check(len(xs) == g[f"count:{m}"],
+                  f"oracle: {len(xs)} values of {m}, SQLite counts "
+                  f"{g[f'count:{m}']}")
+            values[m] = xs
+            g[f"n:{m}"] = len(xs)
+            g[f"var:{m}"] = variance(xs)
+            j += 1
+        for c in dcs:
+            g[f"distinct:{c}"] = 0 if rest[j] is None else \
+                len(set(rest[j].split(SEP)))
+            j += 1
+        for m in hms:
+            flat = [] if rest[j] is None else \
+                rest[j].replace(PAIR, SEP).split(SEP)
+            vs, ws = list(map(int, flat[0::2])), flat[1::2]
+            for edges in hists[m]:
+                h = g[("hist", m, edges)] = histogram(vs, ws, edges)
+                check(sum(h[0]) == g[f"count:{m}"],
+                      f"oracle: histogram of {m} holds {sum(h[0])} values, "
+                      f"SQLite counts {g[f'count:{m}']}")
+            j += 1
+        for m, q in quants:
+            g[("quantile", m, q)] = quantile(values[m], q,
+                                             src.columns[m])
+    return out
 
 
 def variance(xs):
-    """Sample variance (n - 1), None under two values: exact for integers
-    (statistics sums them as fractions), then rounded once to a float;
-    checked against a two-pass formula."""
-    if len(xs) < 2:
+    """Sample variance (n - 1) of integers, None under two values: exact
+    (integer sums, one fraction), rounded once to a float."""
+    n = len(xs)
+    if n < 2:
         return None
-    v = statistics.variance(xs)
-    mean = math.fsum(xs) / len(xs)
-    v2 = math.fsum((x - mean) ** 2 for x in xs) / (len(xs) - 1)
-    check(math.isclose(v, v2, rel_tol=1e-9, abs_tol=1e-6),
-          f"oracle: variance {v!r} vs two-pass {v2!r} of {len(xs)} values")
-    return float(v)
+    s1 = sum(xs)
+    s2 = sum(map(operator.mul, xs, xs))
+    return float(Fraction(n * s2 - s1 * s1, n * (n - 1)))
+
+
+def histogram(vs, ws, edges):
+    """Values vs with their contributors ws into the bins (-inf, e1),
+    [e1, e2), ..., [en, +inf): (counts, distinct contributors) per bin."""
+    bins = list(map(functools.partial(bisect.bisect_right, edges), vs))
+    counts = collections.Counter(bins)
+    people = collections.Counter(map(operator.itemgetter(0),
+                                     set(zip(bins, ws))))
+    return (tuple(counts.get(b, 0) for b in range(len(edges) + 1)),
+            tuple(people.get(b, 0) for b in range(len(edges) + 1)))
+
+
+class Quantile:
+    """QUANTILE(m, q) of a group's n values: the sketch's answer (value:
+    the middle of the bin holding the rank-r value, walking bin counts),
+    the exact r-th smallest value x_r, and the bound between them."""
+
+    def __init__(self, xs, q, col):
+        lo_b, hi_b = col["bounds"]["min"], col["bounds"]["max"]
+        bins = col["quantile_bins"]
+        w = sketch_width(col)
+
+        def index(v):  # the sketch bin of v; out of bounds: an end bin
+            return min(max((v - lo_b) // w, 0), bins - 1)
+        xs = sorted(xs)
+        self.n = n = len(xs)
+        self.r = min(max(math.ceil(q * n), 1), n)
+        self.x_r = xs[self.r - 1]
+        # Walk the non-empty bins in increasing index, adding their counts
+        # (bin i holds xs[start:end]) until the rank is reached.
+        total = start = 0
+        i = index(xs[0])
+        while True:
+            end = n if i == bins - 1 else \
+                bisect.bisect_left(xs, lo_b + (i + 1) * w, start)
+            total += end - start
+            if total >= self.r:
+                break
+            start, i = end, index(xs[end])
+        check(i == index(self.x_r),
+              f"oracle: quantile walk ends in bin {i}, x_r {self.x_r} is in "
+              f"bin {index(self.x_r)}")
+        self.bin = i
+        lo = lo_b + i * w
+        hi = min(lo + w - 1, hi_b)
+        self.value = lo + (hi - lo) // 2
+        self.bound = w // 2
+        check(abs(self.value - self.x_r) <= self.bound,
+              f"oracle: quantile bin {i} [{lo}, {hi}] is {self.value}, "
+              f"{abs(self.value - self.x_r)} from x_r {self.x_r} "
+              f"(bound {self.bound})")
+
+    def __eq__(self, other):
+        return isinstance(other, Quantile) and vars(self) == vars(other)
+
+    def __repr__(self):
+        return (f"Quantile(value {self.value}, bin {self.bin}, n {self.n}, "
+                f"r {self.r}, x_r {self.x_r})")
+
+
+def quantile(xs, q, col):
+    return Quantile(xs, q, col) if xs else None
+
+
+def sketch_width(col):
+    """The width of a QUANTILE sketch bin over the column's bounds."""
+    span = col["bounds"]["max"] - col["bounds"]["min"] + 1
+    bins = col["quantile_bins"]
+    return (span + bins - 1) // bins
+
+
+def error_bound(col):
+    return float(sketch_width(col) // 2)
+
+
+def spec_aggs(spec, *kinds):
+    return [it for it in spec["items"] if it[0] == "agg" and it[1] in kinds]
 
 
 def spec_measures(spec):
@@ -307,16 +487,30 @@ def spec_measures(spec):
                               and it[1] != "COUNT_DISTINCT"))
 
 
-def spec_var_measures(spec):
-    return list(dict.fromkeys(it[2] for it in spec["items"]
-                              if it[0] == "agg" and it[1] in ("VAR",
-                                                              "STDDEV")))
+def spec_value_measures(spec):
+    return list(dict.fromkeys(it[2] for it in spec_aggs(
+        spec, "VAR", "STDDEV", "QUANTILE")))
 
 
 def spec_distinct(spec):
-    return list(dict.fromkeys(it[2] for it in spec["items"]
-                              if it[0] == "agg"
-                              and it[1] == "COUNT_DISTINCT"))
+    return list(dict.fromkeys(it[2] for it in spec_aggs(spec,
+                                                        "COUNT_DISTINCT")))
+
+
+def spec_hist_measures(spec):
+    return list(dict.fromkeys(it[2] for it in spec_aggs(spec, "HISTOGRAM")))
+
+
+def spec_histograms(spec):
+    out = {}
+    for it in spec_aggs(spec, "HISTOGRAM"):
+        out.setdefault(it[2], []).append(it[3])
+    return out
+
+
+def spec_quantiles(spec):
+    return list(dict.fromkeys((it[2], it[3])
+                              for it in spec_aggs(spec, "QUANTILE")))
 
 
 def key_order(k):
@@ -333,41 +527,171 @@ ORACLE_OPS = {"=": "=", "<>": "<>", "!=": "<>", "<": "<", "<=": "<=",
 # ---- expected tables and their comparison -----------------------------------
 
 
-def agg_name(it):
+def fmt_edge(e):
+    """A HISTOGRAM edge as its column names print it."""
+    return str(e) if isinstance(e, int) else f"{e:g}"
+
+
+def agg_names(it):
+    """The result column names of an aggregate item (a HISTOGRAM has one
+    per bin: (-inf, e1), [e1, e2), ..., [en, +inf))."""
+    if it[1] == "HISTOGRAM":
+        es = ["-inf"] + [fmt_edge(e) for e in it[3]] + ["+inf"]
+        return [f"HISTOGRAM({it[2]})[{a},{b})" for a, b in zip(es, es[1:])]
+    if it[1] == "QUANTILE":
+        return [f"QUANTILE({it[2]}, {it[3]:g})"]
     if it[1] == "COUNT_DISTINCT":
-        return f"COUNT(DISTINCT {it[2]})"
-    return "COUNT(*)" if it[1] == "COUNT" else f"{it[1]}({it[2]})"
+        return [f"COUNT(DISTINCT {it[2]})"]
+    return ["COUNT(*)" if it[1] == "COUNT" else f"{it[1]}({it[2]})"]
+
+
+def agg_name(it):
+    return agg_names(it)[0]
+
+
+def item_spans(spec):
+    """(first column, number of columns) of each select item."""
+    spans, n = [], 0
+    for it in spec["items"]:
+        w = len(it[3]) + 1 if it[0] == "agg" and it[1] == "HISTOGRAM" else 1
+        spans.append((n, w))
+        n += w
+    return spans
 
 
 def expected_columns(src, spec):
+    """(name, type, aggregate, error_bound) of each result column."""
     cols = []
     for it in spec["items"]:
         if it[0] == "dim":
-            cols.append((it[1], TYPE_ENUM[src.columns[it[1]]["type"]], False))
-        elif it[1] == "COUNT":
-            cols.append(("COUNT(*)", "VALUE_TYPE_INTEGER", True))
-        elif it[1] == "COUNT_DISTINCT":
-            cols.append((agg_name(it), "VALUE_TYPE_INTEGER", True))
+            cols.append((it[1], TYPE_ENUM[src.columns[it[1]]["type"]], False,
+                         0.0))
+        elif it[1] in ("COUNT", "COUNT_DISTINCT", "HISTOGRAM"):
+            cols += [(n, "VALUE_TYPE_INTEGER", True, 0.0)
+                     for n in agg_names(it)]
+        elif it[1] == "QUANTILE":
+            cols.append((agg_name(it), "VALUE_TYPE_INTEGER", True,
+                         error_bound(src.columns[it[2]])))
         elif it[1] == "SUM":
             t = src.columns[it[2]]["type"]
             cols.append((agg_name(it), "VALUE_TYPE_DECIMAL" if t == "decimal"
-                         else "VALUE_TYPE_INTEGER", True))
+                         else "VALUE_TYPE_INTEGER", True, 0.0))
         else:
-            cols.append((agg_name(it), "VALUE_TYPE_DECIMAL", True))
+            cols.append((agg_name(it), "VALUE_TYPE_DECIMAL", True, 0.0))
     return cols
 
 
+SUPPRESSED = ("suppressed", None, None)
+NOT_APPLICABLE = ("not_applicable", None, None)
+
+
+def expected_row(src, spec, k, g, min_cell=MIN_CELL):
+    """The cells fedq must release for the oracle's group g (key k), one
+    (status, kind, value) per result column; a "decimal" value is matched
+    within 1e-9 relative."""
+    gb = spec["group_by"]
+    small = g["contributors"] < min_cell
+    cells = []
+    for it in spec["items"]:
+        if it[0] == "dim":
+            v = k[gb.index(it[1])]
+            cells.append(NOT_APPLICABLE if v is None else
+                         ("exact", "int" if isinstance(v, int) else "text",
+                          v))
+            continue
+        kind = it[1]
+        if kind == "HISTOGRAM":
+            if small:
+                cells += [SUPPRESSED] * (len(it[3]) + 1)
+                continue
+            counts, people = g[("hist", it[2], it[3])]
+            # A bin of 1 to min_cell - 1 contributors hides; an empty bin
+            # is an exact 0.
+            cells += [SUPPRESSED if 0 < w < min_cell else
+                      ("exact", "int", c) for c, w in zip(counts, people)]
+            continue
+        if small:
+            cells.append(SUPPRESSED)
+        elif kind == "COUNT":
+            cells.append(("exact", "int", g["records"]))
+        elif kind == "COUNT_DISTINCT":
+            cells.append(("exact", "int", g[f"distinct:{it[2]}"]))
+        elif kind == "SUM":
+            s = g[f"sum:{it[2]}"] or 0  # a sum of no values is 0
+            cells.append(("exact", "decimal", float(s))
+                         if src.columns[it[2]]["type"] == "decimal"
+                         else ("exact", "int", s))
+        elif kind == "AVG":
+            s, n = g[f"sum:{it[2]}"], g[f"count:{it[2]}"]
+            cells.append(("exact", "decimal", s / n) if n else
+                         NOT_APPLICABLE)
+        elif kind in ("VAR", "STDDEV"):
+            var = g[f"var:{it[2]}"]
+            cells.append(NOT_APPLICABLE if var is None else
+                         ("exact", "decimal",
+                          var if kind == "VAR" else math.sqrt(var)))
+        elif kind == "QUANTILE":
+            qv = g[("quantile", it[2], it[3])]
+            cells.append(NOT_APPLICABLE if qv is None else
+                         ("exact", "int", qv.value))
+        else:
+            raise TestFailure(f"oracle: no rule for {kind}")
+    return cells
+
+
+def same_cell(got, exp, via_json=False):
+    """got matches the expected cell exp (JSON may print a decimal that is
+    whole as an integer)."""
+    if got == exp:
+        return True
+    if exp[1] != "decimal" or got[0] != exp[0] or not (
+            got[1] == "decimal" or (via_json and got[1] == "int")):
+        return False
+    return math.isclose(got[2], exp[2], rel_tol=1e-9, abs_tol=1e-6)
+
+
+def cell_detail(spec, g, it, b):
+    """What the oracle knows of a cell, for a failure message."""
+    try:
+        return _cell_detail(spec, g, it, b)
+    except KeyError:  # a group the oracle skipped (skip_below)
+        return ""
+
+
+def _cell_detail(spec, g, it, b):
+    if it[0] != "agg":
+        return ""
+    if it[1] == "HISTOGRAM":
+        counts, people = g[("hist", it[2], it[3])]
+        return f" (bin of {counts[b]} values, {people[b]} contributors)"
+    if it[1] == "QUANTILE":
+        return f" ({g[('quantile', it[2], it[3])]!r})"
+    if it[1] in ("VAR", "STDDEV"):
+        return f" ({g[f'n:{it[2]}']} values)"
+    if it[1] == "AVG":
+        return f" ({g[f'sum:{it[2]}']}/{g[f'count:{it[2]}']})"
+    return ""
+
+
+_STATUS_NAMES = {}
+
+
 def proto_table(p, r):
-    """A QueryResponse as plain data: columns, rows of (status, kind,
-    value) with kind the oneof actually set (None if none)."""
-    cols = [(c.name, p.catalog.ValueType.Name(c.type), c.aggregate)
-            for c in r.columns]
+    """A QueryResponse as plain data: columns (name, type, aggregate,
+    error_bound), rows of (status, kind, value) with kind the oneof
+    actually set (None if none)."""
+    names = _STATUS_NAMES.get(id(p.gw))
+    if names is None:
+        names = _STATUS_NAMES[id(p.gw)] = {
+            v: n[12:].lower() for n, v in p.gw.CellStatus.items()}
+    cols = [(c.name, p.catalog.ValueType.Name(c.type), c.aggregate,
+             c.error_bound) for c in r.columns]
     rows = []
     for row in r.rows:
         cells = []
         for c in row.cells:
             kind = c.WhichOneof("value")
-            cells.append((p.gw.CellStatus.Name(c.status)[12:].lower(),
+            cells.append((names.get(c.status, f"status {c.status}"),
                           kind and kind[:-6],
                           getattr(c, kind) if kind else None))
         rows.append(cells)
@@ -380,15 +704,26 @@ JSON_TYPES = {"integer": "VALUE_TYPE_INTEGER", "text": "VALUE_TYPE_TEXT",
               "date": "VALUE_TYPE_DATE", "month": "VALUE_TYPE_MONTH",
               "quarter": "VALUE_TYPE_QUARTER",
               "decimal": "VALUE_TYPE_DECIMAL"}
+JSON_COLUMN_KEYS = {"name", "type", "aggregate"}
 
 
 def json_table(doc):
-    """`fedq query --format json` output in the form of proto_table."""
+    """`fedq query --format json` output in the form of proto_table. A
+    column has keys name, type and aggregate, and error_bound only where
+    it is not 0."""
     keys = sorted(doc) if isinstance(doc, dict) else doc
     check(keys == ["agencies", "columns", "min_cell_count", "missing",
                    "partial", "query_id", "rows"], f"JSON keys {keys!r}")
-    cols = [(c["name"], JSON_TYPES.get(c["type"], c["type"]), c["aggregate"])
-            for c in doc["columns"]]
+    cols = []
+    for c in doc["columns"]:
+        check(set(c) in (JSON_COLUMN_KEYS, JSON_COLUMN_KEYS | {
+            "error_bound"}), f"JSON column keys {sorted(c)}")
+        eb = c.get("error_bound", 0.0)
+        check("error_bound" not in c or (
+            isinstance(eb, (int, float)) and not isinstance(eb, bool) and
+            eb != 0), f"JSON column {c!r}: error_bound printed but 0")
+        cols.append((c["name"], JSON_TYPES.get(c["type"], c["type"]),
+                     c["aggregate"], eb))
     rows = []
     for row in doc["rows"]:
         cells = []
@@ -416,7 +751,8 @@ def short(x, n=240):
 def compare(src, spec, got, want, agencies, via_json=False,
             min_cell=MIN_CELL):
     """Raises TestFailure at the first difference between a fedq table and
-    the oracle's groups."""
+    the oracle's groups. A QUANTILE value must also lie within its
+    column's error_bound of the exact r-th value."""
     ecols = expected_columns(src, spec)
     check(got["columns"] == ecols,
           f"columns {got['columns']}, expected {ecols}")
@@ -427,9 +763,15 @@ def compare(src, spec, got, want, agencies, via_json=False,
           f"min_cell_count {got['min_cell_count']}")
     check(got["query_id"], "empty query_id")
     gb = spec["group_by"]
-    # Where each GROUP BY column sits in the select list.
-    pos = [next(i for i, it in enumerate(spec["items"])
-                if it[0] == "dim" and it[1] == c) for c in gb]
+    spans = item_spans(spec)
+    # Where each GROUP BY column sits in the result.
+    pos = [spans[next(i for i, it in enumerate(spec["items"])
+                      if it[0] == "dim" and it[1] == c)][0] for c in gb]
+    # Which item (and which of its columns) each result column is.
+    col_item = [(it, b) for it, (_, w) in zip(spec["items"], spans)
+                for b in range(w)]
+    quants = [(spans[i][0], it) for i, it in enumerate(spec["items"])
+              if it[0] == "agg" and it[1] == "QUANTILE"]
     keys = []
     for r in got["rows"]:
         check(len(r) == len(ecols), f"row of {len(r)} cells: {short(r)}")
@@ -443,61 +785,26 @@ def compare(src, spec, got, want, agencies, via_json=False,
             f"missing {short(miss[:5])}, unexpected {short(extra[:5])}")
     check(keys == want_keys, f"rows out of key order: {short(keys[:8])}, "
                              f"expected {short(want_keys[:8])}")
-    decimal_kinds = ("decimal", "int") if via_json else ("decimal",)
     for r, k in zip(got["rows"], keys):
         g = want[k]
-        small = g["contributors"] < min_cell
-        for i, it in enumerate(spec["items"]):
+        exp = expected_row(src, spec, k, g, min_cell)
+        if r != exp:
+            for i, (c, e) in enumerate(zip(r, exp)):
+                if not same_cell(c, e, via_json):
+                    raise TestFailure(
+                        f"group {k} ({g['contributors']} contributors), "
+                        f"column {ecols[i][0]}: {c}, expected {e}"
+                        f"{cell_detail(spec, g, *col_item[i])}")
+        for i, it in quants:
             st, kind, v = r[i]
-            where = f"group {k} ({g['contributors']} contributors), " \
-                    f"column {ecols[i][0]}"
-            if it[0] == "dim":
-                kv = k[gb.index(it[1])]
-                if kv is None:
-                    # The group of records where the dimension is NULL.
-                    check(st == "not_applicable" and kind is None,
-                          f"{where}: NULL key cell {r[i]}")
-                else:
-                    check(st == "exact", f"{where}: key status {st}")
-                    check(kind == ("int" if isinstance(kv, int) else "text")
-                          and v == kv,
-                          f"{where}: key cell {r[i]}, expected {kv!r}")
+            if kind is None:
                 continue
-            if small:
-                check(st == "suppressed" and kind is None,
-                      f"{where}: {r[i]}, expected suppressed without value")
-                continue
-            if it[1] in ("VAR", "STDDEV"):
-                var = g[f"var:{it[2]}"]
-                if var is None:
-                    check(st == "not_applicable" and kind is None,
-                          f"{where}: {r[i]}, expected not_applicable "
-                          f"without value ({g[f'n:{it[2]}']} values)")
-                    continue
-                exp = var if it[1] == "VAR" else math.sqrt(var)
-                check(st == "exact" and kind in decimal_kinds and
-                      math.isclose(v, exp, rel_tol=1e-9, abs_tol=1e-6),
-                      f"{where}: {r[i]}, expected exact {exp!r} "
-                      f"({g[f'n:{it[2]}']} values)")
-                continue
-            check(st == "exact", f"{where}: status {st}, expected exact")
-            if it[1] == "COUNT":
-                check(kind == "int" and v == g["records"],
-                      f"{where}: {r[i]}, expected {g['records']}")
-            elif it[1] == "COUNT_DISTINCT":
-                exp = g[f"distinct:{it[2]}"]
-                check(kind == "int" and v == exp,
-                      f"{where}: {r[i]}, expected {exp}")
-            elif it[1] == "SUM":
-                exp = g[f"sum:{it[2]}"]
-                check(kind == "int" and v == exp,
-                      f"{where}: {r[i]}, expected {exp}")
-            else:
-                s, n = g[f"sum:{it[2]}"], g[f"count:{it[2]}"]
-                exp = s / n
-                check(kind in decimal_kinds and
-                      math.isclose(v, exp, rel_tol=1e-9, abs_tol=0.0),
-                      f"{where}: {r[i]}, expected {exp!r} ({s}/{n})")
+            qv = g[("quantile", it[2], it[3])]
+            bound = got["columns"][i][3]
+            check(abs(v - qv.x_r) <= bound,
+                  f"group {k}, column {ecols[i][0]}: {v} is "
+                  f"{abs(v - qv.x_r)} from the exact value x_r {qv.x_r} "
+                  f"(rank {qv.r} of {qv.n}), over its error_bound {bound}")
 
 
 # ---- the query generator --------------------------------------------------
@@ -509,26 +816,37 @@ ALL_OPS = ["=", "<>", "<", "<=", ">", ">=", "BETWEEN", "IN"]
 OUTSIDE = {"text": ["ZZZ", "T999", "t001", "O'Hara", "", "CCS99"],
            "quarter": ["2021Q4", "2025Q1", "1999Q2"],
            "month": ["2022-12", "2025-01", "1999-07"]}
+FRACTIONS = [0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99]
+# A grouping whose dimensions' domains multiply past this is mostly (not
+# always) narrowed by an IN filter on its widest dimension: tens of
+# thousands of suppressed groups per query test little and cost much.
+WIDE_GROUPING = 2000
+# HISTOGRAM and QUANTILE in the random queries (off only to run this file
+# against binaries that predate them).
+SKETCH_AGGS = True
 
 
 class Generator:
     def __init__(self, rng, catalog, new_aggs=False):
-        """new_aggs: also draw COUNT(DISTINCT c), VAR(m) and STDDEV(m)
-        (off for subclasses that know only COUNT, SUM and AVG; off, the
-        random stream is the one it was before them)."""
+        """new_aggs: also draw COUNT(DISTINCT c), VAR(m), STDDEV(m),
+        HISTOGRAM(m, e1, ...) and QUANTILE(m, q), and narrow most wide
+        groupings (off for subclasses that know only COUNT, SUM and AVG;
+        off, the random stream is the one it was before them)."""
         self.rng = rng
         self.cat = catalog
         self.new_aggs = new_aggs
         self.measure_values = {}  # (source, measure) -> sorted values
 
     def values_of(self, src, m):
+        """The distinct values of m in the data, NULL aside."""
         key = (src.name, m)
         if key not in self.measure_values:
             vals = set()
             for _, path, table in src.files():
                 con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
                 vals.update(v for (v,) in con.execute(
-                    f"SELECT DISTINCT {q_ident(m)} FROM {q_ident(table)}"))
+                    f"SELECT DISTINCT {q_ident(m)} FROM {q_ident(table)} "
+                    f"WHERE {q_ident(m)} IS NOT NULL"))
                 con.close()
             self.measure_values[key] = sorted(vals)
         return self.measure_values[key]
@@ -570,6 +888,52 @@ class Generator:
             op = "!="
         return ("cmp", col, op, self.literal(src, col))
 
+    # -- HISTOGRAM and QUANTILE arguments
+
+    def edges(self, src, m):
+        """1 to 5 strictly increasing integer edges: mostly values of the
+        data (so records fall on edges), some anywhere in the bounds, a few
+        on or past them."""
+        rng, b = self.rng, src.columns[m]["bounds"]
+        out = set()
+        for _ in range(rng.randint(1, 5)):
+            r = rng.random()
+            if r < 0.6:
+                out.add(rng.choice(self.values_of(src, m)))
+            elif r < 0.85:
+                out.add(rng.randint(b["min"], b["max"]))
+            else:
+                out.add(rng.choice([b["min"] - 1, b["min"], b["max"],
+                                    b["max"] + 1, -5, b["max"] + 1000]))
+        return tuple(sorted(out))
+
+    def fraction(self):
+        r = self.rng.random()
+        if r < 0.6:
+            return self.rng.choice(FRACTIONS)
+        if r < 0.8:
+            return self.rng.randint(1, 99) / 100
+        return self.rng.randint(1, 999) / 1000
+
+    def domain_size(self, src, col):
+        d = src.columns[col]["domain"]
+        return len(d["codes"]) if "codes" in d else d["max"] - d["min"] + 1
+
+    def narrow(self, src, group_by):
+        """IN filters on the widest grouped dimensions until the grouping's
+        domains multiply to WIDE_GROUPING or less."""
+        sizes = {c: self.domain_size(src, c) for c in group_by}
+        out = []
+        while math.prod(sizes.values()) > WIDE_GROUPING:
+            c = max(sizes, key=sizes.get)
+            d = src.columns[c]["domain"]
+            pool = ([str(v) for v in d["codes"]] if "codes" in d else
+                    list(range(d["min"], d["max"] + 1)))
+            vals = self.rng.sample(pool, self.rng.randint(1, 4))
+            out.append(("in", c, vals))
+            sizes[c] = len(vals)
+        return out
+
     def query(self, i):
         rng = self.rng
         sname, dname = SOURCES[i % len(SOURCES)]
@@ -578,6 +942,9 @@ class Generator:
         group_by = rng.sample(src.dims, min(n_gb, len(src.dims)))
         aggs = []
         pooled = len(src.members) > 1
+        binned = [m for m in src.measures
+                  if src.columns[m].get("quantile_bins")]
+        unbinned = [m for m in src.measures if m not in binned]
         for _ in range(rng.randint(1, 3)):
             kinds = ["COUNT", "SUM", "AVG"] if src.measures else ["COUNT"]
             if self.new_aggs:
@@ -586,18 +953,29 @@ class Generator:
                 # refused there.
                 if src.measures:
                     kinds += ["VAR", "STDDEV"]
+                    if SKETCH_AGGS:
+                        kinds += ["HISTOGRAM", "QUANTILE"] * 2
                 if not pooled:
                     kinds.append("COUNT_DISTINCT")
                 elif rng.random() < 0.1:
                     kinds = ["COUNT_DISTINCT"]
             kind = rng.choice(kinds)
             if kind == "COUNT":
-                col = None
+                aggs.append(("agg", kind, None))
             elif kind == "COUNT_DISTINCT":
-                col = rng.choice(src.identifiers + src.dims)
+                aggs.append(("agg", kind,
+                             rng.choice(src.identifiers + src.dims)))
+            elif kind == "HISTOGRAM":
+                m = rng.choice(src.measures)
+                aggs.append(("agg", kind, m, self.edges(src, m)))
+            elif kind == "QUANTILE":
+                # A measure without quantile_bins (none in the example
+                # catalog) now and then: refused.
+                m = rng.choice(unbinned if unbinned and (
+                    not binned or rng.random() < 0.1) else binned)
+                aggs.append(("agg", kind, m, self.fraction()))
             else:
-                col = rng.choice(src.measures)
-            aggs.append(("agg", kind, col))
+                aggs.append(("agg", kind, rng.choice(src.measures)))
         items = [("dim", c) for c in group_by] + aggs
         rng.shuffle(items)
         n_f = rng.randint(0, 3)
@@ -606,9 +984,12 @@ class Generator:
             op = ALL_OPS[(i + k) % len(ALL_OPS)] if k == 0 \
                 else rng.choice(ALL_OPS)
             filters.append(self.filter(src, op))
+        if self.new_aggs and rng.random() < 0.85:
+            filters += self.narrow(src, group_by)
         spec = {"source": sname, "dataset": dname, "items": items,
                 "group_by": group_by, "filters": filters}
         sql = self.render(spec)
+        refusals = []
         if pooled and any(it[1] == "COUNT_DISTINCT" for it in aggs):
             # Refused at the first COUNT(DISTINCT) item, where it starts.
             j = next(j for j, it in enumerate(items)
@@ -616,8 +997,15 @@ class Generator:
             off = spec["item_offsets"][j]
             line = sql.count("\n", 0, off) + 1
             col = off - (sql.rfind("\n", 0, off) + 1) + 1
-            spec["refusal"] = (f"line {line}, column {col}: COUNT(DISTINCT) "
-                               f"over {sname} pools several agencies")
+            refusals.append(f"line {line}, column {col}: COUNT(DISTINCT) "
+                            f"over {sname} pools several agencies")
+        if any(it[1] == "QUANTILE" and it[2] in unbinned for it in aggs):
+            refusals.append("QUANTILE is not enabled on")
+        if len(refusals) == 1 and refusals[0].startswith("line "):
+            spec["refusal"] = refusals[0]
+        elif refusals:
+            # Which of several faults is named first is not specified.
+            spec["refusal_any"] = refusals
         return src, spec, sql
 
     # -- fedq SQL text, with the variations the grammar allows
@@ -630,21 +1018,34 @@ class Generator:
     def sp(self):
         return self.rng.choice([" ", " ", " ", "  ", "\n", "\n  ", "\t"])
 
+    def comma(self):
+        return self.rng.choice([", ", ", ", ", ", ",", " , ", ",\n  "])
+
     def lit(self, v):
         if isinstance(v, str):
             return "'" + v.replace("'", "''") + "'"
         return str(v)
 
+    def render_item(self, it):
+        kw = self.kw
+        if it[0] == "dim":
+            return it[1]
+        if it[1] == "COUNT_DISTINCT":
+            return f"{kw('COUNT')}({kw('DISTINCT')}{self.sp()}{it[2]})"
+        if it[1] == "HISTOGRAM":
+            return f"{kw('HISTOGRAM')}({it[2]}{self.comma()}" + \
+                self.comma().join(str(e) for e in it[3]) + ")"
+        if it[1] == "QUANTILE":
+            # Now and then with trailing zeros: the column is still named
+            # by the value (QUANTILE(m, 0.5) for 0.50).
+            q = f"{it[3]:g}" + ("" if self.rng.random() < 0.9 else
+                                self.rng.choice(["0", "00"]))
+            return f"{kw('QUANTILE')}({it[2]}{self.comma()}{q})"
+        return f"{kw(it[1])}({it[2] or '*'})"
+
     def render(self, spec):
         kw, sp = self.kw, self.sp
-        items = []
-        for it in spec["items"]:
-            if it[0] == "dim":
-                items.append(it[1])
-            elif it[1] == "COUNT_DISTINCT":
-                items.append(f"{kw('COUNT')}({kw('DISTINCT')}{sp()}{it[2]})")
-            else:
-                items.append(f"{kw(it[1])}({it[2] or '*'})")
+        items = [self.render_item(it) for it in spec["items"]]
         sql = kw("SELECT") + sp()
         sep = "," + sp()
         offsets = []
@@ -714,27 +1115,30 @@ def one_line(sql):
     return " ".join(sql.split())
 
 
-def expect_refusal(h, fed, stub, sql, prefix, via_cli=False):
+def expect_refusal(h, fed, stub, sql, prefix, via_cli=False, any_of=()):
     """INVALID_ARGUMENT whose message starts with prefix (gRPC), or exit 1
-    with it on stderr (CLI)."""
+    with it on stderr (CLI); with any_of, a message containing one of
+    those instead."""
+    def ok(msg):
+        return any(s in msg for s in any_of) if any_of else \
+            msg.startswith(prefix) or (via_cli and prefix in msg)
+    want = f"one of {list(any_of)!r}" if any_of else repr(prefix)
     if via_cli:
         r = h.fedq("query", "--format", "json", "--", sql,
                    config=fed.client_cfg)
-        check(r.returncode == 1 and prefix in r.stderr and
+        check(r.returncode == 1 and ok(r.stderr) and
               "INVALID_ARGUMENT" in r.stderr and not r.stdout.strip(),
               f"fedq query: rc {r.returncode}, stdout {r.stdout[:200]!r}, "
-              f"stderr {tail(r.stderr)}; expected exit 1 with {prefix!r}")
+              f"stderr {tail(r.stderr)}; expected exit 1 with {want}")
         return
     try:
         e = rpc_error(stub.Query, h.proto.gw.QueryRequest(sql=sql),
                       timeout=CALL_TIMEOUT)
     except TestFailure as ex:
-        raise TestFailure(f"expected refusal {prefix!r}: {ex}")
+        raise TestFailure(f"expected refusal {want}: {ex}")
     msg = e.details() or ""
-    check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and
-          msg.startswith(prefix),
-          f"{e.code().name} {msg!r}, expected INVALID_ARGUMENT starting "
-          f"{prefix!r}")
+    check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and ok(msg),
+          f"{e.code().name} {msg!r}, expected INVALID_ARGUMENT with {want}")
 
 
 def explicit_new_aggregates(h, fed, stub):
@@ -810,13 +1214,100 @@ def explicit_new_aggregates(h, fed, stub):
             raise TestFailure(f"{sql!r}: {e}")
 
 
-def var_single_values(h):
+def explicit_sketch_aggregates(h, fed, stub):
+    """HISTOGRAM and QUANTILE on fixed queries: pooled over hied, edges on
+    and past the bounds, 64 edges (65 bins), every QUANTILE fraction of
+    note, a 4-column GROUP BY (the limit), and through the CLI."""
+    p = h.proto
+    H, Q = "HISTOGRAM", "QUANTILE"
+    e64 = tuple(range(0, 64 * 3000, 3000))
+    cases = [
+        ("hied", "enrollment",
+         "SELECT term, HISTOGRAM(credits, 6, 12, 15), QUANTILE(credits, "
+         "0.5), COUNT(*) FROM hied.enrollment GROUP BY term",
+         [("dim", "term"), ("agg", H, "credits", (6, 12, 15)),
+          ("agg", Q, "credits", 0.5), ("agg", "COUNT", None)], ["term"], []),
+        ("hied", "enrollment",
+         "SELECT Quantile(credits,0.75), histogram(credits, 12), "
+         "QUANTILE(credits, 0.01), QUANTILE(credits, 0.99) FROM "
+         "hied.enrollment WHERE credits >= 1",
+         [("agg", Q, "credits", 0.75), ("agg", H, "credits", (12,)),
+          ("agg", Q, "credits", 0.01), ("agg", Q, "credits", 0.99)], [],
+         [("cmp", "credits", ">=", 1)]),
+        ("dol", "wages",
+         "SELECT QUANTILE(wages, 0.01), QUANTILE(wages, 0.99), "
+         "QUANTILE(wages, 0.5), HISTOGRAM(wages, 0, 100000, 1000000, "
+         "100000000) FROM dol.wages",
+         [("agg", Q, "wages", 0.01), ("agg", Q, "wages", 0.99),
+          ("agg", Q, "wages", 0.5),
+          ("agg", H, "wages", (0, 100000, 1000000, 100000000))], [], []),
+        ("dss", "enrollment",
+         "SELECT program, QUANTILE(benefit, 0.25), HISTOGRAM(benefit, -5, "
+         "0, 200000, 200001) FROM dss.enrollment GROUP BY program",
+         [("dim", "program"), ("agg", Q, "benefit", 0.25),
+          ("agg", H, "benefit", (-5, 0, 200000, 200001))], ["program"], []),
+        ("dss", "enrollment",
+         "SELECT program, HISTOGRAM(benefit, " +
+         ", ".join(map(str, e64)) + ") FROM dss.enrollment GROUP BY program",
+         [("dim", "program"), ("agg", H, "benefit", e64)], ["program"], []),
+        ("dss", "enrollment",
+         "SELECT program, sex, household_size, month, COUNT(*), "
+         "QUANTILE(benefit, 0.9) FROM dss.enrollment WHERE town = 'T169' "
+         "GROUP BY program, sex, household_size, month",
+         [("dim", "program"), ("dim", "sex"), ("dim", "household_size"),
+          ("dim", "month"), ("agg", "COUNT", None),
+          ("agg", Q, "benefit", 0.9)],
+         ["program", "sex", "household_size", "month"],
+         [("cmp", "town", "=", "T169")]),
+    ]
+    seen = {"bins": 0, "hidden_bins": 0, "quantiles": 0}
+    for n, (sname, dname, sql, items, gb, filters) in enumerate(cases):
+        src = fed.catalog.source(sname, dname)
+        spec = {"items": items, "group_by": gb, "filters": filters}
+        want = oracle(src, spec)
+        agencies = HIED if sname == "hied" else [sname]
+        for via_cli in (False, True) if n < 2 else (False,):
+            try:
+                if via_cli:
+                    got, _ = query_cli(h, fed, sql)
+                else:
+                    got = query_grpc(p, stub, sql)
+                compare(src, spec, got, want, agencies, via_json=via_cli)
+            except grpc.RpcError as e:
+                raise TestFailure(f"{sql[:200]!r}: {e.code().name}: "
+                                  f"{e.details()}")
+            except TestFailure as e:
+                raise TestFailure(f"{sql[:200]!r}"
+                                  f"{' (CLI)' if via_cli else ''}: {e}")
+        for k, g in want.items():
+            row = expected_row(src, spec, k, g)
+            seen["bins"] += sum(c[0] == "exact" and c[2] > 0
+                                for c, (it, _) in zip(row, col_items(spec))
+                                if it[1] == H)
+            seen["hidden_bins"] += g["contributors"] >= MIN_CELL and sum(
+                c[0] == "suppressed"
+                for c, (it, _) in zip(row, col_items(spec)) if it[1] == H)
+            seen["quantiles"] += g["contributors"] >= MIN_CELL and sum(
+                it[1] == Q for it in items)
+    check(all(seen.values()), f"explicit HISTOGRAM/QUANTILE cases: {seen}")
+    return seen
+
+
+def col_items(spec):
+    """(item, index among its columns) of each result column."""
+    return [(it, b) for it, (_, w) in zip(spec["items"], item_spans(spec))
+            for b in range(w)]
+
+
+def min_cell_one(h):
     """With min_cell_count 1 groups of one record are released: VAR and
     STDDEV of a single value are not_applicable without a value, the
     others exact (the example data has no empty measure, so under the
-    default rule every released group has 11 values or more)."""
+    default rule every released group has 11 values or more); no
+    HISTOGRAM bin hides; QUANTILE of one value is its bin's middle, and
+    of no value (hied's credits may be NULL) not_applicable."""
     p = h.proto
-    fed = ExampleFed(h, "varone", ["dol", "dss"],
+    fed = ExampleFed(h, "varone", ["dol", "dss"] + HIED,
                      gw_extra={"min_cell_count": 1})
     try:
         stub = fed.stub()
@@ -837,15 +1328,36 @@ def var_single_values(h):
              [("agg", "STDDEV", "benefit"), ("dim", "town"),
               ("dim", "program"), ("agg", "VAR", "benefit")],
              ["town", "program"], [("cmp", "month", "=", "2024-03")]),
+            ("dol", "wages",
+             "SELECT town, industry, QUANTILE(wages, 0.5), HISTOGRAM(wages, "
+             "100000, 500000), VAR(wages) FROM dol.wages WHERE town IN "
+             "('T150', 'T160', 'T001') GROUP BY town, industry",
+             [("dim", "town"), ("dim", "industry"),
+              ("agg", "QUANTILE", "wages", 0.5),
+              ("agg", "HISTOGRAM", "wages", (100000, 500000)),
+              ("agg", "VAR", "wages")], ["town", "industry"],
+             [("in", "town", ["T150", "T160", "T001"])]),
+            ("hied", "enrollment",
+             "SELECT institution, term, town, QUANTILE(credits, 0.1), "
+             "HISTOGRAM(credits, 12), VAR(credits) FROM hied.enrollment "
+             "GROUP BY institution, term, town",
+             [("dim", "institution"), ("dim", "term"), ("dim", "town"),
+              ("agg", "QUANTILE", "credits", 0.1),
+              ("agg", "HISTOGRAM", "credits", (12,)),
+              ("agg", "VAR", "credits")], ["institution", "term", "town"],
+             []),
         ]
-        ones = many = 0
+        ones = many = no_values = 0
+        if not SKETCH_AGGS:
+            cases = cases[:2]
         for sname, dname, sql, items, gb, filters in cases:
             src = fed.catalog.source(sname, dname)
             spec = {"items": items, "group_by": gb, "filters": filters}
             want = oracle(src, spec)
             try:
                 got = query_grpc(p, stub, sql)
-                compare(src, spec, got, want, [sname], min_cell=1)
+                compare(src, spec, got, want,
+                        HIED if sname == "hied" else [sname], min_cell=1)
             except grpc.RpcError as e:
                 raise TestFailure(f"{sql!r}: {e.code().name}: "
                                   f"{e.details()}")
@@ -854,10 +1366,13 @@ def var_single_values(h):
             m = next(it[2] for it in items if it[1] == "VAR")
             ones += sum(g[f"var:{m}"] is None for g in want.values())
             many += sum(g[f"var:{m}"] is not None for g in want.values())
+            no_values += sum(g.get(("quantile", m, 0.1), 0) is None
+                             for g in want.values())
         check(ones and many, f"groups of one value {ones}, of more {many}: "
                              f"both needed")
         ri.print_note(f"min_cell_count 1: {ones} groups of one value "
-                      f"(VAR not_applicable), {many} of more")
+                      f"(VAR not_applicable), {many} of more, {no_values} "
+                      f"without credits")
     finally:
         fed.close()
 
@@ -865,79 +1380,130 @@ def var_single_values(h):
 # ---- tests -----------------------------------------------------------------
 
 
+class Stopwatch:
+    def __init__(self):
+        self.t = {}
+
+    def add(self, what, t0):
+        self.t[what] = self.t.get(what, 0.0) + time.monotonic() - t0
+
+    def __str__(self):
+        return ", ".join(f"{k} {v:.1f}s" for k, v in self.t.items())
+
+
 @test
 @seeded
 def query_oracle(h):
-    """Random valid queries over dol, dss, doe and the pooled hied alias,
+    """Random valid queries over dol, dss, doe and the pooled hied alias
+    (COUNT, SUM, AVG, VAR, STDDEV, COUNT(DISTINCT), HISTOGRAM, QUANTILE),
     each compared with the oracle over the raw files: the groups, their
-    order, exact values where a group has 11 or more contributors, and
-    suppressed cells without a value below that; ~20 through the CLI."""
+    order, exact values where a group has 11 or more contributors (and a
+    HISTOGRAM bin 0 or 11 or more), suppressed cells without a value below
+    that, QUANTILE's sketch value within its error_bound of the exact one;
+    ~20 through the CLI. fedq answers each query while the oracle works."""
     p = h.proto
     fed = ExampleFed(h, "oracle", EXAMPLE_AGENCIES)
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     try:
         stub = fed.stub()
         rng = random.Random(SEED)
         gen = Generator(rng, fed.catalog, new_aggs=True)
-        cli_at = set(rng.sample(range(N_QUERIES), N_CLI))
+        cli_at = set(rng.sample(range(N_QUERIES), min(N_CLI, N_QUERIES)))
         failures = []
         seen = {"ops": set(), "suppressed": 0, "exact": 0, "groups": set(),
                 "cli": 0, "null_key": 0, "empty": 0, "sources": set(),
-                "aggs": {}, "refused": 0, "refused_cli": 0}
+                "aggs": {}, "pooled": {}, "refused": 0, "refused_cli": 0,
+                "bins": {"exact": 0, "zero": 0, "hidden": 0}, "big": 0}
+        watch = Stopwatch()
         t0 = time.monotonic()
         for i in range(N_QUERIES):
+            t1 = time.monotonic()
             src, spec, sql = gen.query(i)
+            watch.add("generating", t1)
             via_cli = i in cli_at
+            fut = None
             try:
-                if spec.get("refusal"):
-                    expect_refusal(h, fed, stub, sql, spec["refusal"],
-                                   via_cli)
+                if spec.get("refusal") or spec.get("refusal_any"):
+                    t1 = time.monotonic()
+                    expect_refusal(h, fed, stub, sql, spec.get("refusal"),
+                                   via_cli, spec.get("refusal_any", ()))
+                    watch.add("fedq", t1)
                     seen["cli"] += via_cli
                     seen["refused"] += 1
                     seen["refused_cli"] += via_cli
                     continue
-                want = oracle(src, spec)
+                # fedq works on the query while the oracle does.
+                fut = pool.submit(query_cli, h, fed, sql) if via_cli else \
+                    pool.submit(query_grpc, p, stub, sql)
+                t1 = time.monotonic()
+                want = oracle(src, spec, skip_below=MIN_CELL)
+                watch.add("oracle", t1)
+                t1 = time.monotonic()
+                try:
+                    got = fut.result()
+                except grpc.RpcError as e:
+                    raise TestFailure(f"{e.code().name}: {e.details()}")
+                finally:
+                    fut = None
+                    watch.add("waiting for fedq", t1)
                 if via_cli:
-                    got, _ = query_cli(h, fed, sql)
+                    got = got[0]
                     seen["cli"] += 1
-                else:
-                    try:
-                        got = query_grpc(p, stub, sql)
-                    except grpc.RpcError as e:
-                        raise TestFailure(f"{e.code().name}: {e.details()}")
+                t1 = time.monotonic()
                 agencies = HIED if spec["source"] == "hied" \
                     else [spec["source"]]
                 compare(src, spec, got, want, agencies, via_json=via_cli)
                 check(not got["partial"] and not got["missing"],
                       f"partial {got['partial']} missing {got['missing']}")
+                watch.add("comparing", t1)
             except TestFailure as e:
                 failures.append((f"{i} ({'cli' if via_cli else 'grpc'}) "
                                  f"{one_line(sql)!r}", str(e)))
                 continue
+            finally:
+                if fut is not None:
+                    concurrent.futures.wait([fut])
             for f in spec["filters"]:
                 seen["ops"].add(f[2] if f[0] == "cmp" else f[0].upper())
             seen["sources"].add(spec["source"])
             seen["groups"].add(len(spec["group_by"]))
             seen["empty"] += not want
             seen["null_key"] += any(None in k for k in want)
-            for g in want.values():
+            seen["big"] += len(want) > 1000
+            cols = col_items(spec)
+            for k, g in want.items():
                 if g["contributors"] < MIN_CELL:
                     seen["suppressed"] += 1
-                else:
-                    seen["exact"] += 1
-                    for it in spec["items"]:
-                        if it[0] == "agg":
-                            seen["aggs"][it[1]] = \
-                                seen["aggs"].get(it[1], 0) + 1
+                    continue
+                seen["exact"] += 1
+                for it in spec["items"]:
+                    if it[0] == "agg":
+                        seen["aggs"][it[1]] = seen["aggs"].get(it[1], 0) + 1
+                        if spec["source"] == "hied":
+                            seen["pooled"][it[1]] = \
+                                seen["pooled"].get(it[1], 0) + 1
+                if any(it[1] == "HISTOGRAM" for it in spec["items"]):
+                    for c, (it, _) in zip(expected_row(src, spec, k, g),
+                                          cols):
+                        if it[1] == "HISTOGRAM":
+                            seen["bins"]["hidden" if c[1] is None else
+                                         "exact" if c[2] else "zero"] += 1
         took = time.monotonic() - t0
         try:
             explicit_new_aggregates(h, fed, stub)
         except TestFailure as e:
             failures.append(("explicit COUNT(DISTINCT)/VAR cases", str(e)))
+        sketch = None
+        try:
+            if SKETCH_AGGS:
+                sketch = explicit_sketch_aggregates(h, fed, stub)
+        except TestFailure as e:
+            failures.append(("explicit HISTOGRAM/QUANTILE cases", str(e)))
         fed.close()
         try:
-            var_single_values(h)
+            min_cell_one(h)
         except TestFailure as e:
-            failures.append(("VAR/STDDEV with min_cell_count 1", str(e)))
+            failures.append(("min_cell_count 1", str(e)))
         if failures:
             kinds = {}
             for f in failures:
@@ -949,8 +1515,7 @@ def query_oracle(h):
                     f"{len(v)}x {k!r}, e.g. query {v[0][0]}: {v[0][1]}"
                     for k, v in sorted(kinds.items(),
                                        key=lambda kv: -len(kv[1]))))
-        ops = {"!=" if o == "!=" else o for o in seen["ops"]}
-        ops = {"<>" if o == "!=" else o for o in ops}
+        ops = {"<>" if o == "!=" else o for o in seen["ops"]}
         check(ops >= set(ALL_OPS), f"operators not exercised: "
                                    f"{set(ALL_OPS) - ops}")
         check(seen["suppressed"] and seen["exact"],
@@ -959,21 +1524,34 @@ def query_oracle(h):
         check(seen["groups"] == {0, 1, 2, 3} and len(seen["sources"]) == 4,
               f"coverage: group-by sizes {seen['groups']}, sources "
               f"{seen['sources']}")
-        check(seen["cli"] >= N_CLI, f"only {seen['cli']} CLI queries")
+        check(seen["cli"] >= min(N_CLI, N_QUERIES),
+              f"only {seen['cli']} CLI queries")
         released = {k for k, n in seen["aggs"].items() if n}
-        check(released >= {"COUNT", "SUM", "AVG", "VAR", "STDDEV",
-                           "COUNT_DISTINCT"} and seen["refused"],
+        need = {"COUNT", "SUM", "AVG", "VAR", "STDDEV", "COUNT_DISTINCT"}
+        if SKETCH_AGGS:
+            need |= {"HISTOGRAM", "QUANTILE"}
+            check(N_QUERIES < 400 or (
+                {"HISTOGRAM", "QUANTILE"} <= set(seen["pooled"]) and
+                all(seen["bins"].values())),
+                f"HISTOGRAM/QUANTILE coverage: released over hied "
+                f"{seen['pooled']}; histogram bins in released rows "
+                f"{seen['bins']}")
+        check(released >= need and seen["refused"],
               f"aggregates checked in released groups: {seen['aggs']}; "
               f"{seen['refused']} pooled COUNT(DISTINCT) refused")
-        ri.print_note(f"seed {SEED}; {N_QUERIES} queries in {took:.1f}s, "
-                      f"{seen['cli']} via CLI; {seen['exact']} released and "
-                      f"{seen['suppressed']} suppressed groups; "
+        ri.print_note(f"seed {SEED}; {N_QUERIES} queries in {took:.1f}s "
+                      f"({watch}), {seen['cli']} via CLI; {seen['exact']} "
+                      f"released and {seen['suppressed']} suppressed groups; "
+                      f"{seen['big']} queries of over 1000 groups; "
                       f"{seen['empty']} empty; {seen['null_key']} with a "
                       f"NULL key; released cells by aggregate "
-                      f"{dict(sorted(seen['aggs'].items()))}; "
-                      f"{seen['refused']} pooled COUNT(DISTINCT) refused "
-                      f"({seen['refused_cli']} via CLI)")
+                      f"{dict(sorted(seen['aggs'].items()))}, over hied "
+                      f"{dict(sorted(seen['pooled'].items()))}; histogram "
+                      f"bins in released rows {seen['bins']}; "
+                      f"{seen['refused']} refused ({seen['refused_cli']} via "
+                      f"CLI); explicit HISTOGRAM/QUANTILE {sketch}")
     finally:
+        pool.shutdown(wait=True)
         fed.close()
 
 
