@@ -959,7 +959,7 @@ finish_group(struct pd_run *r)
         s->n_sketch_bins = s->n_sketch_counts = sk->n;
         s->count = sk->total;
     }
-    memset(r->sketches, 0, sizeof(r->sketches));
+    memset(r->sketches, 0, r->c->n_sketched * sizeof(r->sketches[0]));
     r->cur = NULL;
 }
 
@@ -1075,8 +1075,10 @@ db_error(struct pd_run *r, const PGresult *res)
                  STATEMENT_TIMEOUT);
         return FQ_ETIMEDOUT;
     }
-    snprintf(r->err, r->errlen, "the agency's database failed: %s",
-             msg ? msg : "no message");
+    if (!msg) /* libpq's own, e.g. a connection lost */
+        msg = PQresultErrorMessage(res);
+    snprintf(r->err, r->errlen, "the agency's database failed: %.*s",
+             (int)strcspn(msg, "\n"), msg);
     return FQ_EIO;
 }
 
