@@ -291,12 +291,17 @@ run_slice(struct en_thread *t)
 {
     struct en_query *q = t->q;
 
+    t->run_carry = 0;
     for (uint64_t b = t->lo; b < t->hi; b += EN_BLOCK) {
         size_t n = t->hi - b < EN_BLOCK ? (size_t)(t->hi - b) : EN_BLOCK;
         const uint32_t *idx;
         int rc;
         if (atomic_load_explicit(&q->stop, memory_order_relaxed))
             return 0; /* another thread failed: its error is the answer */
+        if (q->counting) {
+            en_agg_count_block(t, b, n, en_filter_mask(t, b, n));
+            continue;
+        }
         size_t k = en_filter_select(t, b, n, &idx);
         if (k == 0)
             continue;

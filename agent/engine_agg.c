@@ -29,6 +29,11 @@
 typedef unsigned __int128 en_u128;
 typedef __int128 en_i128;
 
+/* An integer measure's sum of stored values in 128 bits. */
+struct en_sum {
+    uint64_t lo, hi;
+};
+
 /* ---- compiling ---------------------------------------------------------- */
 
 static int
@@ -87,22 +92,52 @@ edges_compile(struct en_query *q, struct en_agg *a,
     return 0;
 }
 
+/* An earlier SUM, AVG, VAR or STDDEV of a's column (a VAR or STDDEV if
+ * var): its state serves a too. */
+static const struct en_agg *
+measure_twin(const struct en_query *q, const struct en_agg *a, bool var)
+{
+    for (const struct en_agg *o = q->aggs; o < a; o++) {
+        if (o->col == a->col && o->a_sum >= 0 && (!var || o->a_m2 >= 0))
+            return o;
+    }
+    return NULL;
+}
+
+static bool
+is_var_kind(int kind)
+{
+    return kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR ||
+           kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV;
+}
+
 static int
 measure_compile(struct en_query *q, struct en_agg *a)
 {
     bool is_int = a->col->kind == AG_COL_INT;
+    const struct en_agg *o = measure_twin(q, a, false);
 
     if (a->col->kind == AG_COL_DICT)
         return en_fail(q, FQ_EINVAL, "column '%s' is not a number",
                        a->col->name);
-    if ((a->a_cnt = arr_add(q, 8, 1, EN_M_I64, 0, 1)) < 0 ||
-        (a->a_sum = arr_add(q, is_int ? 16 : 8, 1,
-                            is_int ? EN_M_U128 : EN_M_F64, 0, 1)) < 0)
+    if (o) {
+        a->a_cnt = o->a_cnt;
+        a->a_sum = o->a_sum;
+        a->sum_shared = true;
+    } else if ((a->a_cnt = arr_add(q, 8, 1, EN_M_I64, 0, 1)) < 0 ||
+               (a->a_sum = arr_add(q, is_int ? sizeof(struct en_sum) : 8, 1,
+                                   is_int ? EN_M_U128 : EN_M_F64, 0, 1)) < 0) {
         return FQ_ENOMEM;
-    if (a->kind != FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR &&
-        a->kind != FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV)
+    }
+    if (!is_var_kind(a->kind))
         return 0;
     q->pass2 = true;
+    if ((o = measure_twin(q, a, true))) {
+        a->a_mean = o->a_mean;
+        a->a_m2 = o->a_m2;
+        a->dev_shared = true;
+        return 0;
+    }
     if ((a->a_mean = arr_add(q, 8, 1, EN_M_NONE, 0, 1)) < 0 ||
         (a->a_m2 = arr_add(q, 8, 1, EN_M_F64, 0, 2)) < 0)
         return FQ_ENOMEM;
@@ -226,11 +261,15 @@ en_agg_compile(struct en_query *q)
     q->n_aggs = plan->n_aggregates;
     if (!(q->aggs = en_qalloc(q, (q->n_aggs + 1) * sizeof(*q->aggs))))
         return FQ_ENOMEM;
+    q->counting = q->n_keys == 0 && !(q->contrib && q->contrib->nulls);
     for (size_t i = 0; i < q->n_aggs; i++) {
-        int rc = agg_compile(q, &q->aggs[i], plan->aggregates[i]);
+        struct en_agg *a = &q->aggs[i];
+        int rc = agg_compile(q, a, plan->aggregates[i]);
         if (rc < 0)
             return rc;
+        q->counting &= !a->col || a->distinct == EN_D_CONTRIB;
     }
+    q->narrow_sums = x->n_rows < (uint64_t)1 << 32;
     return 0;
 }
 
@@ -371,28 +410,25 @@ pairs_add(struct en_query *q, struct en_pairset *ps, uint32_t g, uint64_t v)
 
 #define ARR(t, i, T) ((T *)(t)->st.p[i])
 
+/* Records per group, and distinct contributors: codes left in s.u32 and
+ * their NOT NULL flags in s.cok for the histograms. */
 static void
-count_records(struct en_thread *t, const uint32_t *g, size_t n)
-{
-    int64_t *rec = ARR(t, t->q->a_rec, int64_t);
-    if (t->q->n_keys == 0) {
-        rec[0] += (int64_t)n;
-        return;
-    }
-    for (size_t j = 0; j < n; j++)
-        rec[g[j]]++;
-}
-
-/* Distinct contributors per group: codes in s.u32, not NULL in s.cok. */
-static void
-count_contributors(struct en_thread *t, uint64_t b, const uint32_t *idx,
-                   const uint32_t *g, size_t n)
+count_rows(struct en_thread *t, uint64_t b, const uint32_t *idx,
+           const uint32_t *g, size_t n)
 {
     const struct en_query *q = t->q;
+    int64_t *rec = ARR(t, q->a_rec, int64_t);
+
+    if (!q->contrib || q->n_keys == 0) {
+        rec[0] += (int64_t)n * (q->n_keys == 0);
+        for (size_t j = 0; q->n_keys && j < n; j++)
+            rec[g[j]]++;
+        if (!q->contrib)
+            return;
+    }
     uint32_t *c = t->s.u32, *last = ARR(t, q->a_last, uint32_t);
     int64_t *cnt = ARR(t, q->a_contrib, int64_t);
     const uint8_t *ok = t->s.cok;
-
     en_gather_u32(q->contrib, b, idx, n, c);
     en_gather_ok(q->contrib, b, idx, n, t->s.cok);
     if (q->n_keys == 0 && !q->contrib->nulls) {
@@ -401,50 +437,79 @@ count_contributors(struct en_thread *t, uint64_t b, const uint32_t *idx,
             k += c[j] != c[j - 1];
         cnt[0] += k;
         last[0] = c[n - 1];
-        return;
-    }
-    for (size_t j = 0; j < n; j++) {
-        uint32_t gg = g[j], l = last[gg], v = ok[j] ? c[j] : l;
-        cnt[gg] += v != l;
-        last[gg] = v;
+    } else if (!q->contrib->nulls) {
+        for (size_t j = 0; j < n; j++) {
+            uint32_t gg = g[j], v = c[j];
+            rec[gg] += q->n_keys != 0;
+            cnt[gg] += v != last[gg];
+            last[gg] = v;
+        }
+    } else {
+        for (size_t j = 0; j < n; j++) {
+            uint32_t gg = g[j], l = last[gg], v = ok[j] ? c[j] : l;
+            rec[gg] += q->n_keys != 0;
+            cnt[gg] += v != l;
+            last[gg] = v;
+        }
     }
 }
 
+#define SUM_NARROW(T)                             \
+    do {                                          \
+        const T *p = (const T *)a->col->data + b; \
+        for (size_t j = 0; j < n; j++)            \
+            sum[g[j]].lo += p[idx[j]];            \
+    } while (0)
+
+/* Integer sums of stored values. Values of at most 4 bytes, fewer than
+ * 2^32 of them: the low word cannot wrap. NULL rows count nothing. */
 static void
-sum_int(struct en_thread *t, const struct en_agg *a, const uint32_t *g,
-        size_t n)
+sum_int(struct en_thread *t, const struct en_agg *a, uint64_t b,
+        const uint32_t *idx, const uint32_t *g, size_t n)
 {
-    const uint64_t *v = t->s.u64;
+    struct en_sum *sum = ARR(t, a->a_sum, struct en_sum);
+    const struct ag_xcol *c = a->col;
+
+    if (!c->nulls && c->width <= 4 && t->q->narrow_sums) {
+        if (c->width == 1)
+            SUM_NARROW(uint8_t);
+        else if (c->width == 2)
+            SUM_NARROW(uint16_t);
+        else
+            SUM_NARROW(uint32_t);
+        return;
+    }
+    uint64_t *v = t->s.u64;
     const uint8_t *ok = t->s.ok;
     int64_t *cnt = ARR(t, a->a_cnt, int64_t);
-    en_u128 *sum = ARR(t, a->a_sum, en_u128);
-
-    if (t->q->n_keys == 0) {
-        en_u128 s = 0;
-        int64_t k = 0;
-        for (size_t j = 0; j < n; j++) {
-            s += v[j] & -(uint64_t)ok[j];
-            k += ok[j];
-        }
-        sum[0] += s;
-        cnt[0] += k;
-        return;
-    }
+    en_gather_u64(c, b, idx, n, v);
+    en_gather_ok(c, b, idx, n, t->s.ok);
     for (size_t j = 0; j < n; j++) {
+        struct en_sum *s = &sum[g[j]];
+        uint64_t x = v[j] & -(uint64_t)ok[j];
         cnt[g[j]] += ok[j];
-        sum[g[j]] += v[j] & -(uint64_t)ok[j];
+        s->lo += x;
+        s->hi += s->lo < x;
     }
 }
 
+/* Decimal sums, in row order within a thread (as SQLite's TOTAL). */
 static void
-sum_double(struct en_thread *t, const struct en_agg *a, const uint32_t *g,
-           size_t n)
+sum_double(struct en_thread *t, const struct en_agg *a, uint64_t b,
+           const uint32_t *idx, const uint32_t *g, size_t n)
 {
     const double *v = t->s.dbl;
     const uint8_t *ok = t->s.ok;
     int64_t *cnt = ARR(t, a->a_cnt, int64_t);
     double *sum = ARR(t, a->a_sum, double);
 
+    en_gather_f64(a->col, b, idx, n, t->s.dbl);
+    if (!a->col->nulls) {
+        for (size_t j = 0; j < n; j++)
+            sum[g[j]] += v[j];
+        return;
+    }
+    en_gather_ok(a->col, b, idx, n, t->s.ok);
     for (size_t j = 0; j < n; j++) {
         cnt[g[j]] += ok[j];
         sum[g[j]] += ok[j] ? v[j] : 0.0;
@@ -594,17 +659,18 @@ gather_column(struct en_thread *t, const struct ag_xcol *c, uint64_t b,
 static bool
 is_var(const struct en_agg *a)
 {
-    return a->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR ||
-           a->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV;
+    return is_var_kind(a->kind);
 }
 
 static int
-agg_block(struct en_thread *t, size_t i, const uint32_t *g, size_t n)
+agg_block(struct en_thread *t, size_t i, uint64_t b, const uint32_t *idx,
+          const uint32_t *g, size_t n)
 {
     const struct en_agg *a = &t->q->aggs[i];
 
     switch (a->kind) {
     case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT:
+        gather_column(t, a->col, b, idx, n);
         if (a->distinct == EN_D_BITMAP)
             distinct_bits(t, a, g, n);
         else if (a->distinct == EN_D_SET)
@@ -612,16 +678,18 @@ agg_block(struct en_thread *t, size_t i, const uint32_t *g, size_t n)
                                   a->col->kind == AG_COL_DOUBLE);
         return 0;
     case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM:
+        gather_column(t, a->col, b, idx, n);
         histogram(t, a, g, n);
         return 0;
     case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE:
+        gather_column(t, a->col, b, idx, n);
         quantile(t, a, g, n);
         return 0;
     default: /* SUM, AVG, and VAR's first pass */
         if (a->col->kind == AG_COL_DOUBLE)
-            sum_double(t, a, g, n);
+            sum_double(t, a, b, idx, g, n);
         else
-            sum_int(t, a, g, n);
+            sum_int(t, a, b, idx, g, n);
         return 0;
     }
 }
@@ -632,26 +700,97 @@ en_agg_block(struct en_thread *t, uint64_t b, const uint32_t *idx, size_t n)
     const struct en_query *q = t->q;
     const uint32_t *g = t->s.g;
 
-    if (t->phase == 1) {
-        count_records(t, g, n);
-        if (q->contrib)
-            count_contributors(t, b, idx, g, n);
-    }
+    if (t->phase == 1)
+        count_rows(t, b, idx, g, n);
     for (size_t i = 0; i < q->n_aggs; i++) {
         const struct en_agg *a = &q->aggs[i];
         if (!a->col || (t->phase == 2 && !is_var(a)) ||
-            a->distinct == EN_D_CONTRIB)
+            a->distinct == EN_D_CONTRIB ||
+            (t->phase == 1 ? a->sum_shared : a->dev_shared))
             continue;
-        gather_column(t, a->col, b, idx, n);
         if (t->phase == 2) {
+            gather_column(t, a->col, b, idx, n);
             deviations(t, a, g, n);
             continue;
         }
-        int rc = agg_block(t, i, g, n);
+        int rc = agg_block(t, i, b, idx, g, n);
         if (rc < 0)
             return rc;
     }
     return 0;
+}
+
+/* ---- counting plans ----------------------------------------------------- */
+
+#define RUNS_LOOP(T)                                                     \
+    do {                                                                 \
+        const T *p = (const T *)c->data + b;                             \
+        r[0] = b == t->lo ? 0xFF : (uint8_t) - (uint8_t)(p[0] != p[-1]); \
+        for (size_t i = 1; i < n; i++)                                   \
+            r[i] = (uint8_t) - (uint8_t)(p[i] != p[i - 1]);              \
+    } while (0)
+
+/* r[i] = 0xFF where row b + i starts a contributor's run of rows. */
+static void
+run_starts(const struct en_thread *t, uint64_t b, size_t n, uint8_t *r)
+{
+    const struct ag_xcol *c = t->q->contrib;
+    if (c->width == 1)
+        RUNS_LOOP(uint8_t);
+    else if (c->width == 2)
+        RUNS_LOOP(uint16_t);
+    else
+        RUNS_LOOP(uint32_t);
+}
+
+/*
+ * Contributors with a selected row among rows whose selection is S and
+ * run starts R (bit words): the selected rows whose nearest run start or
+ * selected row below them (in U = S | R) is an unselected run start (in
+ * A = R & ~S), plus the selected run starts. For each bit of A, the lowest
+ * bit of U above it is U & ~(U - (A << 1)); the borrow stops there. The
+ * carry brings an unselected run start from the words before.
+ */
+static int64_t
+first_selected(const uint64_t *sw, const uint64_t *rw, size_t words,
+               uint64_t *carry)
+{
+    int64_t k = 0;
+    for (size_t w = 0; w < words; w++) {
+        uint64_t u = sw[w] | rw[w], a = rw[w] & ~sw[w];
+        uint64_t next = u & ~(u - (a << 1 | *carry));
+        k += en_popcount(sw[w] & (rw[w] | next));
+        if (u)
+            *carry = a >> (63 - __builtin_clzll(u)) & 1;
+    }
+    return k;
+}
+
+void
+en_agg_count_block(struct en_thread *t, uint64_t b, size_t n,
+                   const uint8_t *mask)
+{
+    const struct en_query *q = t->q;
+    uint64_t *sw = t->s.u64, *rw = sw + EN_BLOCK / 64;
+    size_t words = (n + 63) / 64;
+    int64_t k = 0;
+
+    if (mask) {
+        en_mask_bits(mask, n, sw);
+    } else {
+        memset(sw, 0xFF, words * 8);
+        if (n % 64)
+            sw[words - 1] = ((uint64_t)1 << (n % 64)) - 1;
+    }
+    for (size_t w = 0; w < words; w++)
+        k += en_popcount(sw[w]);
+    ARR(t, q->a_rec, int64_t)[0] += k;
+    if (!q->contrib)
+        return;
+    run_starts(t, b, n, t->s.ok);
+    en_mask_bits(t->s.ok, n, rw);
+    ARR(t, q->a_contrib, int64_t)
+    [0] += first_selected(sw, rw, words, &t->run_carry);
 }
 
 /* ---- merging ------------------------------------------------------------ */
@@ -665,8 +804,12 @@ merge_flat(enum en_merge m, void *dst, const void *src, size_t n)
             ((int64_t *)dst)[i] += ((const int64_t *)src)[i];
         break;
     case EN_M_U128:
-        for (size_t i = 0; i < n; i++)
-            ((en_u128 *)dst)[i] += ((const en_u128 *)src)[i];
+        for (size_t i = 0; i < n; i++) {
+            struct en_sum *d = (struct en_sum *)dst + i;
+            const struct en_sum *x = (const struct en_sum *)src + i;
+            d->lo += x->lo;
+            d->hi += x->hi + (d->lo < x->lo);
+        }
         break;
     case EN_M_F64:
         for (size_t i = 0; i < n; i++)
@@ -729,12 +872,21 @@ en_groups(const struct en_thread *t0)
     return t0->q->dense ? t0->q->slots : t0->st.n_groups;
 }
 
+/* Values of a measure in group g: its records when it has no NULL (the
+ * loops then skip counting). */
+static int64_t
+measure_count(const struct en_thread *t0, const struct en_agg *a, size_t g)
+{
+    return ARR(t0, a->col->nulls ? a->a_cnt : t0->q->a_rec, int64_t)[g];
+}
+
 /* The value sum of an integer measure's group: count * base + stored. */
 static en_i128
 int_sum(const struct en_thread *t0, const struct en_agg *a, size_t g)
 {
-    int64_t cnt = ARR(t0, a->a_cnt, int64_t)[g];
-    return (en_i128)cnt * a->col->base + (en_i128)ARR(t0, a->a_sum, en_u128)[g];
+    const struct en_sum *s = &ARR(t0, a->a_sum, struct en_sum)[g];
+    en_u128 stored = (en_u128)s->hi << 64 | s->lo;
+    return (en_i128)measure_count(t0, a, g) * a->col->base + (en_i128)stored;
 }
 
 void
@@ -746,15 +898,15 @@ en_agg_means(struct en_thread *t0)
         const struct en_agg *a = &q->aggs[i];
         if (!is_var(a))
             continue;
-        const int64_t *cnt = ARR(t0, a->a_cnt, int64_t);
         double *mean = ARR(t0, a->a_mean, double);
         for (size_t g = 0; g < en_groups(t0); g++) {
-            if (cnt[g] == 0)
+            int64_t cnt = measure_count(t0, a, g);
+            if (cnt == 0)
                 continue;
             double sum = a->col->kind == AG_COL_INT
                              ? (double)int_sum(t0, a, g)
                              : ARR(t0, a->a_sum, double)[g];
-            mean[g] = sum / (double)cnt[g];
+            mean[g] = sum / (double)cnt;
         }
     }
 }
@@ -804,7 +956,7 @@ count_bits(const uint64_t *w, size_t n)
 {
     int64_t k = 0;
     for (size_t i = 0; i < n; i++)
-        k += __builtin_popcountll(w[i]);
+        k += en_popcount(w[i]);
     return k;
 }
 
@@ -862,7 +1014,7 @@ static int
 emit_measure(const struct en_thread *t0, const struct en_agg *a, size_t g,
              Fedq__V1__AggregateState *s)
 {
-    s->count = ARR(t0, a->a_cnt, int64_t)[g];
+    s->count = measure_count(t0, a, g);
     if (is_var(a)) {
         s->mean = s->count ? ARR(t0, a->a_mean, double)[g] : 0.0;
         s->m2 = ARR(t0, a->a_m2, double)[g];

@@ -765,18 +765,44 @@ eval(const struct en_node *nd, struct en_scratch *s, size_t level, uint64_t b,
     }
 }
 
+/* 64 bytes of m (0 or 0xFF) as the bits of a word. */
+static inline uint64_t
+bits64(const uint8_t *m)
+{
+    uint64_t w = 0;
+#if defined(__SSE2__)
+    for (int i = 0; i < 4; i++)
+        w |= (uint64_t)(uint16_t)_mm_movemask_epi8(
+                 _mm_loadu_si128((const __m128i *)(m + 16 * i)))
+             << (16 * i);
+#else
+    for (int i = 0; i < 64; i++)
+        w |= (uint64_t)(m[i] & 1) << i;
+#endif
+    return w;
+}
+
+void
+en_mask_bits(const uint8_t *m, size_t n, uint64_t *w)
+{
+    size_t i = 0;
+    for (; i + 64 <= n; i += 64)
+        w[i / 64] = bits64(m + i);
+    if (i < n) {
+        uint64_t last = 0;
+        for (size_t j = 0; i + j < n; j++)
+            last |= (uint64_t)(m[i + j] & 1) << j;
+        w[i / 64] = last;
+    }
+}
+
 /* The indexes of the 0xFF bytes of m[0..n). */
 static size_t
 mask_select(const uint8_t *m, size_t n, uint32_t *idx)
 {
     size_t k = 0, i = 0;
-#if defined(__SSE2__)
     for (; i + 64 <= n; i += 64) {
-        uint64_t bits = 0;
-        for (int w = 0; w < 4; w++)
-            bits |= (uint64_t)(uint16_t)_mm_movemask_epi8(
-                        _mm_loadu_si128((const __m128i *)(m + i + 16 * w)))
-                    << (16 * w);
+        uint64_t bits = bits64(m + i);
         if (bits == UINT64_MAX) {
             for (uint32_t j = 0; j < 64; j++)
                 idx[k + j] = (uint32_t)i + j;
@@ -788,7 +814,6 @@ mask_select(const uint8_t *m, size_t n, uint32_t *idx)
             bits &= bits - 1;
         }
     }
-#endif
     for (; i < n; i++) {
         idx[k] = (uint32_t)i;
         k += m[i] & 1;
@@ -796,18 +821,26 @@ mask_select(const uint8_t *m, size_t n, uint32_t *idx)
     return k;
 }
 
+const uint8_t *
+en_filter_mask(struct en_thread *t, uint64_t b, size_t n)
+{
+    if (!t->q->filter)
+        return NULL;
+    uint8_t *rt = t->s.masks, *rf = rt + EN_BLOCK + 64;
+    eval(t->q->filter, &t->s, 1, b, n, rt, rf);
+    return rt;
+}
+
 size_t
 en_filter_select(struct en_thread *t, uint64_t b, size_t n,
                  const uint32_t **ret_idx)
 {
-    const struct en_query *q = t->q;
+    const uint8_t *m = en_filter_mask(t, b, n);
 
-    if (!q->filter) {
+    if (!m) {
         *ret_idx = t->s.iota;
         return n;
     }
-    uint8_t *rt = t->s.masks, *rf = rt + EN_BLOCK + 64;
-    eval(q->filter, &t->s, 1, b, n, rt, rf);
     *ret_idx = t->s.idx;
-    return mask_select(rt, n, t->s.idx);
+    return mask_select(m, n, t->s.idx);
 }

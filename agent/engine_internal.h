@@ -94,6 +94,17 @@ en_double_order(double d)
     return u >> 63 ? ~u : u | (uint64_t)1 << 63;
 }
 
+/* Set bits of w. Inline arithmetic: without -mpopcnt the builtin is a
+ * library call. */
+static inline int
+en_popcount(uint64_t w)
+{
+    w -= (w >> 1) & 0x5555555555555555ULL;
+    w = (w & 0x3333333333333333ULL) + ((w >> 2) & 0x3333333333333333ULL);
+    w = (w + (w >> 4)) & 0x0F0F0F0F0F0F0F0FULL;
+    return (int)((w * 0x0101010101010101ULL) >> 56);
+}
+
 /* ---- groups ------------------------------------------------------------ */
 
 /* A grouped column. A row's code is 0 for NULL, else stored + 1. */
@@ -154,6 +165,7 @@ struct en_agg {
     int kind; /* Fedq__V1__AggregateKind */
     const struct ag_xcol *col;
     int a_cnt, a_sum, a_mean, a_m2; /* state arrays, -1 if unused */
+    bool sum_shared, dev_shared;    /* an earlier aggregate fills them */
     int a_bins, a_binc, a_binlast;  /* HISTOGRAM */
     int a_q;                        /* QUANTILE counts */
     int a_bits;                     /* COUNT(DISTINCT) bitmap */
@@ -201,6 +213,7 @@ struct en_thread {
     struct en_scratch s;
     pthread_t tid;
     bool started;
+    uint64_t run_carry; /* counting: the last run start seen is unselected */
 };
 
 struct en_query {
@@ -229,6 +242,10 @@ struct en_query {
     struct en_arr *arrs;
     int a_rec, a_contrib, a_last;
     bool pass2;
+    bool counting; /* no GROUP BY, only COUNT(*) and contributors */
+    size_t n_used; /* the columns a block reads, to prefetch */
+    const struct ag_xcol **used;
+    bool narrow_sums; /* integer sums of <= 4-byte values fit 64 bits */
     size_t n_threads;
     struct en_thread *threads;
 };
@@ -242,6 +259,11 @@ const struct ag_xcol *en_column(const struct en_query *q, const char *name);
 
 /* engine_filter.c */
 int en_filter_compile(struct en_query *q, const struct Fedq__V1__Predicate *p);
+/* The filter's TRUE mask of rows [b, b + n), or NULL without a filter. */
+const uint8_t *en_filter_mask(struct en_thread *t, uint64_t b, size_t n);
+/* m[0..n) (bytes 0 or 0xFF) as bits, word by word (the last one padded
+ * with 0). */
+void en_mask_bits(const uint8_t *m, size_t n, uint64_t *w);
 /* The selected rows of [b, b + n) into t->s.idx (or iota); their number. */
 size_t en_filter_select(struct en_thread *t, uint64_t b, size_t n,
                         const uint32_t **ret_idx);
@@ -270,6 +292,10 @@ size_t en_agg_group_bytes(const struct en_query *q);
  * (pass t->phase). 0, FQ_ETOOBIG or FQ_ENOMEM. */
 int en_agg_block(struct en_thread *t, uint64_t b, const uint32_t *idx,
                  size_t n);
+/* Counting plans: records and contributors of rows [b, b + n) selected
+ * by mask (NULL: all) straight from bit masks. */
+void en_agg_count_block(struct en_thread *t, uint64_t b, size_t n,
+                        const uint8_t *mask);
 /* Adds t's state of pass phase into t0's (t->map says where). */
 void en_agg_merge(struct en_thread *t0, const struct en_thread *t, int phase);
 int en_agg_merge_sets(struct en_thread *t0, const struct en_thread *t);

@@ -83,7 +83,8 @@ struct fixture {
     size_t n_rows;
     struct ag_catalog *cat;
     const Fedq__V1__Dataset *ds, *ds_nc; /* with and without contributor */
-    struct ag_extract *x, *x_wide, *x_nc;
+    const Fedq__V1__Dataset *ds_nn;      /* no NULL contributor (table t2) */
+    struct ag_extract *x, *x_wide, *x_nc, *x_nn;
 };
 
 /* ---- random numbers ----------------------------------------------------- */
@@ -173,32 +174,38 @@ bind_row(sqlite3_stmt *st, const struct row *r)
     }
 }
 
+/* The rows into table t, and those with a person into table t2. */
 static void
 write_sqlite(const char *path, const struct row *rows, size_t n)
 {
     sqlite3 *db;
-    sqlite3_stmt *st;
+    sqlite3_stmt *st[2];
+    char sql[300];
 
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-    assert_int_equal(
-        sqlite3_exec(db,
-                     "CREATE TABLE t(person_id TEXT, town TEXT, year INTEGER, "
-                     "month TEXT, sex INTEGER, code INTEGER, hh INTEGER, "
-                     "wages INTEGER, big INTEGER, score REAL, day TEXT);"
-                     "BEGIN;",
-                     NULL, NULL, NULL),
-        SQLITE_OK);
-    assert_int_equal(sqlite3_prepare_v2(db,
-                                        "INSERT INTO t VALUES(?, ?, ?, ?, ?, "
-                                        "?, ?, ?, ?, ?, ?)",
-                                        -1, &st, NULL),
-                     SQLITE_OK);
-    for (size_t i = 0; i < n; i++) {
-        bind_row(st, &rows[i]);
-        assert_int_equal(sqlite3_step(st), SQLITE_DONE);
-        sqlite3_reset(st);
+    for (int k = 0; k < 2; k++) {
+        snprintf(sql, sizeof(sql),
+                 "CREATE TABLE %s(person_id TEXT, town TEXT, year INTEGER, "
+                 "month TEXT, sex INTEGER, code INTEGER, hh INTEGER, "
+                 "wages INTEGER, big INTEGER, score REAL, day TEXT)",
+                 k ? "t2" : "t");
+        assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO %s VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 k ? "t2" : "t");
+        assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st[k], NULL),
+                         SQLITE_OK);
     }
-    sqlite3_finalize(st);
+    assert_int_equal(sqlite3_exec(db, "BEGIN", NULL, NULL, NULL), SQLITE_OK);
+    for (size_t i = 0; i < n; i++) {
+        for (int k = 0; k < 2 - rows[i].null[C_PERSON]; k++) {
+            bind_row(st[k], &rows[i]);
+            assert_int_equal(sqlite3_step(st[k]), SQLITE_DONE);
+            sqlite3_reset(st[k]);
+        }
+    }
+    sqlite3_finalize(st[0]);
+    sqlite3_finalize(st[1]);
     assert_int_equal(sqlite3_exec(db, "COMMIT", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
 }
@@ -427,7 +434,10 @@ static const char config_yaml[] =
     "    engine: sqlite\n"
     "    source: {sqlite: d.sqlite, table: t}\n" COLUMNS_YAML "  - name: nc\n"
     "    engine: sqlite\n"
-    "    source: {sqlite: d.sqlite, table: t}\n" COLUMNS_YAML;
+    "    source: {sqlite: d.sqlite, table: t}\n" COLUMNS_YAML "  - name: nn\n"
+    "    contributor: person_id\n"
+    "    engine: sqlite\n"
+    "    source: {sqlite: d.sqlite, table: t2}\n" COLUMNS_YAML;
 
 static void
 catalog_open(struct fixture *f)
@@ -450,8 +460,10 @@ catalog_open(struct fixture *f)
     ag_catalog_adopt_config(f->cat, cfg);
     f->ds = ag_catalog_find(f->cat, "w", &src);
     f->ds_nc = ag_catalog_find(f->cat, "nc", &src);
+    f->ds_nn = ag_catalog_find(f->cat, "nn", &src);
     assert_non_null(f->ds);
     assert_non_null(f->ds_nc);
+    assert_non_null(f->ds_nn);
 }
 
 static int
@@ -479,6 +491,10 @@ setup(void **state)
     f->x = extract_new(f->rows, N_ROWS, false, true);
     f->x_wide = extract_new(f->rows, N_ROWS, true, true);
     f->x_nc = extract_new(f->rows, N_ROWS, false, false);
+    size_t skip = 0; /* the NULL persons sort first */
+    while (skip < N_ROWS && f->rows[skip].null[C_PERSON])
+        skip++;
+    f->x_nn = extract_new(f->rows + skip, N_ROWS - skip, false, true);
     en_min_rows_per_thread = 256; /* several threads on small data */
     *state = f;
     return 0;
@@ -493,6 +509,7 @@ teardown(void **state)
     extract_free(f->x);
     extract_free(f->x_wide);
     extract_free(f->x_nc);
+    extract_free(f->x_nn);
     ag_catalog_unref(f->cat);
     free(f->rows);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
@@ -549,6 +566,7 @@ struct gen {
     uint64_t seed;
     struct fq_arena *a;
     const struct fixture *f;
+    bool counting; /* mostly counts without GROUP BY */
 };
 
 /* A value of column c from the data, NULL rows included (any value). */
@@ -739,6 +757,14 @@ random_aggregate(struct gen *g)
 
     fedq__v1__aggregate__init(ag);
     ag->kind = (Fedq__V1__AggregateKind)rnd_in(s, 1, 8);
+    if (g->counting && chance(s, 90)) {
+        bool person = chance(s, 50);
+        ag->kind = person
+                       ? FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT
+                       : FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT;
+        ag->column = person ? "person_id" : "";
+        return ag;
+    }
     int m = measures[rnd(s) % FQ_ARRAY_LEN(measures)];
     ag->column = (char *)tcols[m].name;
     switch (ag->kind) {
@@ -771,7 +797,7 @@ random_plan(struct gen *g, const char *dataset)
 
     fedq__v1__plan__init(plan);
     plan->dataset = (char *)dataset;
-    plan->n_group_by = (size_t)rnd_in(s, 0, 3);
+    plan->n_group_by = g->counting ? 0 : (size_t)rnd_in(s, 0, 3);
     plan->group_by = zalloc(g->a, 4 * sizeof(char *));
     for (size_t i = 0; i < plan->n_group_by; i++) {
         const char *name;
@@ -969,13 +995,13 @@ compare_plan(struct fixture *f, const struct ag_extract *x,
 
 static void
 random_plans(struct fixture *f, const struct ag_extract *x,
-             const Fedq__V1__Dataset *ds, uint64_t seed, int n)
+             const Fedq__V1__Dataset *ds, uint64_t seed, int n, bool counting)
 {
     int checked = 0;
 
     for (int i = 0; i < n; i++) {
         struct fq_arena *a = fq_arena_new(16 << 20);
-        struct gen g = {seed + (uint64_t)i * 7919, a, f};
+        struct gen g = {seed + (uint64_t)i * 7919, a, f, counting};
         rnd(&g.seed);
         Fedq__V1__Plan *plan = random_plan(&g, ds->name);
         if (fq_plan_check(plan, ds, f->err, sizeof(f->err)) == 0) {
@@ -994,7 +1020,7 @@ static void
 test_random_plans(void **state)
 {
     struct fixture *f = *state;
-    random_plans(f, f->x, f->ds, 1, N_PLANS);
+    random_plans(f, f->x, f->ds, 1, N_PLANS, false);
 }
 
 /* Every column in its widest width: the other kernels. */
@@ -1002,7 +1028,7 @@ static void
 test_random_plans_wide(void **state)
 {
     struct fixture *f = *state;
-    random_plans(f, f->x_wide, f->ds, 100001, N_PLANS / 3);
+    random_plans(f, f->x_wide, f->ds, 100001, N_PLANS / 3, false);
 }
 
 /* No contributor column: contributors are records, bins say 0. */
@@ -1010,7 +1036,7 @@ static void
 test_random_plans_no_contributor(void **state)
 {
     struct fixture *f = *state;
-    random_plans(f, f->x_nc, f->ds_nc, 200001, N_PLANS / 3);
+    random_plans(f, f->x_nc, f->ds_nc, 200001, N_PLANS / 3, false);
 }
 
 /* ---- limits and edge cases ---------------------------------------------- */
@@ -1213,11 +1239,21 @@ test_keys(void **state)
     fq_arena_free(a);
 }
 
+/* Contributors without NULLs: filtered counts take the bit-mask path. */
+static void
+test_random_counts(void **state)
+{
+    struct fixture *f = *state;
+    random_plans(f, f->x_nn, f->ds_nn, 300000, N_PLANS / 4, true);
+    random_plans(f, f->x_nn, f->ds_nn, 300001, N_PLANS / 4, false);
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_plans),
+        cmocka_unit_test(test_random_counts),
         cmocka_unit_test(test_random_plans_wide),
         cmocka_unit_test(test_random_plans_no_contributor),
         cmocka_unit_test(test_max_groups),
