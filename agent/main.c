@@ -1,16 +1,30 @@
 /*
- * fedq-agent: serves one agency's catalog (and, in later issues, approved
- * aggregate plans) to the federation's gateway over mutual TLS. Only the
- * configured gateway identity is served; raw records never leave.
+ * fedq-agent: serves one agency's catalog and approved aggregate plans to
+ * the federation's gateway over mutual TLS. Only the configured gateway
+ * identity is served; raw records never leave. Each dataset runs on its
+ * engine: the columnar extract (kept by the store, refreshed on schedule
+ * or by the steward through the control socket), the SQLite file itself,
+ * or pushdown SQL in the agency's PostgreSQL.
+ *
+ *   fedq-agent --config FILE            serve
+ *   fedq-agent refresh DATASET --config FILE
+ *   fedq-agent status --config FILE     ask the running agent (control.c)
  */
 #include "fq/compat.h"
+#include "fq/arena.h"
 #include "fq/daemon.h"
 #include "fq/error.h"
 #include "fq/log.h"
 #include "fq/rpc.h"
 #include "fq/plan.h"
 #include "agent.h"
+#include "control.h"
+#include "engine.h"
+#include "extract.h"
+#include "pushdown.h"
+#include "store.h"
 
+#include <getopt.h>
 #include <pthread.h>
 
 #include "fedq/v1/agent.pb-c.h"
@@ -19,8 +33,14 @@ struct ag_state {
     const char *config_path;
     struct ag_config *cfg; /* as loaded at start; fixed keys come from it */
     struct fq_tls_material tls;
-    pthread_mutex_t mu;         /* guards catalog */
+    pthread_mutex_t mu;         /* guards catalog and store_cat */
     struct ag_catalog *catalog; /* current; swapped by reload */
+    struct ag_store *store;     /* NULL under --check */
+    /* A reference to the catalog whose configuration the store reads: the
+     * store borrows it, and a reload may free the old configuration only
+     * once the store has moved to the new one. */
+    struct ag_catalog *store_cat;
+    struct ag_control *control; /* NULL if no socket path is configured */
 };
 
 static struct ag_catalog *
@@ -46,25 +66,118 @@ handle_describe(struct fq_rpc_call *call, const ProtobufCMessage *req,
     ag_catalog_unref(cat);
 }
 
+/* The extract engine on the dataset's current extract. *stale if the
+ * store already serves a reloaded extract for other columns than this
+ * catalog's: the catalog is swapped right after, so the caller retries. */
+static int
+run_extract(struct ag_state *st, const struct ag_config *cfg,
+            const Fedq__V1__Dataset *ds, const struct ag_source *src,
+            const Fedq__V1__Plan *plan, struct fq_arena *arena,
+            Fedq__V1__ExecuteResponse *resp, bool *stale, char *err,
+            size_t errlen)
+{
+    struct ag_extract *x = ag_store_get(st->store, plan->dataset);
+    struct ag_engine_limits lim = {
+        .max_groups = (size_t)cfg->max_groups,
+        .threads = (size_t)cfg->engine_threads,
+        .max_memory = (size_t)cfg->max_query_memory,
+    };
+    int rc;
+
+    if (!x) {
+        snprintf(err, errlen, "dataset %s has no extract yet", plan->dataset);
+        return FQ_EUNAVAIL;
+    }
+    if (x->schema_hash != ag_extract_schema_hash(src->conf)) {
+        snprintf(err, errlen, "dataset %s is being reloaded, try again",
+                 plan->dataset);
+        *stale = true;
+        rc = FQ_EUNAVAIL;
+        goto out;
+    }
+    rc = ag_engine_execute(x, ds, plan, &lim, arena, resp, err, errlen);
+    if (rc == 0 && !(resp->data_vintage = fq_arena_strdup(arena, x->vintage)))
+        rc = FQ_ENOMEM;
+out:
+    ag_extract_unref(x);
+    return rc;
+}
+
+/* Runs plan on its dataset's engine, with the limits of cat's
+ * configuration (reloadable). Fills resp's groups and data_vintage. */
+static int
+execute_plan(struct ag_state *st, const struct ag_catalog *cat,
+             const Fedq__V1__Plan *plan, struct fq_arena *arena,
+             Fedq__V1__ExecuteResponse *resp, bool *stale, char *err,
+             size_t errlen)
+{
+    const struct ag_config *cfg = ag_catalog_config(cat);
+    const struct ag_source *src = NULL;
+    const Fedq__V1__Dataset *ds;
+    int rc;
+
+    if ((rc = fq_plan_check_group_by_limit(plan, (size_t)cfg->max_group_by, err,
+                                           errlen)) < 0)
+        return rc;
+    if (!(ds = ag_catalog_find(cat, plan->dataset, &src))) {
+        snprintf(err, errlen, "no dataset '%s' at this agency", plan->dataset);
+        return FQ_ENOENT;
+    }
+    switch (src->engine) {
+    case AG_ENGINE_EXTRACT:
+        if ((rc = fq_plan_check(plan, ds, err, errlen)) < 0)
+            return rc;
+        return run_extract(st, cfg, ds, src, plan, arena, resp, stale, err,
+                           errlen);
+    case AG_ENGINE_PUSHDOWN:
+        if ((rc = fq_plan_check(plan, ds, err, errlen)) == 0)
+            rc = ag_pushdown_execute(src->conf, ds, plan,
+                                     (size_t)cfg->max_groups, arena, resp, err,
+                                     errlen);
+        break;
+    default: /* ag_execute checks the plan itself */
+        rc = ag_execute(cat, plan, (size_t)cfg->max_groups, arena, resp, err,
+                        errlen);
+        break;
+    }
+    if (rc == 0)
+        resp->data_vintage = (char *)"live"; /* the source itself */
+    return rc;
+}
+
 static void
 handle_execute(struct fq_rpc_call *call, const ProtobufCMessage *msg, void *app)
 {
     const Fedq__V1__ExecuteRequest *req = (const void *)msg;
     struct ag_state *st = app;
     Fedq__V1__ExecuteResponse resp = FEDQ__V1__EXECUTE_RESPONSE__INIT;
+    struct ag_catalog *cat = NULL;
+    bool stale = true;
     char err[512];
+    int rc = 0;
 
     if (!req->plan) {
         fq_rpc_call_fail(call, FQ_EINVAL, "request carries no plan");
         return;
     }
-    struct ag_catalog *cat = state_catalog(st);
+    /* One retry covers a reload's window between swapping the store and
+     * swapping the catalog. */
+    for (int attempt = 0; stale && attempt < 2; attempt++) {
+        ag_catalog_unref(cat);
+        cat = state_catalog(st);
+        stale = false;
+        rc = execute_plan(st, cat, req->plan, fq_rpc_call_arena(call), &resp,
+                          &stale, err, sizeof(err));
+    }
+    const struct ag_config *cfg = ag_catalog_config(cat);
     resp.agency = st->cfg->agency;
-    int rc = fq_plan_check_group_by_limit(
-        req->plan, (size_t)st->cfg->max_group_by, err, sizeof(err));
-    if (rc == 0)
-        rc = ag_execute(cat, req->plan, (size_t)st->cfg->max_groups,
-                        fq_rpc_call_arena(call), &resp, err, sizeof(err));
+    if (rc == 0 && fedq__v1__execute_response__get_packed_size(&resp) >
+                       (size_t)cfg->max_result_bytes) {
+        snprintf(err, sizeof(err),
+                 "the answer is larger than max_result_bytes (%" PRId64 ")",
+                 cfg->max_result_bytes);
+        rc = FQ_ETOOBIG;
+    }
     /* Ids and sizes only: never literals or values. */
     fq_log_info("query %.64s for %.200s: %s, %zu groups", req->query_id,
                 req->analyst, rc < 0 ? "refused" : "answered", resp.n_groups);
@@ -98,8 +211,36 @@ static const struct fq_rpc_method agent_methods[] = {
 
 /* ---- startup and reload -------------------------------------------------- */
 
+/* --check: every CSV and PostgreSQL source opens (the catalog checked the
+ * SQLite ones); nothing is read past the header, nothing is built. */
 static int
-state_open(struct ag_state *st, const char *path, char *err, size_t errlen)
+check_sources(const struct ag_config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->n_datasets; i++) {
+        const struct ag_dataset_conf *d = &cfg->datasets[i];
+        struct ag_row_source src;
+        char msg[768];
+        int rc = 0;
+
+        if (d->source.csv)
+            rc = ag_source_csv_open(d, &src, msg, sizeof(msg));
+        else if (d->source.postgres)
+            rc = ag_source_pg_open(d, &src, msg, sizeof(msg));
+        else
+            continue;
+        if (rc < 0) {
+            snprintf(err, errlen, "%s:%d: %s", cfg->doc.path, d->source.line,
+                     msg);
+            return rc;
+        }
+        src.close(src.self);
+    }
+    return 0;
+}
+
+static int
+state_open(struct ag_state *st, const char *path, bool with_store, char *err,
+           size_t errlen)
 {
     int rc;
 
@@ -112,12 +253,22 @@ state_open(struct ag_state *st, const char *path, char *err, size_t errlen)
                               st->cfg->agency, &st->tls, err, errlen)) < 0 ||
         (rc = ag_catalog_build(st->cfg, &st->catalog, err, errlen)) < 0)
         return rc;
+    /* --check validates the configuration and sources; it builds nothing. */
+    if (!with_store)
+        return check_sources(st->cfg, err, errlen);
+    if ((rc = ag_store_open(st->cfg, &st->store, err, errlen)) < 0)
+        return rc;
+    st->store_cat = st->catalog;
+    ag_catalog_ref(st->store_cat);
     return 0;
 }
 
 static void
 state_close(struct ag_state *st)
 {
+    ag_control_stop(st->control);
+    ag_store_close(st->store);
+    ag_catalog_unref(st->store_cat);
     ag_catalog_unref(st->catalog);
     fq_tls_material_release(&st->tls);
     ag_config_free(st->cfg);
@@ -128,21 +279,30 @@ state_close(struct ag_state *st)
 static void
 reload_warn_fixed(const struct ag_config *old, const struct ag_config *new)
 {
+    const char *a = old->control_socket, *b = new->control_socket;
+
     if (strcmp(old->agency, new->agency) != 0 ||
         strcmp(old->federation, new->federation) != 0 ||
         strcmp(old->gateway_identity, new->gateway_identity) != 0 ||
-        fq_cfg_server_needs_restart(&old->server, &new->server))
-        fq_log_warnx("agency, federation, gateway_identity or server keys "
-                     "(listen, tls, threads, limits) changed: restart to "
-                     "apply them; keeping the running values");
+        fq_cfg_server_needs_restart(&old->server, &new->server) ||
+        !(a == b || (a && b && strcmp(a, b) == 0)))
+        fq_log_warnx("agency, federation, gateway_identity, control_socket "
+                     "or server keys (listen, tls, threads, limits) changed: "
+                     "restart to apply them; keeping the running values");
 }
 
+/*
+ * SIGHUP: a new configuration and catalog, and the store moved to them
+ * (rebuilding the extracts whose columns or source changed), or nothing
+ * changes. The new configuration belongs to the new catalog; the store
+ * reads it through st->store_cat's reference.
+ */
 static void
 reload(void *app)
 {
     struct ag_state *st = app;
     struct ag_config *cfg = NULL;
-    struct ag_catalog *cat = NULL, *old;
+    struct ag_catalog *cat = NULL, *old, *old_store_cat;
     char err[1024];
 
     if (ag_config_load(st->config_path, &cfg, err, sizeof(err)) < 0 ||
@@ -151,14 +311,54 @@ reload(void *app)
         ag_config_free(cfg);
         return;
     }
-    reload_warn_fixed(st->cfg, cfg);
     ag_catalog_adopt_config(cat, cfg);
+    if (ag_store_reconfigure(st->store, cfg, err, sizeof(err)) < 0) {
+        fq_log_errx("reload failed, keeping the running catalog and "
+                    "extracts: %s",
+                    err);
+        ag_catalog_unref(cat);
+        return;
+    }
+    reload_warn_fixed(st->cfg, cfg);
+    ag_catalog_ref(cat);
     pthread_mutex_lock(&st->mu);
     old = st->catalog;
+    old_store_cat = st->store_cat;
     st->catalog = cat;
+    st->store_cat = cat;
     pthread_mutex_unlock(&st->mu);
     ag_catalog_unref(old);
+    ag_catalog_unref(old_store_cat);
     fq_log_info("reloaded: %zu datasets", ag_catalog_datasets(cat));
+}
+
+static struct ag_catalog *
+control_catalog(void *app)
+{
+    return state_catalog(app);
+}
+
+/* The steward's socket; without a path for it the agent runs without. */
+static int
+control_open(struct ag_state *st)
+{
+    struct ag_control_ops ops = {
+        .store = st->store, .catalog = control_catalog, .app = st};
+    char path[256], err[1024];
+    int rc;
+
+    if ((rc = ag_control_path(st->cfg, path, sizeof(path), err, sizeof(err))) ==
+        FQ_ENOENT) {
+        fq_log_warnx("%s; no control socket: refresh on schedule only", err);
+        return 0;
+    }
+    if (rc == 0)
+        rc = ag_control_start(path, &ops, &st->control, err, sizeof(err));
+    if (rc < 0)
+        fq_log_errx("%s", err);
+    else
+        fq_log_info("control socket %s", path);
+    return rc;
 }
 
 static int
@@ -183,7 +383,102 @@ serve(struct ag_state *st)
     };
     fq_log_info("agency %s: %zu datasets, serving %s", cfg->agency,
                 ag_catalog_datasets(st->catalog), cfg->gateway_identity);
-    return fq_daemon_serve(&spec);
+    if (control_open(st) < 0)
+        return 1;
+    int rc = fq_daemon_serve(&spec);
+    ag_control_stop(st->control); /* before the store it calls closes */
+    st->control = NULL;
+    return rc;
+}
+
+/* ---- the steward's commands ---------------------------------------------- */
+
+static void
+client_usage(FILE *out)
+{
+    fprintf(out, "usage: fedq-agent refresh DATASET --config FILE\n"
+                 "       fedq-agent status --config FILE\n"
+                 "Asks the agent running with FILE, through its control "
+                 "socket, to rebuild\n"
+                 "DATASET's extract from its source (prints \"ok VINTAGE\"), "
+                 "or to list its\n"
+                 "datasets with rows, bytes and vintage. Exit 0 on \"ok\", "
+                 "1 otherwise.\n");
+}
+
+/* "refresh DATASET\n" or "status\n" from argv (argv[0] is the command). */
+static int
+client_line(int argc, char **argv, const char **ret_config, char *line,
+            size_t len)
+{
+    static const struct option longopts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    bool refresh = strcmp(argv[0], "refresh") == 0;
+    const char *config = NULL;
+    int c;
+
+    optind = 0;
+    while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+        if (c == 'h') {
+            client_usage(stdout);
+            exit(0);
+        }
+        if (c != 'c')
+            return FQ_EINVAL;
+        config = optarg;
+    }
+    if (!config || optind + (refresh ? 1 : 0) != argc)
+        return FQ_EINVAL;
+    int n = refresh ? snprintf(line, len, "refresh %s\n", argv[optind])
+                    : snprintf(line, len, "status\n");
+    if (n < 0 || (size_t)n >= len)
+        return FQ_EINVAL;
+    *ret_config = config;
+    return 0;
+}
+
+static int
+client_main(int argc, char **argv)
+{
+    struct ag_config *cfg = NULL;
+    const char *config = NULL;
+    char line[AG_CONTROL_LINE_MAX + 1], path[256], err[1024];
+    char *answer = malloc(AG_CONTROL_ANSWER_MAX + 1);
+    int rc = 1;
+
+    if (!answer) {
+        fprintf(stderr, "fedq-agent: out of memory\n");
+        return 1;
+    }
+    if (client_line(argc, argv, &config, line, sizeof(line)) < 0) {
+        client_usage(stderr);
+        rc = 2;
+        goto out;
+    }
+    if (ag_config_load(config, &cfg, err, sizeof(err)) < 0 ||
+        ag_control_path(cfg, path, sizeof(path), err, sizeof(err)) < 0 ||
+        ag_control_request(path, line, answer, AG_CONTROL_ANSWER_MAX + 1, err,
+                           sizeof(err)) < 0) {
+        fprintf(stderr, "fedq-agent: %s\n", err);
+        goto out;
+    }
+    if (strncmp(answer, "ok", 2) == 0 &&
+        (answer[2] == ' ' || answer[2] == '\n')) {
+        fputs(answer, stdout);
+        rc = 0;
+    } else {
+        fprintf(stderr, "fedq-agent: %s",
+                strncmp(answer, "error ", 6) == 0 ? answer + 6 : answer);
+        if (!answer[0] || answer[strlen(answer) - 1] != '\n')
+            fputc('\n', stderr);
+    }
+out:
+    ag_config_free(cfg);
+    free(answer);
+    return rc;
 }
 
 int
@@ -194,6 +489,9 @@ main(int argc, char **argv)
     char err[1024];
     int rc = 1;
 
+    if (argc >= 2 &&
+        (strcmp(argv[1], "refresh") == 0 || strcmp(argv[1], "status") == 0))
+        return client_main(argc - 1, argv + 1);
     if (fq_daemon_parse_args(argc, argv, "fedq-agent", &args) < 0)
         return 2;
     if (args.reference) {
@@ -203,7 +501,7 @@ main(int argc, char **argv)
     fq_log_setup("agent", FQ_LOG_INFO, FQ_LOG_TEXT);
     fq_daemon_block_signals();
     fq_rpc_global_init();
-    if (state_open(&st, args.config, err, sizeof(err)) < 0) {
+    if (state_open(&st, args.config, !args.check, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
         goto out;
     }

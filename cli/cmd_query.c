@@ -139,6 +139,14 @@ print_json(const Fedq__V1__QueryResponse *r)
             fputs(", ", stdout);
         cli_json_string(r->agencies[i]);
     }
+    fputs("],\n  \"vintages\": [", stdout);
+    for (size_t i = 0; i < r->n_vintages; i++) {
+        fputs(i ? ", {\"agency\": " : "{\"agency\": ", stdout);
+        cli_json_string(r->vintages[i]->agency);
+        fputs(", \"vintage\": ", stdout);
+        cli_json_string(r->vintages[i]->vintage);
+        putchar('}');
+    }
     printf("],\n  \"partial\": %s,\n  \"missing\": [",
            r->partial ? "true" : "false");
     for (size_t i = 0; i < r->n_missing; i++) {
@@ -147,6 +155,21 @@ print_json(const Fedq__V1__QueryResponse *r)
         cli_json_string(r->missing[i]->agency);
     }
     printf("],\n  \"min_cell_count\": %u\n}\n", r->min_cell_count);
+}
+
+/* How fresh each agency's data is: its extract's time, or "live". */
+static void
+print_vintages(struct fq_arena *a, const Fedq__V1__QueryResponse *r)
+{
+    const char *line = "";
+
+    for (size_t i = 0; line && i < r->n_vintages; i++) {
+        const Fedq__V1__DataVintage *v = r->vintages[i];
+        line = fq_arena_printf(a, "%s%s%s %s", line, i ? ", " : "", v->agency,
+                               v->vintage[0] ? v->vintage : "unknown");
+    }
+    if (r->n_vintages)
+        printf("data as of: %s\n", line ? line : "?");
 }
 
 /* What the table does not say: who answered, and the rule applied. */
@@ -168,6 +191,7 @@ print_footer(struct fq_arena *a, const Fedq__V1__QueryResponse *r)
            "contributors); query %s\n",
            r->n_rows, agencies ? agencies : "?", suppressed, r->min_cell_count,
            r->query_id);
+    print_vintages(a, r);
     for (size_t i = 0; i < r->n_columns; i++) {
         if (r->columns[i]->error_bound > 0)
             printf("%s: approximate, within %g of the exact value\n",

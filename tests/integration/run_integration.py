@@ -1895,6 +1895,7 @@ sys.modules.setdefault("run_integration", sys.modules[__name__])
 import query_tests  # noqa: E402,F401
 import language_tests  # noqa: E402,F401
 import pushdown_tests  # noqa: E402,F401
+import store_tests  # noqa: E402,F401
 
 
 # ---- runner -----------------------------------------------------------------
