@@ -697,7 +697,8 @@ def proto_table(p, r):
         rows.append(cells)
     return {"columns": cols, "rows": rows, "agencies": list(r.agencies),
             "partial": r.partial, "missing": [m.agency for m in r.missing],
-            "min_cell_count": r.min_cell_count, "query_id": r.query_id}
+            "min_cell_count": r.min_cell_count, "query_id": r.query_id,
+            "vintages": [(v.agency, v.vintage) for v in r.vintages]}
 
 
 JSON_TYPES = {"integer": "VALUE_TYPE_INTEGER", "text": "VALUE_TYPE_TEXT",
@@ -705,6 +706,7 @@ JSON_TYPES = {"integer": "VALUE_TYPE_INTEGER", "text": "VALUE_TYPE_TEXT",
               "quarter": "VALUE_TYPE_QUARTER",
               "decimal": "VALUE_TYPE_DECIMAL"}
 JSON_COLUMN_KEYS = {"name", "type", "aggregate"}
+VINTAGE_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
 def json_table(doc):
@@ -713,7 +715,10 @@ def json_table(doc):
     it is not 0."""
     keys = sorted(doc) if isinstance(doc, dict) else doc
     check(keys == ["agencies", "columns", "min_cell_count", "missing",
-                   "partial", "query_id", "rows"], f"JSON keys {keys!r}")
+                   "partial", "query_id", "rows", "vintages"],
+          f"JSON keys {keys!r}")
+    check(all(sorted(v) == ["agency", "vintage"] for v in doc["vintages"]),
+          f"JSON vintages {doc['vintages']!r}")
     cols = []
     for c in doc["columns"]:
         check(set(c) in (JSON_COLUMN_KEYS, JSON_COLUMN_KEYS | {
@@ -740,7 +745,9 @@ def json_table(doc):
     return {"columns": cols, "rows": rows, "agencies": doc["agencies"],
             "partial": doc["partial"], "missing": doc["missing"],
             "min_cell_count": doc["min_cell_count"],
-            "query_id": doc["query_id"]}
+            "query_id": doc["query_id"],
+            "vintages": [(v["agency"], v["vintage"])
+                         for v in doc["vintages"]]}
 
 
 def short(x, n=240):
@@ -756,6 +763,11 @@ def compare(src, spec, got, want, agencies, via_json=False,
     ecols = expected_columns(src, spec)
     check(got["columns"] == ecols,
           f"columns {got['columns']}, expected {ecols}")
+    # Every included agency says how fresh its data is: an extract's UTC
+    # time, or "live" for a query on the source itself.
+    check([a for a, _ in got["vintages"]] == got["agencies"] and all(
+        v == "live" or VINTAGE_RE.fullmatch(v) for _, v in got["vintages"]),
+        f"vintages {got['vintages']} for agencies {got['agencies']}")
     check(sorted(got["agencies"]) == sorted(agencies)
           and len(got["agencies"]) == len(agencies),
           f"agencies {got['agencies']}, expected {agencies}")

@@ -357,7 +357,7 @@ def store_refresh_concurrent(h):
     fed = StoreFed(h, "concurrent")
     try:
         a = oracle(fed.db, BY_TOWN)
-        add_persons(fed.db, 60, "C")
+        add_persons(fed.db, 120, "C")  # 20 per town: past the threshold
         b = oracle(fed.db, BY_TOWN)
         remove_persons(fed.db)
         check(a != b, "the two states have the same oracle")
@@ -390,7 +390,7 @@ def store_refresh_concurrent(h):
             time.sleep(0.5)
             for i in range(5):
                 if i % 2 == 0:
-                    add_persons(fed.db, 60, "C")
+                    add_persons(fed.db, 120, "C")
                 else:
                     remove_persons(fed.db)
                 fed.refresh()
