@@ -19,6 +19,9 @@
 #include "engine_internal.h"
 
 #include <math.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "fedq/v1/agent.pb-c.h"
 
@@ -124,10 +127,11 @@ measure_compile(struct en_query *q, struct en_agg *a)
         a->a_cnt = o->a_cnt;
         a->a_sum = o->a_sum;
         a->sum_shared = true;
-    } else if ((a->a_cnt = arr_add(q, 8, 1, EN_M_I64, 0, 1)) < 0 ||
+    } else if ((a->col->nulls &&
+                (a->a_cnt = arr_add(q, 8, 1, EN_M_I64, 0, 1)) < 0) ||
                (a->a_sum = arr_add(q, is_int ? sizeof(struct en_sum) : 8, 1,
                                    is_int ? EN_M_U128 : EN_M_F64, 0, 1)) < 0) {
-        return FQ_ENOMEM;
+        return FQ_ENOMEM; /* without NULLs the count is the records */
     }
     if (!is_var_kind(a->kind))
         return 0;
@@ -481,15 +485,18 @@ sum_int(struct en_thread *t, const struct en_agg *a, uint64_t b,
     }
     uint64_t *v = t->s.u64;
     const uint8_t *ok = t->s.ok;
-    int64_t *cnt = ARR(t, a->a_cnt, int64_t);
     en_gather_u64(c, b, idx, n, v);
     en_gather_ok(c, b, idx, n, t->s.ok);
     for (size_t j = 0; j < n; j++) {
         struct en_sum *s = &sum[g[j]];
         uint64_t x = v[j] & -(uint64_t)ok[j];
-        cnt[g[j]] += ok[j];
         s->lo += x;
         s->hi += s->lo < x;
+    }
+    if (c->nulls) {
+        int64_t *cnt = ARR(t, a->a_cnt, int64_t);
+        for (size_t j = 0; j < n; j++)
+            cnt[g[j]] += ok[j];
     }
 }
 
@@ -500,7 +507,6 @@ sum_double(struct en_thread *t, const struct en_agg *a, uint64_t b,
 {
     const double *v = t->s.dbl;
     const uint8_t *ok = t->s.ok;
-    int64_t *cnt = ARR(t, a->a_cnt, int64_t);
     double *sum = ARR(t, a->a_sum, double);
 
     en_gather_f64(a->col, b, idx, n, t->s.dbl);
@@ -509,6 +515,7 @@ sum_double(struct en_thread *t, const struct en_agg *a, uint64_t b,
             sum[g[j]] += v[j];
         return;
     }
+    int64_t *cnt = ARR(t, a->a_cnt, int64_t);
     en_gather_ok(a->col, b, idx, n, t->s.ok);
     for (size_t j = 0; j < n; j++) {
         cnt[g[j]] += ok[j];
@@ -743,6 +750,34 @@ run_starts(const struct en_thread *t, uint64_t b, size_t n, uint8_t *r)
         RUNS_LOOP(uint32_t);
 }
 
+/* Run starts of 4-byte codes straight into bit words (64 rows a word,
+ * the last one padded with 0); false when another path must do it. */
+static bool
+run_bits32(const struct en_thread *t, uint64_t b, size_t n, uint64_t *rw)
+{
+#if defined(__SSE2__)
+    const struct ag_xcol *c = t->q->contrib;
+    if (c->width != 4 || b == t->lo || n % 64)
+        return false;
+    const uint32_t *p = (const uint32_t *)c->data + b;
+    for (size_t i = 0; i < n; i += 64) {
+        uint64_t same = 0;
+        for (size_t k = 0; k < 64; k += 4) {
+            __m128i x = _mm_loadu_si128((const __m128i *)(p + i + k));
+            __m128i y = _mm_loadu_si128((const __m128i *)(p + i + k - 1));
+            same |= (uint64_t)_mm_movemask_ps(
+                        _mm_castsi128_ps(_mm_cmpeq_epi32(x, y)))
+                    << k;
+        }
+        rw[i / 64] = ~same;
+    }
+    return true;
+#else
+    (void)t, (void)b, (void)n, (void)rw;
+    return false;
+#endif
+}
+
 /*
  * Contributors with a selected row among rows whose selection is S and
  * run starts R (bit words): the selected rows whose nearest run start or
@@ -787,8 +822,10 @@ en_agg_count_block(struct en_thread *t, uint64_t b, size_t n,
     ARR(t, q->a_rec, int64_t)[0] += k;
     if (!q->contrib)
         return;
-    run_starts(t, b, n, t->s.ok);
-    en_mask_bits(t->s.ok, n, rw);
+    if (!run_bits32(t, b, n, rw)) {
+        run_starts(t, b, n, t->s.ok);
+        en_mask_bits(t->s.ok, n, rw);
+    }
     ARR(t, q->a_contrib, int64_t)
     [0] += first_selected(sw, rw, words, &t->run_carry);
 }
@@ -1059,10 +1096,10 @@ emit_state(struct fq_arena *arena, const struct en_thread *t0,
     }
 }
 
-/* The aggregates of group g into pg (keys and counts are the caller's). */
 int
 en_agg_emit_group(struct fq_arena *arena, struct en_thread *t0, size_t g,
-                  Fedq__V1__PartialGroup *pg)
+                  Fedq__V1__PartialGroup *pg, Fedq__V1__AggregateState *states,
+                  Fedq__V1__AggregateState **ptrs)
 {
     const struct en_query *q = t0->q;
 
@@ -1070,19 +1107,13 @@ en_agg_emit_group(struct fq_arena *arena, struct en_thread *t0, size_t g,
     pg->contributors =
         q->contrib ? ARR(t0, q->a_contrib, int64_t)[g] : pg->records;
     pg->n_aggregates = q->n_aggs;
-    pg->aggregates =
-        fq_arena_alloc(arena, (q->n_aggs + 1) * sizeof(*pg->aggregates));
-    if (!pg->aggregates)
-        return FQ_ENOMEM;
+    pg->aggregates = ptrs;
     for (size_t i = 0; i < q->n_aggs; i++) {
-        Fedq__V1__AggregateState *s = fq_arena_alloc(arena, sizeof(*s));
-        if (!s)
-            return FQ_ENOMEM;
-        fedq__v1__aggregate_state__init(s);
-        int rc = emit_state(arena, t0, &q->aggs[i], g, s);
+        fedq__v1__aggregate_state__init(&states[i]);
+        int rc = emit_state(arena, t0, &q->aggs[i], g, &states[i]);
         if (rc < 0)
             return rc;
-        pg->aggregates[i] = s;
+        ptrs[i] = &states[i];
     }
     return 0;
 }

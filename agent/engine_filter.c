@@ -579,22 +579,23 @@ expand_nulls(const uint64_t *bits, uint64_t b, size_t n, uint8_t *out)
 
 #define RANGE_LOOP(T)                                             \
     do {                                                          \
-        const T *p = (const T *)nd->col->data + b;                \
+        const T *restrict p = (const T *)nd->col->data + b;       \
         T lo = (T)nd->lo, span = (T)(nd->hi - nd->lo);            \
         for (size_t i = 0; i < n; i++)                            \
             m[i] = (uint8_t) - (uint8_t)((T)(p[i] - lo) <= span); \
     } while (0)
 
-#define LUT_LOOP(T)                                                    \
-    do {                                                               \
-        const T *p = (const T *)nd->col->data + b;                     \
-        uint64_t mx = nd->lut_max;                                     \
-        for (size_t i = 0; i < n; i++)                                 \
-            m[i] = nd->lut[(uint64_t)p[i] < mx ? (uint64_t)p[i] : mx]; \
+#define LUT_LOOP(T)                                                \
+    do {                                                           \
+        const T *restrict p = (const T *)nd->col->data + b;        \
+        const uint8_t *restrict lut = nd->lut;                     \
+        uint64_t mx = nd->lut_max;                                 \
+        for (size_t i = 0; i < n; i++)                             \
+            m[i] = lut[(uint64_t)p[i] < mx ? (uint64_t)p[i] : mx]; \
     } while (0)
 
 static void
-match_range(const struct en_node *nd, uint64_t b, size_t n, uint8_t *m)
+match_range(const struct en_node *nd, uint64_t b, size_t n, uint8_t *restrict m)
 {
     switch (nd->col->width) {
     case 1:
@@ -612,7 +613,7 @@ match_range(const struct en_node *nd, uint64_t b, size_t n, uint8_t *m)
 }
 
 static void
-match_lut(const struct en_node *nd, uint64_t b, size_t n, uint8_t *m)
+match_lut(const struct en_node *nd, uint64_t b, size_t n, uint8_t *restrict m)
 {
     switch (nd->col->width) {
     case 1:
@@ -644,15 +645,18 @@ in_set(const uint64_t *set, size_t n, uint64_t v)
 }
 
 static void
-match_doubles(const struct en_node *nd, uint64_t b, size_t n, uint8_t *m)
+match_doubles(const struct en_node *nd, uint64_t b, size_t n,
+              uint8_t *restrict m)
 {
-    const double *p = (const double *)nd->col->data + b;
+    const double *restrict p = (const double *)nd->col->data + b;
+    const uint64_t *set = nd->set;
+    size_t n_set = nd->n_set;
     double lo = nd->dlo, hi = nd->dhi;
 
     if (nd->test == EN_T_DSET) {
         for (size_t i = 0; i < n; i++)
-            m[i] = (uint8_t) -
-                   (uint8_t)in_set(nd->set, nd->n_set, en_double_order(p[i]));
+            m[i] =
+                (uint8_t) - (uint8_t)in_set(set, n_set, en_double_order(p[i]));
         return;
     }
     for (size_t i = 0; i < n; i++)
@@ -693,8 +697,8 @@ leaf_match(const struct en_node *nd, uint64_t b, size_t n, uint8_t *m)
 }
 
 static void
-eval_leaf(const struct en_node *nd, uint8_t *nulls, uint64_t b, size_t n,
-          uint8_t *t, uint8_t *f)
+eval_leaf(const struct en_node *nd, uint8_t *restrict nulls, uint64_t b,
+          size_t n, uint8_t *restrict t, uint8_t *restrict f)
 {
     if (!nd->col) { /* UNKNOWN everywhere */
         memset(t, 0, n);
@@ -716,8 +720,9 @@ eval_leaf(const struct en_node *nd, uint8_t *nulls, uint64_t b, size_t n,
 }
 
 static void
-combine(enum en_op op, bool with_false, uint8_t *t, uint8_t *f,
-        const uint8_t *t2, const uint8_t *f2, size_t n)
+combine(enum en_op op, bool with_false, uint8_t *restrict t,
+        uint8_t *restrict f, const uint8_t *restrict t2,
+        const uint8_t *restrict f2, size_t n)
 {
     if (op == EN_AND) {
         for (size_t i = 0; i < n; i++)

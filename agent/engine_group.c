@@ -276,21 +276,23 @@ hash_find_or_add(struct en_thread *t, const uint64_t *key, uint64_t hv,
 
 /* ---- group numbers ------------------------------------------------------ */
 
-#define DENSE_LOOP(T)                                                     \
-    do {                                                                  \
-        const T *p = (const T *)k->col->data + b;                         \
-        for (size_t j = 0; j < n; j++) {                                  \
-            uint64_t v = p[idx[j]];                                       \
-            g[j] += (uint32_t)((v < k->smax ? v : k->smax) + 1) * stride; \
-        }                                                                 \
+#define DENSE_LOOP(T)                                      \
+    do {                                                   \
+        const T *restrict p = (const T *)k->col->data + b; \
+        T top = (T)smax;                                   \
+        for (size_t j = 0; j < n; j++) {                   \
+            T v = p[idx[j]] < top ? p[idx[j]] : top;       \
+            g[j] += ((uint32_t)v + 1) * stride;            \
+        }                                                  \
     } while (0)
 
 /* Adds key k's part of the slot to g[]. */
 static void
 dense_add(struct en_thread *t, const struct en_key *k, uint64_t b,
-          const uint32_t *idx, size_t n, uint32_t *g)
+          const uint32_t *restrict idx, size_t n, uint32_t *restrict g)
 {
     uint32_t stride = k->stride;
+    uint64_t smax = k->smax;
 
     if (k->col->nulls) {
         uint64_t *v = t->s.u64;
@@ -298,7 +300,7 @@ dense_add(struct en_thread *t, const struct en_key *k, uint64_t b,
         en_gather_u64(k->col, b, idx, n, v);
         en_gather_ok(k->col, b, idx, n, ok);
         for (size_t j = 0; j < n; j++) {
-            uint64_t c = (v[j] < k->smax ? v[j] : k->smax) + 1;
+            uint64_t c = (v[j] < smax ? v[j] : smax) + 1;
             g[j] += (uint32_t)c * stride & -(uint32_t)ok[j];
         }
         return;
@@ -339,16 +341,76 @@ hash_keys(struct en_thread *t, uint64_t b, const uint32_t *idx, size_t n)
     }
 }
 
+#define DENSE_FULL(T)                                      \
+    do {                                                   \
+        const T *restrict p = (const T *)k->col->data + b; \
+        T top = (T)smax;                                   \
+        for (size_t i = 0; i < rows; i++) {                \
+            T v = p[i] < top ? p[i] : top;                 \
+            gf[i] += ((uint32_t)v + 1) * stride;           \
+        }                                                  \
+    } while (0)
+
+/* Key k's part of the slot of every row of the block, NULLs aside:
+ * contiguous loads, which vectorize. */
+static void
+dense_full(const struct en_key *k, uint64_t b, size_t rows,
+           uint32_t *restrict gf)
+{
+    uint64_t smax = k->smax; /* < 2^32: the slots fit 32 bits */
+    uint32_t stride = k->stride;
+
+    switch (k->col->width) {
+    case 1:
+        DENSE_FULL(uint8_t);
+        break;
+    case 2:
+        DENSE_FULL(uint16_t);
+        break;
+    case 4:
+        DENSE_FULL(uint32_t);
+        break;
+    default:
+        DENSE_FULL(uint64_t);
+    }
+}
+
+/* Dense slots of the n selected rows of the block [b, b + rows): when
+ * many rows are selected, computed for the whole block first (one
+ * gather instead of one per key). */
+static void
+dense_ids(struct en_thread *t, uint64_t b, size_t rows, const uint32_t *idx,
+          size_t n)
+{
+    const struct en_query *q = t->q;
+    uint32_t *g = t->s.g, *gf = t->s.gfull;
+    bool full = n * 8 > rows;
+
+    memset(g, 0, n * sizeof(*g));
+    if (full) {
+        memset(gf, 0, rows * sizeof(*gf));
+        for (size_t k = 0; k < q->n_keys; k++) {
+            if (!q->keys[k].col->nulls)
+                dense_full(&q->keys[k], b, rows, gf);
+        }
+        for (size_t j = 0; j < n; j++)
+            g[j] = gf[idx[j]];
+    }
+    for (size_t k = 0; k < q->n_keys; k++) {
+        if (!full || q->keys[k].col->nulls)
+            dense_add(t, &q->keys[k], b, idx, n, g);
+    }
+}
+
 int
-en_group_ids(struct en_thread *t, uint64_t b, const uint32_t *idx, size_t n)
+en_group_ids(struct en_thread *t, uint64_t b, size_t rows, const uint32_t *idx,
+             size_t n)
 {
     const struct en_query *q = t->q;
     uint32_t *g = t->s.g;
 
     if (q->dense) {
-        memset(g, 0, n * sizeof(*g));
-        for (size_t k = 0; k < q->n_keys; k++)
-            dense_add(t, &q->keys[k], b, idx, n, g);
+        dense_ids(t, b, rows, idx, n);
         return 0;
     }
     hash_keys(t, b, idx, n);

@@ -191,7 +191,7 @@ struct en_state {
 struct en_scratch {
     uint8_t *masks; /* 2 * EN_BLOCK per filter level */
     uint8_t *nn;    /* NOT NULL mask of a leaf's rows */
-    uint32_t *iota, *idx, *g, *u32, *bin;
+    uint32_t *iota, *idx, *g, *gfull, *u32, *bin;
     uint64_t *u64, *keys;
     double *dbl;
     uint8_t *ok; /* per selected row: the value is not NULL */
@@ -270,8 +270,10 @@ size_t en_filter_select(struct en_thread *t, uint64_t b, size_t n,
 
 /* engine_group.c */
 int en_group_compile(struct en_query *q);
-int en_group_ids(struct en_thread *t, uint64_t b, const uint32_t *idx,
-                 size_t n);
+/* Groups of the n selected rows idx[] of block [b, b + rows) into t->s.g.
+ * 0, or FQ_ETOOBIG / FQ_ENOMEM (hash groups). */
+int en_group_ids(struct en_thread *t, uint64_t b, size_t rows,
+                 const uint32_t *idx, size_t n);
 /* Thread t's groups into thread 0's: fills t->map. */
 int en_group_merge_map(struct en_thread *t0, struct en_thread *t);
 int en_hash_init(struct en_query *q, struct en_hash *h);
@@ -307,10 +309,14 @@ size_t en_groups(const struct en_thread *t0);
 int64_t en_agg_records(const struct en_thread *t0, size_t g);
 /* Before emitting: counts that need the merged state. */
 void en_agg_finish(struct en_thread *t0);
-/* Records, contributors and aggregate states of group g into pg (arena). */
+/* Records, contributors and aggregate states of group g into pg: its
+ * n_aggs states in states[], pointed to by ptrs[] (bins in arena). */
 struct Fedq__V1__PartialGroup;
+struct Fedq__V1__AggregateState;
 int en_agg_emit_group(struct fq_arena *arena, struct en_thread *t0, size_t g,
-                      struct Fedq__V1__PartialGroup *pg);
+                      struct Fedq__V1__PartialGroup *pg,
+                      struct Fedq__V1__AggregateState *states,
+                      struct Fedq__V1__AggregateState **ptrs);
 
 /* Column gathers (engine_group.c): the values of column c at rows
  * b + idx[j]. */

@@ -84,7 +84,7 @@ struct fixture {
     struct ag_catalog *cat;
     const Fedq__V1__Dataset *ds, *ds_nc; /* with and without contributor */
     const Fedq__V1__Dataset *ds_nn;      /* no NULL contributor (table t2) */
-    struct ag_extract *x, *x_wide, *x_nc, *x_nn;
+    struct ag_extract *x, *x_wide, *x_nc, *x_nn, *x_nn_wide;
 };
 
 /* ---- random numbers ----------------------------------------------------- */
@@ -495,6 +495,7 @@ setup(void **state)
     while (skip < N_ROWS && f->rows[skip].null[C_PERSON])
         skip++;
     f->x_nn = extract_new(f->rows + skip, N_ROWS - skip, false, true);
+    f->x_nn_wide = extract_new(f->rows + skip, N_ROWS - skip, true, true);
     en_min_rows_per_thread = 256; /* several threads on small data */
     *state = f;
     return 0;
@@ -510,6 +511,7 @@ teardown(void **state)
     extract_free(f->x_wide);
     extract_free(f->x_nc);
     extract_free(f->x_nn);
+    extract_free(f->x_nn_wide);
     ag_catalog_unref(f->cat);
     free(f->rows);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
@@ -1245,6 +1247,7 @@ test_random_counts(void **state)
 {
     struct fixture *f = *state;
     random_plans(f, f->x_nn, f->ds_nn, 300000, N_PLANS / 4, true);
+    random_plans(f, f->x_nn_wide, f->ds_nn, 400000, N_PLANS / 4, true);
     random_plans(f, f->x_nn, f->ds_nn, 300001, N_PLANS / 4, false);
 }
 
