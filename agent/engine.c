@@ -293,33 +293,28 @@ compile(struct en_query *q, const struct ag_engine_limits *lim)
 
 /* ---- threads ------------------------------------------------------------ */
 
-/* Carves t's block buffers out of one allocation. */
+/* t's block buffers (freed with the query). */
 static int
 scratch_init(struct en_thread *t)
 {
     struct en_query *q = t->q;
-    size_t levels = (size_t)q->depth + 2, mask = EN_BLOCK + 64;
-    size_t keys = q->dense ? 0 : EN_BLOCK * q->n_words * 8;
-    size_t n = levels * 2 * mask + mask + 6 * EN_BLOCK * 4 + 2 * EN_BLOCK * 8 +
-               keys + 2 * EN_BLOCK;
-    char *p = en_qalloc(q, n);
-
-    if (!p)
-        return FQ_ENOMEM;
     struct en_scratch *s = &t->s;
-    s->u64 = (uint64_t *)p, p += EN_BLOCK * 8;
-    s->dbl = (double *)p, p += EN_BLOCK * 8;
-    s->keys = (uint64_t *)p, p += keys;
-    s->iota = (uint32_t *)p, p += EN_BLOCK * 4;
-    s->idx = (uint32_t *)p, p += EN_BLOCK * 4;
-    s->g = (uint32_t *)p, p += EN_BLOCK * 4;
-    s->gfull = (uint32_t *)p, p += EN_BLOCK * 4;
-    s->u32 = (uint32_t *)p, p += EN_BLOCK * 4;
-    s->bin = (uint32_t *)p, p += EN_BLOCK * 4;
-    s->ok = (uint8_t *)p, p += EN_BLOCK;
-    s->cok = (uint8_t *)p, p += EN_BLOCK;
-    s->nn = (uint8_t *)p, p += mask;
-    s->masks = (uint8_t *)p;
+    size_t levels = (size_t)q->depth + 2, mask = EN_BLOCK + 64;
+    size_t words = q->dense ? 1 : q->n_words;
+
+    if (!(s->u64 = en_qalloc(q, EN_BLOCK * 8)) ||
+        !(s->dbl = en_qalloc(q, EN_BLOCK * 8)) ||
+        !(s->codes = en_qalloc(q, EN_BLOCK * 8)) ||
+        !(s->keys = en_qalloc(q, EN_BLOCK * words * 8)) ||
+        !(s->iota = en_qalloc(q, EN_BLOCK * 4)) ||
+        !(s->idx = en_qalloc(q, EN_BLOCK * 4)) ||
+        !(s->g = en_qalloc(q, EN_BLOCK * 4)) ||
+        !(s->gfull = en_qalloc(q, EN_BLOCK * 4)) ||
+        !(s->bin = en_qalloc(q, EN_BLOCK * 4)) ||
+        !(s->ok = en_qalloc(q, EN_BLOCK)) ||
+        !(s->cok = en_qalloc(q, EN_BLOCK)) || !(s->nn = en_qalloc(q, mask)) ||
+        !(s->masks = en_qalloc(q, levels * 2 * mask)))
+        return FQ_ENOMEM;
     for (uint32_t i = 0; i < EN_BLOCK; i++)
         s->iota[i] = i;
     return 0;

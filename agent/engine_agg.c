@@ -159,7 +159,7 @@ histogram_compile(struct en_query *q, struct en_agg *a,
         return FQ_ENOMEM;
     if (q->contrib &&
         ((a->a_binc = arr_add(q, 8, a->n_bins, EN_M_I64, 0, 1)) < 0 ||
-         (a->a_binlast = arr_add(q, 4, a->n_bins, EN_M_NONE, 0xFF, 1)) < 0))
+         (a->a_binlast = arr_add(q, 8, a->n_bins, EN_M_NONE, 0xFF, 1)) < 0))
         return FQ_ENOMEM;
     return 0;
 }
@@ -251,16 +251,22 @@ en_agg_compile(struct en_query *q)
     q->contrib = NULL;
     if (x->contributor >= 0 && (size_t)x->contributor < x->n_cols) {
         q->contrib = &x->cols[x->contributor];
-        if (q->contrib->kind == AG_COL_DOUBLE || q->contrib->width > 4)
+        /* Last-seen contributors start at UINT64_MAX: no stored value
+         * may be that. */
+        const struct ag_xcol *c = q->contrib;
+        if (c->kind == AG_COL_DOUBLE ||
+            (c->kind == AG_COL_INT && c->min <= c->max &&
+             (uint64_t)c->max - (uint64_t)c->base == UINT64_MAX))
             return en_fail(q, FQ_EINVAL,
-                           "the extract's contributor column is not coded in "
-                           "4 bytes");
+                           "the extract engine cannot count contributors "
+                           "coded like column '%s'",
+                           c->name);
     }
     if ((q->a_rec = arr_add(q, 8, 1, EN_M_I64, 0, 1)) < 0)
         return FQ_ENOMEM;
     q->a_contrib = q->a_last = -1;
     if (q->contrib && ((q->a_contrib = arr_add(q, 8, 1, EN_M_I64, 0, 1)) < 0 ||
-                       (q->a_last = arr_add(q, 4, 1, EN_M_NONE, 0xFF, 1)) < 0))
+                       (q->a_last = arr_add(q, 8, 1, EN_M_NONE, 0xFF, 1)) < 0))
         return FQ_ENOMEM;
     q->n_aggs = plan->n_aggregates;
     if (!(q->aggs = en_qalloc(q, (q->n_aggs + 1) * sizeof(*q->aggs))))
@@ -414,7 +420,7 @@ pairs_add(struct en_query *q, struct en_pairset *ps, uint32_t g, uint64_t v)
 
 #define ARR(t, i, T) ((T *)(t)->st.p[i])
 
-/* Records per group, and distinct contributors: codes left in s.u32 and
+/* Records per group, and distinct contributors: codes left in s.codes and
  * their NOT NULL flags in s.cok for the histograms. */
 static void
 count_rows(struct en_thread *t, uint64_t b, const uint32_t *idx,
@@ -430,10 +436,10 @@ count_rows(struct en_thread *t, uint64_t b, const uint32_t *idx,
         if (!q->contrib)
             return;
     }
-    uint32_t *c = t->s.u32, *last = ARR(t, q->a_last, uint32_t);
+    uint64_t *c = t->s.codes, *last = ARR(t, q->a_last, uint64_t);
     int64_t *cnt = ARR(t, q->a_contrib, int64_t);
     const uint8_t *ok = t->s.cok;
-    en_gather_u32(q->contrib, b, idx, n, c);
+    en_gather_u64(q->contrib, b, idx, n, c);
     en_gather_ok(q->contrib, b, idx, n, t->s.cok);
     if (q->n_keys == 0 && !q->contrib->nulls) {
         int64_t k = c[0] != last[0];
@@ -443,14 +449,16 @@ count_rows(struct en_thread *t, uint64_t b, const uint32_t *idx,
         last[0] = c[n - 1];
     } else if (!q->contrib->nulls) {
         for (size_t j = 0; j < n; j++) {
-            uint32_t gg = g[j], v = c[j];
+            uint32_t gg = g[j];
+            uint64_t v = c[j];
             rec[gg] += q->n_keys != 0;
             cnt[gg] += v != last[gg];
             last[gg] = v;
         }
     } else {
         for (size_t j = 0; j < n; j++) {
-            uint32_t gg = g[j], l = last[gg], v = ok[j] ? c[j] : l;
+            uint32_t gg = g[j];
+            uint64_t l = last[gg], v = ok[j] ? c[j] : l;
             rec[gg] += q->n_keys != 0;
             cnt[gg] += v != l;
             last[gg] = v;
@@ -561,7 +569,8 @@ static void
 histogram(struct en_thread *t, const struct en_agg *a, const uint32_t *g,
           size_t n)
 {
-    const uint32_t *bin = t->s.bin, *c = t->s.u32;
+    const uint32_t *bin = t->s.bin;
+    const uint64_t *c = t->s.codes;
     const uint8_t *ok = t->s.ok, *cok = t->s.cok;
     size_t nb = a->n_bins;
     int64_t *bins = ARR(t, a->a_bins, int64_t);
@@ -574,7 +583,7 @@ histogram(struct en_thread *t, const struct en_agg *a, const uint32_t *g,
     if (a->a_binc < 0)
         return;
     int64_t *cnt = ARR(t, a->a_binc, int64_t);
-    uint32_t *last = ARR(t, a->a_binlast, uint32_t);
+    uint64_t *last = ARR(t, a->a_binlast, uint64_t);
     for (size_t j = 0; j < n; j++) {
         size_t i = g[j] * nb + bin[j];
         if (ok[j] & cok[j]) {
@@ -746,8 +755,10 @@ run_starts(const struct en_thread *t, uint64_t b, size_t n, uint8_t *r)
         RUNS_LOOP(uint8_t);
     else if (c->width == 2)
         RUNS_LOOP(uint16_t);
-    else
+    else if (c->width == 4)
         RUNS_LOOP(uint32_t);
+    else
+        RUNS_LOOP(uint64_t);
 }
 
 /* Run starts of 4-byte codes straight into bit words (64 rows a word,

@@ -47,22 +47,6 @@ en_gather_u64(const struct ag_xcol *c, uint64_t b, const uint32_t *idx,
 }
 
 void
-en_gather_u32(const struct ag_xcol *c, uint64_t b, const uint32_t *idx,
-              size_t n, uint32_t *out)
-{
-    switch (c->width) {
-    case 1:
-        GATHER(uint8_t, uint32_t);
-        break;
-    case 2:
-        GATHER(uint16_t, uint32_t);
-        break;
-    default: /* 4: wider columns are refused at compile time */
-        GATHER(uint32_t, uint32_t);
-    }
-}
-
-void
 en_gather_f64(const struct ag_xcol *c, uint64_t b, const uint32_t *idx,
               size_t n, double *out)
 {

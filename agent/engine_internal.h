@@ -191,8 +191,8 @@ struct en_state {
 struct en_scratch {
     uint8_t *masks; /* 2 * EN_BLOCK per filter level */
     uint8_t *nn;    /* NOT NULL mask of a leaf's rows */
-    uint32_t *iota, *idx, *g, *gfull, *u32, *bin;
-    uint64_t *u64, *keys;
+    uint32_t *iota, *idx, *g, *gfull, *bin;
+    uint64_t *u64, *keys, *codes; /* codes: the contributor's */
     double *dbl;
     uint8_t *ok; /* per selected row: the value is not NULL */
     uint8_t *cok;
@@ -322,8 +322,6 @@ int en_agg_emit_group(struct fq_arena *arena, struct en_thread *t0, size_t g,
  * b + idx[j]. */
 void en_gather_u64(const struct ag_xcol *c, uint64_t b, const uint32_t *idx,
                    size_t n, uint64_t *out);
-void en_gather_u32(const struct ag_xcol *c, uint64_t b, const uint32_t *idx,
-                   size_t n, uint32_t *out);
 void en_gather_f64(const struct ag_xcol *c, uint64_t b, const uint32_t *idx,
                    size_t n, double *out);
 /* ok[j] = 1 if the row is not NULL. */

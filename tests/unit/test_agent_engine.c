@@ -31,6 +31,7 @@
 
 enum {
     C_PERSON,
+    C_PID,
     C_TOWN,
     C_YEAR,
     C_MONTH,
@@ -52,6 +53,7 @@ struct tcol {
 
 static const struct tcol tcols[N_COLS] = {
     {"person_id", AG_TYPE_TEXT, AG_ROLE_IDENTIFIER},
+    {"pid", AG_TYPE_INTEGER, AG_ROLE_IDENTIFIER},
     {"town", AG_TYPE_TEXT, AG_ROLE_DIMENSION},
     {"year", AG_TYPE_INTEGER, AG_ROLE_DIMENSION},
     {"month", AG_TYPE_MONTH, AG_ROLE_DIMENSION},
@@ -115,8 +117,11 @@ chance(uint64_t *s, int percent)
 static void
 row_random(struct row *r, uint64_t *s, int persons)
 {
-    r->null[C_PERSON] = chance(s, 1);
-    snprintf(r->s[C_PERSON], TEXT_MAX, "P%05d", (int)rnd_in(s, 0, persons));
+    int64_t person = rnd_in(s, 0, persons);
+    r->null[C_PERSON] = r->null[C_PID] = chance(s, 1);
+    snprintf(r->s[C_PERSON], TEXT_MAX, "P%05d", (int)person);
+    /* the same order as the text, spread over 8 bytes */
+    r->i[C_PID] = person * ((int64_t)1 << 45) - ((int64_t)1 << 62);
     r->null[C_TOWN] = chance(s, 8);
     snprintf(r->s[C_TOWN], TEXT_MAX, "%s", towns[rnd(s) % FQ_ARRAY_LEN(towns)]);
     r->null[C_YEAR] = chance(s, 5);
@@ -185,13 +190,14 @@ write_sqlite(const char *path, const struct row *rows, size_t n)
     assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
     for (int k = 0; k < 2; k++) {
         snprintf(sql, sizeof(sql),
-                 "CREATE TABLE %s(person_id TEXT, town TEXT, year INTEGER, "
-                 "month TEXT, sex INTEGER, code INTEGER, hh INTEGER, "
-                 "wages INTEGER, big INTEGER, score REAL, day TEXT)",
+                 "CREATE TABLE %s(person_id TEXT, pid INTEGER, town TEXT, "
+                 "year INTEGER, month TEXT, sex INTEGER, code INTEGER, "
+                 "hh INTEGER, wages INTEGER, big INTEGER, score REAL, "
+                 "day TEXT)",
                  k ? "t2" : "t");
         assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
         snprintf(sql, sizeof(sql),
-                 "INSERT INTO %s VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 "INSERT INTO %s VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  k ? "t2" : "t");
         assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st[k], NULL),
                          SQLITE_OK);
@@ -358,9 +364,10 @@ dict_column(struct ag_xcol *xc, const struct row *rows, size_t n, int c,
     free(e);
 }
 
-/* The rows as an extract; wide: every column in its widest width. */
+/* The rows as an extract; wide: every column in its widest width;
+ * contributor: its column, or -1. */
 static struct ag_extract *
-extract_new(const struct row *rows, size_t n, bool wide, bool contributor)
+extract_new(const struct row *rows, size_t n, bool wide, int contributor)
 {
     struct ag_extract *x = calloc(1, sizeof(*x));
     assert_non_null(x);
@@ -368,7 +375,7 @@ extract_new(const struct row *rows, size_t n, bool wide, bool contributor)
     x->n_cols = N_COLS;
     x->cols = calloc(N_COLS, sizeof(*x->cols));
     assert_non_null(x->cols);
-    x->contributor = contributor ? C_PERSON : -1;
+    x->contributor = contributor;
     for (int c = 0; c < N_COLS; c++) {
         struct ag_xcol *xc = &x->cols[c];
         xc->name = tcols[c].name;
@@ -488,14 +495,15 @@ setup(void **state)
     snprintf(db, sizeof(db), "%s/d.sqlite", f->dir);
     write_sqlite(db, f->rows, N_ROWS);
     catalog_open(f);
-    f->x = extract_new(f->rows, N_ROWS, false, true);
-    f->x_wide = extract_new(f->rows, N_ROWS, true, true);
-    f->x_nc = extract_new(f->rows, N_ROWS, false, false);
+    f->x = extract_new(f->rows, N_ROWS, false, C_PERSON);
+    f->x_wide = extract_new(f->rows, N_ROWS, true, C_PERSON);
+    f->x_nc = extract_new(f->rows, N_ROWS, false, -1);
     size_t skip = 0; /* the NULL persons sort first */
     while (skip < N_ROWS && f->rows[skip].null[C_PERSON])
         skip++;
-    f->x_nn = extract_new(f->rows + skip, N_ROWS - skip, false, true);
-    f->x_nn_wide = extract_new(f->rows + skip, N_ROWS - skip, true, true);
+    /* pid (8 bytes), or person_id: the same persons, so the same counts */
+    f->x_nn = extract_new(f->rows + skip, N_ROWS - skip, false, C_PID);
+    f->x_nn_wide = extract_new(f->rows + skip, N_ROWS - skip, true, C_PERSON);
     en_min_rows_per_thread = 256; /* several threads on small data */
     *state = f;
     return 0;
@@ -1143,7 +1151,7 @@ test_sum_overflow(void **state)
         rows[i].i[C_SEX] = i < 2 ? 1 : 2;
     }
     qsort(rows, 3, sizeof(rows[0]), row_cmp);
-    struct ag_extract *x = extract_new(rows, 3, false, true);
+    struct ag_extract *x = extract_new(rows, 3, false, C_PERSON);
     Fedq__V1__Plan *plan =
         plan_new(a, "w", NULL, NULL,
                  FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_SUM, "big");
@@ -1160,7 +1168,7 @@ test_sum_overflow(void **state)
     for (size_t i = 0; i < 3; i++)
         rows[i].i[C_BIG] = i < 2 ? INT64_MIN / 2 : 0;
     extract_free(x);
-    x = extract_new(rows, 3, false, true);
+    x = extract_new(rows, 3, false, C_PERSON);
     plan->n_group_by = 0;
     assert_int_equal(
         run_engine(x, f->ds, plan, 1, 0, 0, a, &resp, err, sizeof(err)), 0);
@@ -1200,7 +1208,7 @@ test_empty(void **state)
         run_engine(f->x, f->ds, plan, 3, 0, 0, a, &resp, err, sizeof(err)), 0);
     assert_int_equal(resp.n_groups, 0);
     /* an extract without rows */
-    struct ag_extract *x = extract_new(f->rows, 0, false, true);
+    struct ag_extract *x = extract_new(f->rows, 0, false, C_PERSON);
     plan->filter = NULL;
     assert_int_equal(
         run_engine(x, f->ds, plan, 3, 0, 0, a, &resp, err, sizeof(err)), 0);
@@ -1220,7 +1228,7 @@ test_keys(void **state)
     Fedq__V1__Plan *plan =
         plan_new(a, "w", "town", "year",
                  FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT, "");
-    struct ag_extract *x = extract_new(f->rows, N_ROWS, false, true);
+    struct ag_extract *x = extract_new(f->rows, N_ROWS, false, C_PERSON);
     size_t nulls = 0;
 
     assert_int_equal(
@@ -1251,12 +1259,60 @@ test_random_counts(void **state)
     random_plans(f, f->x_nn, f->ds_nn, 300001, N_PLANS / 4, false);
 }
 
+static const struct ag_dataset_conf *
+dataset_conf(const struct fixture *f, const char *name)
+{
+    const struct ag_config *cfg = ag_catalog_config(f->cat);
+    for (size_t i = 0; i < cfg->n_datasets; i++) {
+        if (strcmp(cfg->datasets[i].name, name) == 0)
+            return &cfg->datasets[i];
+    }
+    fail();
+    return NULL;
+}
+
+/* The extract file the agent builds from the SQLite table and maps: the
+ * engine's assumptions about it (contributor order with NULL first,
+ * stored zeros for NULL, widths) hold. */
+static void
+test_built_extract(void **state)
+{
+    struct fixture *f = *state;
+    static const char *const names[] = {"w", "nn", "nc"};
+
+    for (size_t i = 0; i < FQ_ARRAY_LEN(names); i++) {
+        const struct ag_dataset_conf *d = dataset_conf(f, names[i]);
+        const struct ag_source *src_info;
+        const Fedq__V1__Dataset *ds =
+            ag_catalog_find(f->cat, names[i], &src_info);
+        struct ag_row_source src;
+        struct ag_extract *x = NULL;
+        char path[128];
+
+        snprintf(path, sizeof(path), "%s/%s.fqx", f->dir, names[i]);
+        assert_int_equal(ag_source_sqlite_open(d, &src, f->err, sizeof(f->err)),
+                         0);
+        int rc = ag_extract_build(d, &src, "2025-01-01T00:00:00Z", path, f->err,
+                                  sizeof(f->err));
+        src.close(src.self);
+        if (rc == 0)
+            rc = ag_extract_open(path, d, &x, f->err, sizeof(f->err));
+        if (rc != 0)
+            print_error("%s\n", f->err);
+        assert_int_equal(rc, 0);
+        random_plans(f, x, ds, 500000 + i, N_PLANS / 8, false);
+        random_plans(f, x, ds, 600000 + i, N_PLANS / 8, true);
+        ag_extract_unref(x);
+    }
+}
+
 int
 main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_plans),
         cmocka_unit_test(test_random_counts),
+        cmocka_unit_test(test_built_extract),
         cmocka_unit_test(test_random_plans_wide),
         cmocka_unit_test(test_random_plans_no_contributor),
         cmocka_unit_test(test_max_groups),
