@@ -8,8 +8,9 @@ PostgreSQL table.
 A scratch PostgreSQL cluster (tests/pg/pg-cluster.sh) is started at the
 first test that needs it and stopped when the run ends. The fedq-synth data
 of query_tests (same seed, same persons) is copied into it by
-tests/pg/load_synth.py, one table per example dataset (<agency>_<table>),
-and the example federation runs with every dataset's source moved there.
+tests/pg/load_synth.py, one table per example dataset (<agency>_<table>,
+text columns in ICU's en-US collation where the server has it), and the
+example federation runs with every dataset's source moved there.
 Answers are checked against query_tests' oracle, which reads the SQLite
 files the tables were loaded from: nothing of PostgreSQL or of fedq feeds
 an expectation. FEDQ_PUSHDOWN_QUERY_COUNT sets the number of random
@@ -68,6 +69,12 @@ class PgCluster:
         self.conninfo = self.vars["FEDQ_PG_CONNINFO"]
         self.loaded = set()
         atexit.register(self.stop)
+        # Text in an agency's database rarely sorts by bytes: the tables
+        # get a linguistic collation where ICU has one, so that only the
+        # pushed-down SQL's own COLLATE "C" can give SQLite's order.
+        self.collate = self.psql(
+            "SELECT collname FROM pg_collation WHERE collname = "
+            "'en-US-x-icu'").strip() or None
 
     def stop(self):
         subprocess.run(["bash", str(PG_CLUSTER), "stop", str(self.dir)],
@@ -89,7 +96,9 @@ class PgCluster:
             return
         r = subprocess.run([sys.executable, str(PG_LOADER), "--conninfo",
                             self.conninfo, "--sqlite", str(sqlite_path),
-                            "--table", table, "--as", pg_table],
+                            "--table", table, "--as", pg_table] +
+                           (["--collate", self.collate]
+                            if self.collate else []),
                            capture_output=True, text=True, timeout=600)
         check(r.returncode == 0, f"load_synth.py {pg_table}: "
                                  f"{tail(r.stderr)}")

@@ -3,9 +3,10 @@
 Copies a table of a SQLite file (as fedq-synth writes them) into a
 PostgreSQL table with the same columns: INTEGER columns become bigint,
 REAL double precision, everything else text (DATE, MONTH and QUARTER
-columns stay the text SQLite holds), NOT NULL kept. The rows stream
-through `psql -c "COPY ... FROM STDIN"`, so no Python driver is needed
-and memory stays flat however many rows there are.
+columns stay the text SQLite holds; --collate gives them a collation),
+NOT NULL kept. The rows stream through `psql -c "COPY ... FROM STDIN"`,
+so no Python driver is needed and memory stays flat however many rows
+there are.
 
     tests/pg/load_synth.py --conninfo "$FEDQ_PG_CONNINFO" \
         --sqlite DATA/dss/dss.sqlite --table enrollment [--as dss_enrollment]
@@ -62,11 +63,12 @@ def columns(db, table):
     return cols
 
 
-def load(conninfo, path, table, pg_table):
+def load(conninfo, path, table, pg_table, collate=None):
     db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     cols = columns(db, table)
-    ddl = ", ".join(f"{q_ident(n)} {t}{' NOT NULL' if nn else ''}"
-                    for n, t, nn in cols)
+    coll = f" COLLATE {q_ident(collate)}" if collate else ""
+    ddl = ", ".join(f"{q_ident(n)} {t}{coll if t == 'text' else ''}"
+                    f"{' NOT NULL' if nn else ''}" for n, t, nn in cols)
     run_psql(conninfo, f"DROP TABLE IF EXISTS {q_ident(pg_table)}; "
                        f"CREATE TABLE {q_ident(pg_table)} ({ddl})")
     names = ", ".join(q_ident(n) for n, _, _ in cols)
@@ -97,9 +99,11 @@ def main():
     ap.add_argument("--table", required=True, help="its table")
     ap.add_argument("--as", dest="pg_table",
                     help="the PostgreSQL table (default: --table)")
+    ap.add_argument("--collate", help="collation of the text columns "
+                    "(default: the database's)")
     args = ap.parse_args()
     pg_table = args.pg_table or args.table
-    n = load(args.conninfo, args.sqlite, args.table, pg_table)
+    n = load(args.conninfo, args.sqlite, args.table, pg_table, args.collate)
     print(f"{pg_table} {n}")
 
 

@@ -71,10 +71,17 @@ start() {
         [[ ! -e "$dir" ]] || die "'$dir' exists"
         mkdir -p "$dir"
     fi
+    # A start that fails leaves nothing behind.
+    trap 'discard "$dir"' EXIT
+    # The socket's path must fit in sun_path (107 bytes).
+    ((${#dir} <= 80)) || die "'$dir': path too long for a unix socket"
     mkdir "$dir/sock"
     chmod 755 "$dir"
     if [[ $(id -u) -eq 0 ]]; then
         chown -R postgres: "$dir"
+        runuser -u postgres -- test -w "$dir" ||
+            die "the postgres user cannot reach '$dir' (a private parent" \
+                "directory?); pick one under /tmp"
     fi
     port=$(free_port)
     echo "$port" >"$dir/port"
@@ -101,7 +108,18 @@ EOF
         -c "CREATE ROLE $ROLE LOGIN" \
         -c "CREATE DATABASE $DB OWNER $ROLE" >/dev/null ||
         die "cannot create the role and database"
+    trap - EXIT
     print_env "$dir"
+}
+
+# Stops a half-started cluster and removes its directory.
+discard() {
+    local dir=$1
+    if [[ -f "$dir/data/postmaster.pid" ]]; then
+        as_owner "$(pg_bin)/pg_ctl" -D "$dir/data" -m immediate -w stop \
+            >/dev/null 2>&1 || true
+    fi
+    rm -rf "$dir"
 }
 
 stop() {
