@@ -20,7 +20,8 @@
 #define MIN_ROWS_PER_THREAD 65536
 #define MAX_THREADS         64
 #define DENSE_MAX_SLOTS     ((size_t)1 << 20)
-#define DENSE_ANY_SLOTS     ((size_t)1 << 12) /* dense whatever the rows */
+#define DENSE_ANY_SLOTS     ((size_t)1 << 12)   /* dense whatever the rows */
+#define DENSE_MAX_BYTES     ((size_t)256 << 20) /* else groups as they come */
 
 /* Rows a thread needs at least: a variable so that tests can run small
  * inputs on several threads. */
@@ -232,7 +233,8 @@ thread_count(const struct ag_engine_limits *lim, uint64_t rows)
 
 /* Dense groups when the index is small, or not much larger than the
  * data (zeroing and scanning it costs what scanning the rows does), and
- * every thread's arrays fit half the memory cap. */
+ * every thread's arrays fit half the memory cap (and DENSE_MAX_BYTES:
+ * sparse wide states, such as sketches, only for the groups met). */
 static void
 choose_layout(struct en_query *q)
 {
@@ -248,6 +250,7 @@ choose_layout(struct en_query *q)
         slots && slots <= DENSE_MAX_SLOTS &&
         (slots <= DENSE_ANY_SLOTS || slots <= q->x->n_rows / 4) &&
         !__builtin_mul_overflow(slots, per_group * q->n_threads, &bytes) &&
+        bytes <= DENSE_MAX_BYTES &&
         (!q->budget.max || bytes <= q->budget.max / 2);
     if (!q->dense)
         q->slots = 0;

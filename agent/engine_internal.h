@@ -20,6 +20,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "fq/plan.h"
 #include "extract.h"
 
 struct fq_arena;
@@ -189,7 +190,7 @@ struct en_state {
 
 /* Per-thread block buffers. */
 struct en_scratch {
-    uint8_t *masks; /* 2 * EN_BLOCK per filter level */
+    uint8_t *masks; /* TRUE and FALSE masks per filter level */
     uint8_t *nn;    /* NOT NULL mask of a leaf's rows */
     uint32_t *iota, *idx, *g, *gfull, *bin;
     uint64_t *u64, *keys, *codes; /* codes: the contributor's */
@@ -231,7 +232,7 @@ struct en_query {
     struct en_node *filter;
     int depth; /* levels of the filter tree */
     size_t n_keys;
-    struct en_key keys[16];
+    struct en_key keys[FQ_PLAN_MAX_GROUP_BY];
     bool dense;
     size_t slots;   /* dense: groups by index; else 0 */
     size_t n_words; /* hash: key words per group */
@@ -242,9 +243,7 @@ struct en_query {
     struct en_arr *arrs;
     int a_rec, a_contrib, a_last;
     bool pass2;
-    bool counting; /* no GROUP BY, only COUNT(*) and contributors */
-    size_t n_used; /* the columns a block reads, to prefetch */
-    const struct ag_xcol **used;
+    bool counting;    /* no GROUP BY, only COUNT(*) and contributors */
     bool narrow_sums; /* integer sums of <= 4-byte values fit 64 bits */
     size_t n_threads;
     struct en_thread *threads;
