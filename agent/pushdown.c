@@ -1043,7 +1043,7 @@ static int
 read_row(struct pd_run *r, const PGresult *res)
 {
     int bin_col = PQnfields(res) - (int)r->c->n_sketched;
-    Fedq__V1__PartialGroup *g;
+    Fedq__V1__PartialGroup *g = NULL;
     int rc;
 
     for (size_t j = 0; j < r->c->n_sketched; j++) {
