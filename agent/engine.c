@@ -256,20 +256,21 @@ choose_layout(struct en_query *q)
         q->slots = 0;
 }
 
-/* Slice boundaries: equal shares, moved forward to where the
- * contributor's code changes so that no contributor spans two threads. */
+/* Slice boundaries: equal shares, moved forward to where a contributor's
+ * run of rows starts, so that no contributor spans two threads and every
+ * slice but the first starts a run (the NULL rows, which come first and
+ * start none, stay in one slice). */
 static void
 split_rows(struct en_query *q)
 {
     uint64_t n = q->x->n_rows, prev = 0;
-    const struct ag_xcol *c = q->contrib;
+    const uint64_t *runs = q->contrib ? q->x->contributor_runs : NULL;
 
     for (size_t i = 0; i < q->n_threads; i++) {
         uint64_t r = n * (i + 1) / q->n_threads;
         if (r < prev)
             r = prev;
-        while (c && r > prev && r < n &&
-               ag_xcol_stored(c, r) == ag_xcol_stored(c, r - 1))
+        while (runs && r > prev && r < n && !(runs[r >> 6] >> (r & 63) & 1))
             r++;
         q->threads[i].lo = prev;
         q->threads[i].hi = i + 1 == q->n_threads ? n : r;
@@ -307,15 +308,14 @@ scratch_init(struct en_thread *t)
 
     if (!(s->u64 = en_qalloc(q, EN_BLOCK * 8)) ||
         !(s->dbl = en_qalloc(q, EN_BLOCK * 8)) ||
-        !(s->codes = en_qalloc(q, EN_BLOCK * 8)) ||
+        !(s->runs = en_qalloc(q, EN_BLOCK * 8)) ||
         !(s->keys = en_qalloc(q, EN_BLOCK * words * 8)) ||
         !(s->iota = en_qalloc(q, EN_BLOCK * 4)) ||
         !(s->idx = en_qalloc(q, EN_BLOCK * 4)) ||
         !(s->g = en_qalloc(q, EN_BLOCK * 4)) ||
         !(s->gfull = en_qalloc(q, EN_BLOCK * 4)) ||
         !(s->bin = en_qalloc(q, EN_BLOCK * 4)) ||
-        !(s->ok = en_qalloc(q, EN_BLOCK)) ||
-        !(s->cok = en_qalloc(q, EN_BLOCK)) || !(s->nn = en_qalloc(q, mask)) ||
+        !(s->ok = en_qalloc(q, EN_BLOCK)) || !(s->nn = en_qalloc(q, mask)) ||
         !(s->masks = en_qalloc(q, levels * 2 * mask)))
         return FQ_ENOMEM;
     for (uint32_t i = 0; i < EN_BLOCK; i++)
@@ -352,6 +352,8 @@ run_slice(struct en_thread *t)
     struct en_query *q = t->q;
 
     t->run_carry = 0;
+    t->runs = 0;
+    t->runs_upto = t->lo;
     for (uint64_t b = t->lo; b < t->hi; b += EN_BLOCK) {
         size_t n = t->hi - b < EN_BLOCK ? (size_t)(t->hi - b) : EN_BLOCK;
         const uint32_t *idx;

@@ -5,9 +5,12 @@
  * threads by adding, and rendered as the partial aggregates execute.c
  * returns for the same data.
  *
- * Distinct contributors: rows are sorted by the contributor's code, so a
- * group (or a histogram bin) counts a contributor when the last one it saw
- * changes; threads own whole contributors, so their counts add up.
+ * Distinct contributors: rows are sorted by the contributor's code, and the
+ * extract's run bitmap marks where each contributor's rows start. A row's
+ * run number is the run starts of its slice up to it (0 for the NULL rows
+ * before the first: no contributor), so a group (or a histogram bin) counts
+ * a contributor when the last run number it saw changes, and the codes are
+ * never read; threads own whole runs, so their counts add up.
  * Integer sums add stored offsets in 128 bits and are checked against 64
  * bits once, at the end. VAR and STDDEV take two passes: count and sum,
  * then, with the merged means, the squared deviations from them.
@@ -19,9 +22,6 @@
 #include "engine_internal.h"
 
 #include <math.h>
-#if defined(__SSE2__)
-#include <emmintrin.h>
-#endif
 
 #include "fedq/v1/agent.pb-c.h"
 
@@ -159,7 +159,7 @@ histogram_compile(struct en_query *q, struct en_agg *a,
         return FQ_ENOMEM;
     if (q->contrib &&
         ((a->a_binc = arr_add(q, 8, a->n_bins, EN_M_I64, 0, 1)) < 0 ||
-         (a->a_binlast = arr_add(q, 8, a->n_bins, EN_M_NONE, 0xFF, 1)) < 0))
+         (a->a_binlast = arr_add(q, 8, a->n_bins, EN_M_NONE, 0, 1)) < 0))
         return FQ_ENOMEM;
     return 0;
 }
@@ -251,27 +251,21 @@ en_agg_compile(struct en_query *q)
     q->contrib = NULL;
     if (x->contributor >= 0 && (size_t)x->contributor < x->n_cols) {
         q->contrib = &x->cols[x->contributor];
-        /* Last-seen contributors start at UINT64_MAX: no stored value
-         * may be that. */
-        const struct ag_xcol *c = q->contrib;
-        if (c->kind == AG_COL_DOUBLE ||
-            (c->kind == AG_COL_INT && c->min <= c->max &&
-             (uint64_t)c->max - (uint64_t)c->base == UINT64_MAX))
+        if (!x->contributor_runs)
             return en_fail(q, FQ_EINVAL,
-                           "the extract engine cannot count contributors "
-                           "coded like column '%s'",
-                           c->name);
+                           "the extract has no contributor run bitmap");
     }
     if ((q->a_rec = arr_add(q, 8, 1, EN_M_I64, 0, 1)) < 0)
         return FQ_ENOMEM;
     q->a_contrib = q->a_last = -1;
+    /* last-seen run numbers start at 0: no run yet */
     if (q->contrib && ((q->a_contrib = arr_add(q, 8, 1, EN_M_I64, 0, 1)) < 0 ||
-                       (q->a_last = arr_add(q, 8, 1, EN_M_NONE, 0xFF, 1)) < 0))
+                       (q->a_last = arr_add(q, 8, 1, EN_M_NONE, 0, 1)) < 0))
         return FQ_ENOMEM;
     q->n_aggs = plan->n_aggregates;
     if (!(q->aggs = en_qalloc(q, (q->n_aggs + 1) * sizeof(*q->aggs))))
         return FQ_ENOMEM;
-    q->counting = q->n_keys == 0 && !(q->contrib && q->contrib->nulls);
+    q->counting = q->n_keys == 0;
     for (size_t i = 0; i < q->n_aggs; i++) {
         struct en_agg *a = &q->aggs[i];
         int rc = agg_compile(q, a, plan->aggregates[i]);
@@ -420,8 +414,87 @@ pairs_add(struct en_query *q, struct en_pairset *ps, uint32_t g, uint64_t v)
 
 #define ARR(t, i, T) ((T *)(t)->st.p[i])
 
-/* Records per group, and distinct contributors: codes left in s.codes and
- * their NOT NULL flags in s.cok for the histograms. */
+/* Rows [b, b + n) of the contributor run bitmap as words w[0..⌈n/64⌉),
+ * the last one padded with 0. Blocks start anywhere: bits are shifted
+ * down, never read past the block's last word. */
+static void
+run_bits(const struct en_thread *t, uint64_t b, size_t n, uint64_t *w)
+{
+    const uint64_t *runs = t->q->x->contributor_runs + (b >> 6);
+    size_t words = (n + 63) / 64, last = (size_t)(((b & 63) + n - 1) >> 6);
+    unsigned s = (unsigned)(b & 63);
+
+    for (size_t i = 0; i < words; i++) {
+        w[i] = runs[i] >> s;
+        if (s && i + 1 <= last)
+            w[i] |= runs[i + 1] << (64 - s);
+    }
+    if (n % 64)
+        w[words - 1] &= ((uint64_t)1 << (n % 64)) - 1;
+}
+
+/* Run starts among rows [from, to). */
+static uint64_t
+run_starts_between(const struct en_thread *t, uint64_t from, uint64_t to)
+{
+    const uint64_t *runs = t->q->x->contributor_runs;
+    uint64_t k = 0;
+
+    while (from < to) {
+        uint64_t w = runs[from >> 6] >> (from & 63);
+        uint64_t len = 64 - (from & 63);
+        if (len > to - from)
+            len = to - from;
+        if (len < 64)
+            w &= ((uint64_t)1 << len) - 1;
+        k += (uint64_t)en_popcount(w);
+        from += len;
+    }
+    return k;
+}
+
+/*
+ * The run number of each selected row idx[0..n) of block b into s.runs:
+ * the slice's run starts up to and including the row. t->runs counts
+ * those before t->runs_upto; blocks without a selected row were skipped,
+ * so their starts are counted first. Many selected rows: a running count
+ * over the block's rows, gathered; few: a count per row.
+ */
+static void
+run_numbers(struct en_thread *t, uint64_t b, const uint32_t *idx, size_t n)
+{
+    size_t rows = (size_t)idx[n - 1] + 1, words = (rows + 63) / 64;
+    uint64_t w[EN_BLOCK / 64], pre[EN_BLOCK / 64 + 1], *out = t->s.runs;
+
+    if (t->runs_upto < b)
+        t->runs += run_starts_between(t, t->runs_upto, b);
+    run_bits(t, b, rows, w);
+    pre[0] = t->runs;
+    for (size_t i = 0; i < words; i++)
+        pre[i + 1] = pre[i] + (uint64_t)en_popcount(w[i]);
+    t->runs = pre[words];
+    t->runs_upto = b + rows;
+    if (n * 4 < rows) {
+        for (size_t j = 0; j < n; j++) {
+            uint32_t r = idx[j];
+            uint64_t below = ~(uint64_t)0 >> (63 - (r & 63));
+            out[j] = pre[r >> 6] + (uint64_t)en_popcount(w[r >> 6] & below);
+        }
+        return;
+    }
+    for (size_t i = 0; i < words; i++) {
+        uint64_t k = pre[i], bits = w[i];
+        for (size_t j = 0; j < 64; j++) {
+            k += bits >> j & 1;
+            out[i * 64 + j] = k;
+        }
+    }
+    for (size_t j = 0; j < n; j++)
+        out[j] = out[idx[j]]; /* idx[j] >= j: read before overwritten */
+}
+
+/* Records per group, and distinct contributors: run numbers left in
+ * s.runs for the histograms. */
 static void
 count_rows(struct en_thread *t, uint64_t b, const uint32_t *idx,
            const uint32_t *g, size_t n)
@@ -436,33 +509,24 @@ count_rows(struct en_thread *t, uint64_t b, const uint32_t *idx,
         if (!q->contrib)
             return;
     }
-    uint64_t *c = t->s.codes, *last = ARR(t, q->a_last, uint64_t);
+    run_numbers(t, b, idx, n);
+    const uint64_t *run = t->s.runs;
+    uint64_t *last = ARR(t, q->a_last, uint64_t);
     int64_t *cnt = ARR(t, q->a_contrib, int64_t);
-    const uint8_t *ok = t->s.cok;
-    en_gather_u64(q->contrib, b, idx, n, c);
-    en_gather_ok(q->contrib, b, idx, n, t->s.cok);
-    if (q->n_keys == 0 && !q->contrib->nulls) {
-        int64_t k = c[0] != last[0];
+    if (q->n_keys == 0) {
+        int64_t k = run[0] != last[0];
         for (size_t j = 1; j < n; j++)
-            k += c[j] != c[j - 1];
+            k += run[j] != run[j - 1];
         cnt[0] += k;
-        last[0] = c[n - 1];
-    } else if (!q->contrib->nulls) {
-        for (size_t j = 0; j < n; j++) {
-            uint32_t gg = g[j];
-            uint64_t v = c[j];
-            rec[gg] += q->n_keys != 0;
-            cnt[gg] += v != last[gg];
-            last[gg] = v;
-        }
-    } else {
-        for (size_t j = 0; j < n; j++) {
-            uint32_t gg = g[j];
-            uint64_t l = last[gg], v = ok[j] ? c[j] : l;
-            rec[gg] += q->n_keys != 0;
-            cnt[gg] += v != l;
-            last[gg] = v;
-        }
+        last[0] = run[n - 1];
+        return;
+    }
+    for (size_t j = 0; j < n; j++) {
+        uint32_t gg = g[j];
+        uint64_t v = run[j];
+        rec[gg]++;
+        cnt[gg] += v != last[gg];
+        last[gg] = v;
     }
 }
 
@@ -570,8 +634,8 @@ histogram(struct en_thread *t, const struct en_agg *a, const uint32_t *g,
           size_t n)
 {
     const uint32_t *bin = t->s.bin;
-    const uint64_t *c = t->s.codes;
-    const uint8_t *ok = t->s.ok, *cok = t->s.cok;
+    const uint64_t *run = t->s.runs;
+    const uint8_t *ok = t->s.ok;
     size_t nb = a->n_bins;
     int64_t *bins = ARR(t, a->a_bins, int64_t);
 
@@ -586,9 +650,9 @@ histogram(struct en_thread *t, const struct en_agg *a, const uint32_t *g,
     uint64_t *last = ARR(t, a->a_binlast, uint64_t);
     for (size_t j = 0; j < n; j++) {
         size_t i = g[j] * nb + bin[j];
-        if (ok[j] & cok[j]) {
-            cnt[i] += c[j] != last[i];
-            last[i] = c[j];
+        if (ok[j]) { /* run 0, NULL contributors, is never counted */
+            cnt[i] += run[j] != last[i];
+            last[i] = run[j];
         }
     }
 }
@@ -738,57 +802,6 @@ en_agg_block(struct en_thread *t, uint64_t b, const uint32_t *idx, size_t n)
 
 /* ---- counting plans ----------------------------------------------------- */
 
-#define RUNS_LOOP(T)                                                     \
-    do {                                                                 \
-        const T *p = (const T *)c->data + b;                             \
-        r[0] = b == t->lo ? 0xFF : (uint8_t) - (uint8_t)(p[0] != p[-1]); \
-        for (size_t i = 1; i < n; i++)                                   \
-            r[i] = (uint8_t) - (uint8_t)(p[i] != p[i - 1]);              \
-    } while (0)
-
-/* r[i] = 0xFF where row b + i starts a contributor's run of rows. */
-static void
-run_starts(const struct en_thread *t, uint64_t b, size_t n, uint8_t *r)
-{
-    const struct ag_xcol *c = t->q->contrib;
-    if (c->width == 1)
-        RUNS_LOOP(uint8_t);
-    else if (c->width == 2)
-        RUNS_LOOP(uint16_t);
-    else if (c->width == 4)
-        RUNS_LOOP(uint32_t);
-    else
-        RUNS_LOOP(uint64_t);
-}
-
-/* Run starts of 4-byte codes straight into bit words (64 rows a word,
- * the last one padded with 0); false when another path must do it. */
-static bool
-run_bits32(const struct en_thread *t, uint64_t b, size_t n, uint64_t *rw)
-{
-#if defined(__SSE2__)
-    const struct ag_xcol *c = t->q->contrib;
-    if (c->width != 4 || b == t->lo || n % 64)
-        return false;
-    const uint32_t *p = (const uint32_t *)c->data + b;
-    for (size_t i = 0; i < n; i += 64) {
-        uint64_t same = 0;
-        for (size_t k = 0; k < 64; k += 4) {
-            __m128i x = _mm_loadu_si128((const __m128i *)(p + i + k));
-            __m128i y = _mm_loadu_si128((const __m128i *)(p + i + k - 1));
-            same |= (uint64_t)_mm_movemask_ps(
-                        _mm_castsi128_ps(_mm_cmpeq_epi32(x, y)))
-                    << k;
-        }
-        rw[i / 64] = ~same;
-    }
-    return true;
-#else
-    (void)t, (void)b, (void)n, (void)rw;
-    return false;
-#endif
-}
-
 /*
  * Contributors with a selected row among rows whose selection is S and
  * run starts R (bit words): the selected rows whose nearest run start or
@@ -833,10 +846,7 @@ en_agg_count_block(struct en_thread *t, uint64_t b, size_t n,
     ARR(t, q->a_rec, int64_t)[0] += k;
     if (!q->contrib)
         return;
-    if (!run_bits32(t, b, n, rw)) {
-        run_starts(t, b, n, t->s.ok);
-        en_mask_bits(t->s.ok, n, rw);
-    }
+    run_bits(t, b, n, rw);
     ARR(t, q->a_contrib, int64_t)
     [0] += first_selected(sw, rw, words, &t->run_carry);
 }

@@ -193,10 +193,10 @@ struct en_scratch {
     uint8_t *masks; /* TRUE and FALSE masks per filter level */
     uint8_t *nn;    /* NOT NULL mask of a leaf's rows */
     uint32_t *iota, *idx, *g, *gfull, *bin;
-    uint64_t *u64, *keys, *codes; /* codes: the contributor's */
+    uint64_t *u64, *keys;
+    uint64_t *runs; /* per selected row: its contributor run's number */
     double *dbl;
     uint8_t *ok; /* per selected row: the value is not NULL */
-    uint8_t *cok;
 };
 
 struct en_query;
@@ -215,6 +215,8 @@ struct en_thread {
     pthread_t tid;
     bool started;
     uint64_t run_carry; /* counting: the last run start seen is unselected */
+    uint64_t runs;      /* contributor runs started in [lo, runs_upto) */
+    uint64_t runs_upto;
 };
 
 struct en_query {

@@ -9,9 +9,11 @@
  * offsets index dense arrays over [min, max]). So besides the header and
  * every offset and length, the open checks the invariants the engine
  * relies on: dictionaries strictly increasing, every stored value within
- * its column's range, NULL rows stored as 0, and the contributor column
- * sorted. These checks read the mapped columns once (a memory-bandwidth
- * pass, which also brings the pages in) and allocate nothing.
+ * its column's range, NULL rows stored as 0, the contributor column
+ * sorted, and its run bitmap exactly what its values imply (the engine
+ * counts contributors from the bitmap alone). These checks read the mapped
+ * columns once (a memory-bandwidth pass, which also brings the pages in) and
+ * allocate nothing.
  */
 #include "fq/compat.h"
 #include "fq/error.h"
@@ -31,7 +33,7 @@ struct opener {
     const char *path;
     const unsigned char *map;
     uint64_t size;
-    struct span *spans; /* n_cols * 4 at most */
+    struct span *spans; /* n_cols * 4 + 1 at most */
     size_t n_spans;
     char *err;
     size_t errlen;
@@ -214,6 +216,41 @@ check_sorted(struct opener *o, const struct ag_xcol *c, uint64_t n)
                  "row %" PRIu64,
                  c->name, r);
         prev = key;
+    }
+    return 0;
+}
+
+uint64_t
+ag_xcol_run_word(const struct ag_xcol *c, uint64_t n, uint64_t w)
+{
+    uint64_t first = w * 64, end = n - first < 64 ? n : first + 64, bits = 0;
+    bool prev_null = first == 0 || ag_xcol_is_null(c, first - 1);
+
+    for (uint64_t r = first; r < end; r++) {
+        bool null = ag_xcol_is_null(c, r);
+        bool start = !null && (prev_null || ag_xcol_stored(c, r) !=
+                                                ag_xcol_stored(c, r - 1));
+        bits |= (uint64_t)start << (r - first);
+        prev_null = null;
+    }
+    return bits;
+}
+
+/* The run bitmap is exactly what the contributor's rows imply: a wrong bit
+ * would only miscount, but a file either is what the builder wrote or is
+ * refused. */
+static int
+check_runs(struct opener *o, const struct ag_extract *x)
+{
+    const struct ag_xcol *c = &x->cols[x->contributor];
+    uint64_t words = agx_nulls_len(x->n_rows) / 8;
+
+    for (uint64_t w = 0; w < words; w++) {
+        if (x->contributor_runs[w] != ag_xcol_run_word(c, x->n_rows, w))
+            FAIL(o, FQ_EPROTO,
+                 "column '%s': contributor run bitmap is wrong at "
+                 "row %" PRIu64,
+                 c->name, w * 64);
     }
     return 0;
 }
@@ -435,9 +472,14 @@ check_column(struct opener *o, const struct ag_extract *x, size_t i)
     if (c->kind != AG_COL_DOUBLE && none && nulls != x->n_rows)
         FAIL(o, FQ_EPROTO,
              "column '%s': a row has a value but the column has none", c->name);
-    if ((int)i == x->contributor && c->kind != AG_COL_DOUBLE)
-        return check_sorted(o, c, x->n_rows);
-    return 0;
+    if ((int)i != x->contributor)
+        return 0;
+    if (c->kind == AG_COL_DOUBLE)
+        FAIL(o, FQ_EPROTO, "column '%s': a decimal column as the contributor",
+             c->name);
+    if ((rc = check_sorted(o, c, x->n_rows)))
+        return rc;
+    return check_runs(o, x);
 }
 
 /* ---- the header ---------------------------------------------------------- */
@@ -519,6 +561,27 @@ out:
     return rc;
 }
 
+/* The contributor run bitmap: present (its offset non-zero) exactly when
+ * there is a contributor. */
+static int
+load_runs(struct opener *o, struct ag_extract *x)
+{
+    uint64_t off = agx_get64(o->map + AGX_H_RUNS);
+    const void *p;
+    int rc;
+
+    if (x->contributor < 0 && off == 0)
+        return 0;
+    if (x->contributor < 0 || off == 0)
+        FAIL(o, FQ_EPROTO, "a contributor run bitmap %s",
+             off ? "without a contributor" : "is missing");
+    if ((rc = section(o, x->cols[x->contributor].name, "contributor run", off,
+                      agx_nulls_len(x->n_rows), &p)))
+        return rc;
+    x->contributor_runs = p;
+    return 0;
+}
+
 static int
 load(struct opener *o, const struct ag_dataset_conf *d, struct ag_extract *x)
 {
@@ -527,13 +590,15 @@ load(struct opener *o, const struct ag_dataset_conf *d, struct ag_extract *x)
     if (rc)
         return rc;
     x->cols = calloc(x->n_cols ? x->n_cols : 1, sizeof(*x->cols));
-    o->spans = calloc(x->n_cols * 4 + 1, sizeof(*o->spans));
+    o->spans = calloc(x->n_cols * 4 + 2, sizeof(*o->spans));
     if (!x->cols || !o->spans)
         FAIL(o, FQ_ENOMEM, "out of memory");
     for (size_t i = 0; i < x->n_cols; i++) {
         if ((rc = load_column(o, d, x, i)))
             return rc;
     }
+    if ((rc = load_runs(o, x)))
+        return rc;
     rc = check_overlaps(o, AGX_HEADER_SIZE + x->n_cols * AGX_ENTRY_SIZE);
     for (size_t i = 0; i < x->n_cols && !rc; i++)
         rc = check_column(o, x, i);

@@ -21,8 +21,10 @@
  *
  * When the dataset declares a contributor, rows are sorted by its code, so
  * that the rows of one person are adjacent: distinct persons per group are
- * counted in one pass (a group counts a person when its last-seen person
- * changes), and threads split the rows at person boundaries.
+ * counted in one pass, and threads split the rows at person boundaries.
+ * A bitmap marks where each person's run of rows starts, so that counting
+ * persons reads 1 bit a row rather than the person's code (a group counts
+ * a person when the run number of its rows changes).
  */
 #ifndef AG_EXTRACT_H
 #define AG_EXTRACT_H
@@ -34,7 +36,7 @@
 #include "agent.h"
 
 #define AG_EXTRACT_MAGIC   "FQXTRACT"
-#define AG_EXTRACT_VERSION 1
+#define AG_EXTRACT_VERSION 2
 #define AG_VINTAGE_MAX     40 /* "2026-11-25T01:40:00Z" and room */
 
 enum ag_col_kind {
@@ -68,8 +70,12 @@ struct ag_extract {
     size_t map_len;
     uint64_t n_rows;
     size_t n_cols;
-    struct ag_xcol *cols;         /* malloc'd, in the dataset's column order */
-    int contributor;              /* column index of the contributor, or -1 */
+    struct ag_xcol *cols; /* malloc'd, in the dataset's column order */
+    int contributor;      /* column index of the contributor, or -1 */
+    /* With a contributor: bit r of word r/64 set where row r starts a run
+     * of rows of one non-NULL contributor (ag_xcol_run_word); bits past the
+     * rows are 0. NULL without a contributor. */
+    const uint64_t *contributor_runs;
     char vintage[AG_VINTAGE_MAX]; /* when the data was taken, UTC ISO 8601 */
     uint64_t schema_hash;         /* of the column names, roles and types */
 };
@@ -104,12 +110,21 @@ ag_xcol_text(const struct ag_xcol *c, uint32_t code)
 }
 
 /*
+ * Word w of the run bitmap that column c's first n rows imply: bit j set
+ * where row r = 64w + j < n is not NULL and r is 0, or row r - 1 is NULL or
+ * stores another value. NULL rows never start a run: they belong to no
+ * contributor (and come first, as rows are sorted NULL first).
+ */
+uint64_t ag_xcol_run_word(const struct ag_xcol *c, uint64_t n, uint64_t w);
+
+/*
  * Maps the extract at path and checks it against the dataset's
  * configuration (same columns, roles and types: schema_hash), the magic,
  * version, sizes and offsets (every section inside the file, aligned;
- * dictionaries sorted). *ret has one reference. 0, or FQ_ENOENT (no file),
- * FQ_EPROTO (not an extract, another version, corrupt: the message says
- * which), FQ_EPRECOND (built for other columns), FQ_EIO.
+ * dictionaries sorted; the contributor run bitmap what the codes imply). *ret
+ * has one reference. 0, or FQ_ENOENT (no file), FQ_EPROTO (not an extract,
+ * another version, corrupt: the message says which), FQ_EPRECOND (built for
+ * other columns), FQ_EIO.
  */
 int ag_extract_open(const char *path, const struct ag_dataset_conf *d,
                     struct ag_extract **ret, char *err, size_t errlen);

@@ -618,10 +618,10 @@ out_pad(struct out *o)
     return out_bytes(o, zeros, align_up(o->pos) - o->pos);
 }
 
-/* Lays out every section after the header and directory; returns the
- * file's size. */
+/* Lays out every section after the header and directory, the contributor
+ * run bitmap (if any) last at *ret_runs; returns the file's size. */
 static uint64_t
-plan_layout(const struct builder *b, struct layout *lay)
+plan_layout(const struct builder *b, struct layout *lay, uint64_t *ret_runs)
 {
     uint64_t pos =
         align_up(AGX_HEADER_SIZE + (uint64_t)b->d->n_columns * AGX_ENTRY_SIZE);
@@ -640,6 +640,11 @@ plan_layout(const struct builder *b, struct layout *lay)
             lay[i].dict_bytes = pos;
             pos = align_up(pos + c->dict.pool_len);
         }
+    }
+    *ret_runs = 0;
+    if (b->contributor >= 0) {
+        *ret_runs = pos;
+        pos = align_up(pos + agx_nulls_len(b->n_rows));
     }
     return pos;
 }
@@ -669,7 +674,7 @@ fill_entry(const struct bcol *c, const struct layout *lay, unsigned char *e)
 
 static int
 write_head(const struct builder *b, struct out *o, const struct layout *lay,
-           uint64_t size, const char *vintage)
+           uint64_t runs, uint64_t size, const char *vintage)
 {
     size_t len = AGX_HEADER_SIZE + b->d->n_columns * AGX_ENTRY_SIZE;
     unsigned char *h = calloc(1, len);
@@ -685,6 +690,7 @@ write_head(const struct builder *b, struct out *o, const struct layout *lay,
     agx_put64(h + AGX_H_SCHEMA, ag_extract_schema_hash(b->d));
     agx_put64(h + AGX_H_FILE_SIZE, size);
     memcpy(h + AGX_H_VINTAGE, vintage, strlen(vintage));
+    agx_put64(h + AGX_H_RUNS, runs);
     for (size_t i = 0; i < b->d->n_columns; i++)
         fill_entry(&b->cols[i], &lay[i],
                    h + AGX_HEADER_SIZE + i * AGX_ENTRY_SIZE);
@@ -760,6 +766,39 @@ write_nulls(const struct builder *b, struct out *o, const struct bcol *c)
     return out_pad(o);
 }
 
+/* Is output row r NULL in source column c? */
+static bool
+out_null(const struct builder *b, const struct bcol *c, uint64_t r)
+{
+    uint64_t s = b->perm ? b->perm[r] : r;
+    return c->has_null && c->nulls[s >> 6] >> (s & 63) & 1;
+}
+
+/* Where each contributor's run of rows starts (ag_xcol_run_word): a
+ * non-NULL row after a NULL one or one of another contributor. */
+static int
+write_runs(const struct builder *b, struct out *o)
+{
+    const struct bcol *c = &b->cols[b->contributor];
+    uint64_t words = agx_nulls_len(b->n_rows) / 8, prev = 0;
+    bool prev_null = true;
+    int rc;
+
+    for (uint64_t w = 0; w < words; w++) {
+        uint64_t bits = 0;
+        for (uint64_t j = 0; j < 64 && w * 64 + j < b->n_rows; j++) {
+            uint64_t r = w * 64 + j, v = stored(c, b->perm ? b->perm[r] : r);
+            bool null = out_null(b, c, r);
+            bits |= (uint64_t)(!null && (prev_null || v != prev)) << j;
+            prev_null = null;
+            prev = v;
+        }
+        if ((rc = out_bytes(o, &bits, sizeof(bits))))
+            return rc;
+    }
+    return out_pad(o);
+}
+
 static int
 write_column(const struct builder *b, struct out *o, const struct bcol *c)
 {
@@ -784,18 +823,20 @@ write_all(const struct builder *b, int fd, const char *vintage)
 {
     struct layout *lay = calloc(b->d->n_columns + 1, sizeof(*lay));
     struct out o = {.fd = fd, .buf = malloc(OUT_BUF)};
-    uint64_t size;
+    uint64_t size, runs;
     int rc = FQ_ENOMEM;
 
     if (!lay || !o.buf)
         goto out;
-    size = plan_layout(b, lay);
-    if ((rc = write_head(b, &o, lay, size, vintage)))
+    size = plan_layout(b, lay, &runs);
+    if ((rc = write_head(b, &o, lay, runs, size, vintage)))
         goto out;
     for (size_t i = 0; i < b->d->n_columns; i++) {
         if ((rc = write_column(b, &o, &b->cols[i])))
             goto out;
     }
+    if (runs && (rc = write_runs(b, &o)))
+        goto out;
     if ((rc = out_flush(&o)))
         goto out;
     if (o.pos != size)

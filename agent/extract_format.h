@@ -1,5 +1,5 @@
 /*
- * The on-disk layout of an extract file, version 1, shared by the reader
+ * The on-disk layout of an extract file, version 2, shared by the reader
  * (extract.c) and the writer (extract_build.c). docs/extract-format.md
  * describes it byte by byte; the two must change together, with
  * AG_EXTRACT_VERSION.
@@ -27,7 +27,7 @@
 /* Rows are indexed with 32-bit row numbers while building. */
 #define AGX_MAX_ROWS ((uint64_t)UINT32_MAX)
 
-/* Header fields: byte offsets. 88..127 are zero. */
+/* Header fields: byte offsets. 96..127 are zero. */
 enum {
     AGX_H_MAGIC = 0,        /* 8 bytes, AG_EXTRACT_MAGIC without NUL */
     AGX_H_VERSION = 8,      /* u32 */
@@ -38,8 +38,12 @@ enum {
     AGX_H_SCHEMA = 32,      /* u64: ag_extract_schema_hash */
     AGX_H_FILE_SIZE = 40,   /* u64: the whole file */
     AGX_H_VINTAGE = 48,     /* AG_VINTAGE_MAX bytes, NUL-padded */
-    AGX_H_END = AGX_H_VINTAGE + AG_VINTAGE_MAX,
+    AGX_H_RUNS = 88,        /* u64 offset of the contributor run bitmap, or
+                               0: no contributor */
+    AGX_H_END = 96,
 };
+_Static_assert(AGX_H_VINTAGE + AG_VINTAGE_MAX <= AGX_H_RUNS,
+               "the vintage ends before the run bitmap's offset");
 
 /* Column directory entry fields: byte offsets. 136..159 are zero. */
 enum {
@@ -88,7 +92,7 @@ agx_put64(unsigned char *p, uint64_t v)
     memcpy(p, &v, sizeof(v));
 }
 
-/* Bytes of a null bitmap over n rows: whole 64-bit words. */
+/* Bytes of a null (or run) bitmap over n rows: whole 64-bit words. */
 static inline uint64_t
 agx_nulls_len(uint64_t n_rows)
 {

@@ -389,6 +389,13 @@ extract_new(const struct row *rows, size_t n, bool wide, int contributor)
             int_column(xc, rows, n, c, wide);
         nulls_fill(xc, rows, n, c);
     }
+    if (contributor >= 0) {
+        uint64_t words = (n + 63) / 64, *runs = calloc(words + 1, 8);
+        assert_non_null(runs);
+        for (uint64_t w = 0; w < words; w++)
+            runs[w] = ag_xcol_run_word(&x->cols[contributor], n, w);
+        x->contributor_runs = runs;
+    }
     return x;
 }
 
@@ -401,8 +408,10 @@ extract_free(struct ag_extract *x)
         free((void *)x->cols[c].dict_offsets);
         free((void *)x->cols[c].dict_bytes);
     }
-    if (x)
+    if (x) {
         free(x->cols);
+        free((void *)x->contributor_runs);
+    }
     free(x);
 }
 

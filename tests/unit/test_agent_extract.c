@@ -245,6 +245,26 @@ check_dict_sorted(const struct ag_xcol *c)
         assert_true(strcmp(ag_xcol_text(c, k - 1), ag_xcol_text(c, k)) < 0);
 }
 
+/* A run starts at each non-NULL person unlike the row before's (the rows
+ * are expected[] in order), and nowhere else, past the rows either. */
+static void
+check_runs(const struct ag_extract *x, const struct row *expected)
+{
+    uint64_t words = (x->n_rows + 63) / 64;
+
+    assert_non_null(x->contributor_runs);
+    assert_int_equal((uintptr_t)x->contributor_runs % 64, 0);
+    for (uint64_t r = 0; r < words * 64; r++) {
+        bool start = false;
+        if (r < x->n_rows && !expected[r].v[0].null) {
+            const struct val *v = &expected[r].v[0];
+            const struct val *u = r ? &expected[r - 1].v[0] : NULL;
+            start = !u || u->null || strcmp(u->s, v->s) != 0;
+        }
+        assert_int_equal(x->contributor_runs[r / 64] >> (r % 64) & 1, start);
+    }
+}
+
 static void
 test_build_sqlite(void **state)
 {
@@ -266,6 +286,7 @@ test_build_sqlite(void **state)
         for (size_t c = 0; c < 6; c++)
             check_value(&x->cols[c], r, &rows[r].v[c]);
     }
+    check_runs(x, rows);
     free(rows);
 
     /* Encodings: 1000 persons take 2 bytes, 3 towns 1; years are offsets
@@ -595,6 +616,8 @@ test_empty_and_null(void **state)
         assert_non_null(x->cols[c].nulls);
         assert_true(ag_xcol_is_null(&x->cols[c], 69));
     }
+    /* NULL persons start no run */
+    assert_int_equal(x->contributor_runs[0] | x->contributor_runs[1], 0);
     ag_extract_unref(x);
 }
 
@@ -683,6 +706,12 @@ enum corruption {
     C_NULL_VALUE,
     C_WIDTH,
     C_RESERVED,
+    C_RUNS_NULL_ROW,
+    C_RUNS_CLEARED,
+    C_RUNS_PAST,
+    C_RUNS_MISSING,
+    C_RUNS_MISALIGNED,
+    C_RUNS_OVERLAP,
 };
 
 static void
@@ -690,6 +719,8 @@ corrupt(unsigned char *b, size_t *len, enum corruption c)
 {
     const unsigned char *town = ENTRY(b, 1), *year = ENTRY(b, 2);
     unsigned char *dict = b + get64(town + 120);
+    unsigned char *runs = b + get64(b + 88); /* header: run bitmap offset */
+    uint64_t n_rows = get64(b + 16);
 
     switch (c) {
     case C_TRUNCATED:
@@ -702,7 +733,7 @@ corrupt(unsigned char *b, size_t *len, enum corruption c)
         b[0] = 'X';
         break;
     case C_VERSION:
-        b[8] = 2;
+        b[8] = 1;
         break;
     case C_MISALIGNED:
         put64(ENTRY(b, 2) + 96, get64(year + 96) + 8);
@@ -739,6 +770,25 @@ corrupt(unsigned char *b, size_t *len, enum corruption c)
     case C_RESERVED:
         ENTRY(b, 1)[150] = 1;
         break;
+    case C_RUNS_NULL_ROW: /* row 0's person is NULL: it starts no run */
+        runs[0] |= 1;
+        break;
+    case C_RUNS_CLEARED: /* no run starts in rows 64..127 */
+        memset(runs + 8, 0, 8);
+        break;
+    case C_RUNS_PAST: /* a start after the last row (in its last word) */
+        assert_true(n_rows % 64 != 0);
+        runs[n_rows / 8] |= (unsigned char)(1u << (n_rows % 8));
+        break;
+    case C_RUNS_MISSING:
+        put64(b + 88, 0);
+        break;
+    case C_RUNS_MISALIGNED:
+        put64(b + 88, get64(b + 88) + 8);
+        break;
+    case C_RUNS_OVERLAP:
+        put64(b + 88, get64(ENTRY(b, 0) + 96));
+        break;
     }
 }
 
@@ -753,7 +803,7 @@ test_corrupt(void **state)
         {C_TRUNCATED, "where the header says"},
         {C_SHORT, "truncated header"},
         {C_MAGIC, "not an extract"},
-        {C_VERSION, "format version 2, this agent reads version 1 only"},
+        {C_VERSION, "format version 1, this agent reads version 2 only"},
         {C_MISALIGNED, "column 'year': data section"},
         {C_OUTSIDE, "column 'amount': data section"},
         {C_OVERLAP, "sections overlap"},
@@ -765,6 +815,12 @@ test_corrupt(void **state)
         {C_NULL_VALUE, "column 'person_id': NULL row 0 has a stored value"},
         {C_WIDTH, "column 'town': bad width 3"},
         {C_RESERVED, "column 'town': bad width 1 or reserved bytes"},
+        {C_RUNS_NULL_ROW, "contributor run bitmap is wrong at row 0"},
+        {C_RUNS_CLEARED, "contributor run bitmap is wrong at row 64"},
+        {C_RUNS_PAST, "contributor run bitmap is wrong at row"},
+        {C_RUNS_MISSING, "contributor run bitmap is missing"},
+        {C_RUNS_MISALIGNED, "column 'person_id': contributor run section"},
+        {C_RUNS_OVERLAP, "sections overlap"},
     };
     struct ag_extract *x = NULL;
     unsigned char *good, *bad;
