@@ -18,12 +18,14 @@
  * (the same as the engine), so the ratio measures the engine, not the compiler.
  *
  * A second variant ("cloopc") also counts distinct persons per group, as
- * the engine must for disclosure control: rows are sorted by person in
- * the extract, so a group counts a person when its last-seen person
- * changes, and threads split at person boundaries. It branches on the
- * filter: a person's rows share town and birth year, so the branch is
- * well predicted, and skipping rows breaks the store-to-load chains that
- * runs of one group put on the branch-free loop.
+ * the engine must for disclosure control, the way the engine does: rows
+ * are sorted by person and the extract's run bitmap marks where each
+ * person's rows start, so a running count of the bits numbers the persons
+ * and a group counts a person when that number changes; threads split at
+ * run starts. It branches on the filter: a person's rows share town and
+ * birth year, so the branch is well predicted, and skipping rows breaks
+ * the store-to-load chains that runs of one group put on the branch-free
+ * loop.
  */
 #include "bench.h"
 
@@ -43,7 +45,7 @@ struct cloop_data {
     uint64_t n;
     uint8_t *program, *town, *hh, *by, *month;
     uint32_t *benefit; /* stored offsets: value = base + offset */
-    uint32_t *person;  /* contributor codes, rows sorted by them */
+    uint64_t *runs;    /* bit r: row r starts a person's rows */
     const struct ag_xcol *xprog, *xtown, *xhh, *xben;
     uint8_t snap;           /* code of 'SNAP' */
     uint8_t by_lo, by_span; /* stored birth years 1960..1990 */
@@ -59,7 +61,7 @@ struct cloop_task {
     uint64_t count;      /* (a) */
     uint64_t *cnt, *sum; /* (b), (c): n_slots * CLOOP_LANES each */
     uint64_t *con;       /* cloopc: distinct persons per slot */
-    uint32_t *last;      /* cloopc: last person counted per slot */
+    uint32_t *last;      /* cloopc: last person (run number) per slot */
 };
 
 static void
@@ -136,19 +138,27 @@ kernel_c(struct cloop_task *t)
     lanes_loop(t, step_c);
 }
 
+/* 1 if row i starts a person's rows. */
+static inline uint32_t
+run_start(const uint64_t *runs, uint64_t i)
+{
+    return (uint32_t)(runs[i >> 6] >> (i & 63)) & 1;
+}
+
 /* The same three loops, also counting distinct persons per group. */
 static void
 kernel_a_contrib(struct cloop_task *t)
 {
     const uint8_t *prog = t->d->program, snap = t->d->snap;
-    const uint32_t *person = t->d->person;
+    const uint64_t *runs = t->d->runs;
     uint64_t c = 0, con = 0;
-    uint32_t last = UINT32_MAX;
+    uint32_t run = 0, last = UINT32_MAX;
     for (uint64_t i = t->lo; i < t->hi; i++) {
         uint64_t m = prog[i] == snap;
+        run += run_start(runs, i);
         c += m;
-        con += m & (last != person[i]);
-        last = m ? person[i] : last;
+        con += m & (last != run);
+        last = m ? run : last;
     }
     t->count = c;
     t->con[0] = con;
@@ -164,11 +174,10 @@ slots_reset(struct cloop_task *t)
     memset(t->last, 0xff, n * sizeof(*t->last));
 }
 
-/* Row i into group k, counting its person if new to the group. */
+/* Row i of person number p into group k, counting p if new to it. */
 static inline void
-contrib_add(struct cloop_task *t, unsigned k, uint64_t i)
+contrib_add(struct cloop_task *t, unsigned k, uint64_t i, uint32_t p)
 {
-    uint32_t p = t->d->person[i];
     t->cnt[k * CLOOP_LANES]++;
     t->sum[k * CLOOP_LANES] += t->d->benefit[i];
     if (t->last[k] != p) {
@@ -183,12 +192,14 @@ kernel_b_contrib(struct cloop_task *t)
     const struct cloop_data *d = t->d;
     const uint8_t *by = d->by, *town = d->town, lo = d->by_lo,
                   span = d->by_span;
+    uint32_t run = 0;
     slots_reset(t);
     for (uint64_t i = t->lo; i < t->hi; i++) {
         uint64_t m = (uint8_t)(by[i] - lo) <= span;
         unsigned k = town[i];
+        run += run_start(d->runs, i);
         if (m)
-            contrib_add(t, k, i);
+            contrib_add(t, k, i, run);
     }
 }
 
@@ -199,12 +210,14 @@ kernel_c_contrib(struct cloop_task *t)
     const uint8_t *month = d->month, *town = d->town, *prog = d->program,
                   *hh = d->hh, mlo = d->month_lo;
     const unsigned np = d->n_prog, nh = d->n_hh;
+    uint32_t run = 0;
     slots_reset(t);
     for (uint64_t i = t->lo; i < t->hi; i++) {
         uint64_t m = month[i] >= mlo;
         unsigned k = ((unsigned)town[i] * np + prog[i]) * nh + hh[i];
+        run += run_start(d->runs, i);
         if (m)
-            contrib_add(t, k, i);
+            contrib_add(t, k, i, run);
     }
 }
 
@@ -264,7 +277,7 @@ cloop_run(void *vctx, const struct bench_query *q, struct bench_result *res,
 {
     struct cloop_ctx *c = vctx;
     pthread_t tid[CLOOP_MAX_THREADS];
-    const uint32_t *person = c->d->person;
+    const uint64_t *runs = c->d->runs;
     uint64_t n = c->d->n, lo = 0;
     int nt = c->threads;
 
@@ -273,7 +286,7 @@ cloop_run(void *vctx, const struct bench_query *q, struct bench_result *res,
     for (int i = 0; i < nt; i++) {
         struct cloop_task *t = &c->tasks[i];
         uint64_t hi = n * (uint64_t)(i + 1) / (uint64_t)nt;
-        while (hi < n && hi > 0 && person[hi] == person[hi - 1])
+        while (hi < n && !run_start(runs, hi))
             hi++;
         t->d = c->d;
         t->q = q->id[0];
@@ -341,28 +354,22 @@ column_copy(const struct ag_extract *x, const char *name, unsigned width,
     return p;
 }
 
-/* The contributor's codes widened to 4 bytes (the extract stores them in
- * 2 when there are fewer than 65,536 persons). Caller frees. */
-static uint32_t *
-persons_copy(const struct ag_extract *x, char *err, size_t errlen)
+/* A copy of the extract's run bitmap. Caller frees. */
+static uint64_t *
+runs_copy(const struct ag_extract *x, char *err, size_t errlen)
 {
-    const struct ag_xcol *c =
-        x->contributor >= 0 ? &x->cols[x->contributor] : NULL;
-    uint32_t *p = NULL;
+    size_t len = (size_t)(x->n_rows + 63) / 64 * sizeof(uint64_t);
+    uint64_t *p = NULL;
 
-    if (!c || c->width > 4 || c->nulls) {
-        snprintf(err, errlen,
-                 "the extract has no contributor column of "
-                 "codes up to 4 bytes without NULLs");
+    if (!x->contributor_runs) {
+        snprintf(err, errlen, "the extract has no contributor");
         return NULL;
     }
-    if (posix_memalign((void **)&p, CLOOP_ALIGN,
-                       (size_t)x->n_rows * sizeof(*p) + CLOOP_ALIGN) != 0) {
-        snprintf(err, errlen, "out of memory copying the persons");
+    if (posix_memalign((void **)&p, CLOOP_ALIGN, len + CLOOP_ALIGN) != 0) {
+        snprintf(err, errlen, "out of memory copying the run bitmap");
         return NULL;
     }
-    for (uint64_t r = 0; r < x->n_rows; r++)
-        p[r] = (uint32_t)ag_xcol_stored(c, r);
+    memcpy(p, x->contributor_runs, len);
     return p;
 }
 
@@ -429,7 +436,7 @@ data_load(struct cloop_data *d, const struct ag_extract *x, char *err,
         !(d->month = column_copy(x, "month", 1, &xmonth, err, errlen)) ||
         !(d->benefit = column_copy(x, "benefit", 4, &d->xben, err, errlen)))
         return FQ_EINVAL;
-    if (!(d->person = persons_copy(x, err, errlen)))
+    if (!(d->runs = runs_copy(x, err, errlen)))
         return FQ_EINVAL;
     return data_constants(d, xby, xmonth, err, errlen);
 }
@@ -443,7 +450,7 @@ data_free(struct cloop_data *d)
     free(d->by);
     free(d->month);
     free(d->benefit);
-    free(d->person);
+    free(d->runs);
 }
 
 static int

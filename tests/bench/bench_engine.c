@@ -94,21 +94,20 @@ out:
     return rc;
 }
 
-/* Bytes per row a query reads: its columns, plus the contributor's for
- * the engine (it counts distinct persons per group; the C loop does not). */
+/* Bytes per row a query reads: its columns, plus for the engine the
+ * contributor run bitmap (1 bit a row: it counts distinct persons per
+ * group; the plain C loop does not). */
 static void
 print_bytes_per_row(const struct bench_opts *o, const struct ag_extract *x,
                     const struct bench_query *q)
 {
-    size_t cols = 0, contrib = 0;
+    double cols = 0, runs = x->contributor_runs ? 1.0 / 8 : 0;
     for (size_t i = 0; i < BENCH_MAX_COLS && q->cols[i]; i++) {
         const struct ag_xcol *c = bench_xcol(x, q->cols[i]);
         cols += c ? c->width : 0;
     }
-    if (x->contributor >= 0)
-        contrib = x->cols[x->contributor].width;
-    printf("info\tbytes_row\t%s\t%s\t%zu\t%zu\n", o->label, q->id,
-           cols + contrib, cols);
+    printf("info\tbytes_row\t%s\t%s\t%.3f\t%.3f\n", o->label, q->id,
+           cols + runs, cols);
 }
 
 /* Mapped size against the packed width: every column's stored values at

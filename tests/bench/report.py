@@ -193,7 +193,7 @@ class Report:
 
     def table_bytes(self, label):
         rows = int(self.info1("rows", label, 0, "0"))
-        bpr = {v[0]: (int(v[1]), int(v[2]))
+        bpr = {v[0]: (float(v[1]), float(v[2]))
                for v in self.info.get(("bytes_row", label), [])}
         part = {v[0]: int(v[1])
                 for v in self.info.get(("partial_bytes", label), [])}
@@ -213,7 +213,7 @@ class Report:
             gbs = (lambda b, t: "-" if not t else
                    f"{b * rows / (t['median'] / 1e3) / 1e9:,.1f}")
             groups = self.checks.get((REFERENCE, label, q), (0,))[0]
-            self.p(f"| {name} | {groups:,} | {eb} ({cb}) | {gbs(eb, e2)} | "
+            self.p(f"| {name} | {groups:,} | {eb:g} ({cb:g}) | {gbs(eb, e2)} | "
                    f"{gbs(cb, c2)} | {part.get(q, 0):,} B |")
         self.p()
 
