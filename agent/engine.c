@@ -309,6 +309,7 @@ scratch_init(struct en_thread *t)
     if (!(s->u64 = en_qalloc(q, EN_BLOCK * 8)) ||
         !(s->dbl = en_qalloc(q, EN_BLOCK * 8)) ||
         !(s->runs = en_qalloc(q, EN_BLOCK * 8)) ||
+        !(s->sel = en_qalloc(q, EN_BLOCK / 8)) ||
         !(s->keys = en_qalloc(q, EN_BLOCK * words * 8)) ||
         !(s->iota = en_qalloc(q, EN_BLOCK * 4)) ||
         !(s->idx = en_qalloc(q, EN_BLOCK * 4)) ||

@@ -6,11 +6,12 @@
  * returns for the same data.
  *
  * Distinct contributors: rows are sorted by the contributor's code, and the
- * extract's run bitmap marks where each contributor's rows start. A row's
- * run number is the run starts of its slice up to it (0 for the NULL rows
- * before the first: no contributor), so a group (or a histogram bin) counts
- * a contributor when the last run number it saw changes, and the codes are
- * never read; threads own whole runs, so their counts add up.
+ * extract's run bitmap marks where each contributor's rows start. A
+ * selected row's run number is how many runs of its slice up to it have a
+ * selected row (0 for the NULL rows before the first run: no contributor),
+ * so a group (or a histogram bin) counts a contributor when the last run
+ * number it saw changes, and the codes are never read; threads own whole
+ * runs, so their counts add up.
  * Integer sums add stored offsets in 128 bits and are checked against 64
  * bits once, at the end. VAR and STDDEV take two passes: count and sum,
  * then, with the merged means, the squared deviations from them.
@@ -433,12 +434,32 @@ run_bits(const struct en_thread *t, uint64_t b, size_t n, uint64_t *w)
         w[words - 1] &= ((uint64_t)1 << (n % 64)) - 1;
 }
 
-/* Run starts among rows [from, to). */
-static uint64_t
-run_starts_between(const struct en_thread *t, uint64_t from, uint64_t to)
+/*
+ * The selected rows that are the first selected row of their contributor
+ * run, among rows whose selection is S (bit words sw, replaced by the
+ * answer) and run starts R: the selected run starts, and the selected rows
+ * whose nearest run start or selected row below them (in U = S | R) is an
+ * unselected run start (in A = R & ~S). For each bit of A, the lowest bit
+ * of U above it is U & ~(U - (A << 1)); the borrow stops there. The carry
+ * brings an unselected run start from the words before.
+ */
+static void
+first_selected(uint64_t *sw, const uint64_t *rw, size_t words, uint64_t *carry)
+{
+    for (size_t w = 0; w < words; w++) {
+        uint64_t u = sw[w] | rw[w], a = rw[w] & ~sw[w];
+        uint64_t next = u & ~(u - (a << 1 | *carry));
+        sw[w] &= rw[w] | next;
+        if (u)
+            *carry = a >> (63 - __builtin_clzll(u)) & 1;
+    }
+}
+
+/* Does a contributor run start among rows [from, to)? */
+static bool
+any_run_start(const struct en_thread *t, uint64_t from, uint64_t to)
 {
     const uint64_t *runs = t->q->x->contributor_runs;
-    uint64_t k = 0;
 
     while (from < to) {
         uint64_t w = runs[from >> 6] >> (from & 63);
@@ -447,50 +468,42 @@ run_starts_between(const struct en_thread *t, uint64_t from, uint64_t to)
             len = to - from;
         if (len < 64)
             w &= ((uint64_t)1 << len) - 1;
-        k += (uint64_t)en_popcount(w);
+        if (w)
+            return true;
         from += len;
     }
-    return k;
+    return false;
 }
 
 /*
  * The run number of each selected row idx[0..n) of block b into s.runs:
- * the slice's run starts up to and including the row. t->runs counts
- * those before t->runs_upto; blocks without a selected row were skipped,
- * so their starts are counted first. Many selected rows: a running count
- * over the block's rows, gathered; few: a count per row.
+ * how many runs of the slice up to the row have a selected row (0 for the
+ * NULL rows before the first run: no contributor). Rows of one run share a
+ * number, and numbers grow, so a group sees a new contributor when the
+ * number changes. t->runs and t->run_carry (the last run start seen has no
+ * selected row) cover the rows before t->runs_upto; blocks with no
+ * selected row were skipped, so a run start there sets the carry.
  */
 static void
 run_numbers(struct en_thread *t, uint64_t b, const uint32_t *idx, size_t n)
 {
     size_t rows = (size_t)idx[n - 1] + 1, words = (rows + 63) / 64;
-    uint64_t w[EN_BLOCK / 64], pre[EN_BLOCK / 64 + 1], *out = t->s.runs;
+    uint64_t sw[EN_BLOCK / 64], rw[EN_BLOCK / 64], *out = t->s.runs;
+    uint64_t k = t->runs;
 
-    if (t->runs_upto < b)
-        t->runs += run_starts_between(t, t->runs_upto, b);
-    run_bits(t, b, rows, w);
-    pre[0] = t->runs;
-    for (size_t i = 0; i < words; i++)
-        pre[i + 1] = pre[i] + (uint64_t)en_popcount(w[i]);
-    t->runs = pre[words];
+    if (t->runs_upto < b && any_run_start(t, t->runs_upto, b))
+        t->run_carry = 1;
+    run_bits(t, b, rows, rw);
+    /* the selection as en_filter_select left it: bits past idx[n - 1]
+     * are 0 */
+    memcpy(sw, t->s.sel, words * sizeof(*sw));
+    first_selected(sw, rw, words, &t->run_carry);
+    for (size_t j = 0; j < n; j++) {
+        k += sw[idx[j] >> 6] >> (idx[j] & 63) & 1;
+        out[j] = k;
+    }
+    t->runs = k;
     t->runs_upto = b + rows;
-    if (n * 4 < rows) {
-        for (size_t j = 0; j < n; j++) {
-            uint32_t r = idx[j];
-            uint64_t below = ~(uint64_t)0 >> (63 - (r & 63));
-            out[j] = pre[r >> 6] + (uint64_t)en_popcount(w[r >> 6] & below);
-        }
-        return;
-    }
-    for (size_t i = 0; i < words; i++) {
-        uint64_t k = pre[i], bits = w[i];
-        for (size_t j = 0; j < 64; j++) {
-            k += bits >> j & 1;
-            out[i * 64 + j] = k;
-        }
-    }
-    for (size_t j = 0; j < n; j++)
-        out[j] = out[idx[j]]; /* idx[j] >= j: read before overwritten */
 }
 
 /* Records per group, and distinct contributors: run numbers left in
@@ -802,29 +815,6 @@ en_agg_block(struct en_thread *t, uint64_t b, const uint32_t *idx, size_t n)
 
 /* ---- counting plans ----------------------------------------------------- */
 
-/*
- * Contributors with a selected row among rows whose selection is S and
- * run starts R (bit words): the selected rows whose nearest run start or
- * selected row below them (in U = S | R) is an unselected run start (in
- * A = R & ~S), plus the selected run starts. For each bit of A, the lowest
- * bit of U above it is U & ~(U - (A << 1)); the borrow stops there. The
- * carry brings an unselected run start from the words before.
- */
-static int64_t
-first_selected(const uint64_t *sw, const uint64_t *rw, size_t words,
-               uint64_t *carry)
-{
-    int64_t k = 0;
-    for (size_t w = 0; w < words; w++) {
-        uint64_t u = sw[w] | rw[w], a = rw[w] & ~sw[w];
-        uint64_t next = u & ~(u - (a << 1 | *carry));
-        k += en_popcount(sw[w] & (rw[w] | next));
-        if (u)
-            *carry = a >> (63 - __builtin_clzll(u)) & 1;
-    }
-    return k;
-}
-
 void
 en_agg_count_block(struct en_thread *t, uint64_t b, size_t n,
                    const uint8_t *mask)
@@ -847,8 +837,11 @@ en_agg_count_block(struct en_thread *t, uint64_t b, size_t n,
     if (!q->contrib)
         return;
     run_bits(t, b, n, rw);
-    ARR(t, q->a_contrib, int64_t)
-    [0] += first_selected(sw, rw, words, &t->run_carry);
+    first_selected(sw, rw, words, &t->run_carry);
+    k = 0;
+    for (size_t w = 0; w < words; w++)
+        k += en_popcount(sw[w]);
+    ARR(t, q->a_contrib, int64_t)[0] += k;
 }
 
 /* ---- merging ------------------------------------------------------------ */

@@ -801,13 +801,15 @@ en_mask_bits(const uint8_t *m, size_t n, uint64_t *w)
     }
 }
 
-/* The indexes of the 0xFF bytes of m[0..n). */
+/* The indexes of the 0xFF bytes of m[0..n), and m as bit words in w
+ * (the last one padded with 0). */
 static size_t
-mask_select(const uint8_t *m, size_t n, uint32_t *idx)
+mask_select(const uint8_t *m, size_t n, uint32_t *idx, uint64_t *w)
 {
     size_t k = 0, i = 0;
     for (; i + 64 <= n; i += 64) {
         uint64_t bits = bits64(m + i);
+        w[i / 64] = bits;
         if (bits == UINT64_MAX) {
             for (uint32_t j = 0; j < 64; j++)
                 idx[k + j] = (uint32_t)i + j;
@@ -819,8 +821,11 @@ mask_select(const uint8_t *m, size_t n, uint32_t *idx)
             bits &= bits - 1;
         }
     }
+    if (i < n)
+        w[i / 64] = 0;
     for (; i < n; i++) {
         idx[k] = (uint32_t)i;
+        w[i / 64] |= (uint64_t)(m[i] & 1) << (i % 64);
         k += m[i] & 1;
     }
     return k;
@@ -843,9 +848,12 @@ en_filter_select(struct en_thread *t, uint64_t b, size_t n,
     const uint8_t *m = en_filter_mask(t, b, n);
 
     if (!m) {
+        memset(t->s.sel, 0xFF, (n + 63) / 64 * 8);
+        if (n % 64)
+            t->s.sel[n / 64] = ((uint64_t)1 << (n % 64)) - 1;
         *ret_idx = t->s.iota;
         return n;
     }
     *ret_idx = t->s.idx;
-    return mask_select(m, n, t->s.idx);
+    return mask_select(m, n, t->s.idx, t->s.sel);
 }

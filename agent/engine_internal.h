@@ -193,6 +193,7 @@ struct en_scratch {
     uint8_t *masks; /* TRUE and FALSE masks per filter level */
     uint8_t *nn;    /* NOT NULL mask of a leaf's rows */
     uint32_t *iota, *idx, *g, *gfull, *bin;
+    uint64_t *sel; /* the block's selected rows, 64 a word */
     uint64_t *u64, *keys;
     uint64_t *runs; /* per selected row: its contributor run's number */
     double *dbl;
@@ -214,8 +215,8 @@ struct en_thread {
     struct en_scratch s;
     pthread_t tid;
     bool started;
-    uint64_t run_carry; /* counting: the last run start seen is unselected */
-    uint64_t runs;      /* contributor runs started in [lo, runs_upto) */
+    uint64_t run_carry; /* the last run start seen has no selected row */
+    uint64_t runs;      /* runs with a selected row in [lo, runs_upto) */
     uint64_t runs_upto;
 };
 
@@ -265,7 +266,8 @@ const uint8_t *en_filter_mask(struct en_thread *t, uint64_t b, size_t n);
 /* m[0..n) (bytes 0 or 0xFF) as bits, word by word (the last one padded
  * with 0). */
 void en_mask_bits(const uint8_t *m, size_t n, uint64_t *w);
-/* The selected rows of [b, b + n) into t->s.idx (or iota); their number. */
+/* The selected rows of [b, b + n) into t->s.idx (or iota), and as bit
+ * words into t->s.sel; their number. */
 size_t en_filter_select(struct en_thread *t, uint64_t b, size_t n,
                         const uint32_t **ret_idx);
 
