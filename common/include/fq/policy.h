@@ -1,0 +1,164 @@
+/*
+ * Agency release policies (issue 6): one YAML document per agency listing
+ * the data sharing agreements it has signed, signed with the agency's
+ * Ed25519 key. Agents refuse to serve without a valid signed policy (fail
+ * closed); the gateway holds the federation's copies and refuses early.
+ * Both decide with fq_policy_check(), so they give the same answer.
+ *
+ * The signature covers the exact bytes of the policy file; it lives in a
+ * file of its own (POLICY.yaml.sig next to POLICY.yaml: one line
+ * "ed25519 BASE64SIG\n"), so the YAML stays readable and diffable. The policy's
+ * hash (SHA-256 of the file's bytes, lowercase hex) names the version applied
+ * in every answer.
+ *
+ *   policy:
+ *     agency: dss
+ *     federation: fedq.local
+ *     version: 3
+ *     agreements:
+ *       - id: DSA-2026-014
+ *         title: SNAP participation and UI wages
+ *         legal_basis: ["SNAP 7 CFR 272.8", "UI 20 CFR 603"]
+ *         purposes: ["program evaluation"]
+ *         analysts: ["spiffe://fedq.local/analyst/alice"]  # or "*"
+ *         valid_from: 2026-01-01       # inclusive, UTC
+ *         valid_until: 2027-06-30      # inclusive, UTC
+ *         datasets:
+ *           - name: enrollment
+ *             columns: [program, town, month, benefit]
+ *             aggregates: [COUNT, SUM, AVG, HISTOGRAM]
+ *         release:
+ *           min_cell_count: 11
+ *           min_cell_count_rationale: "..."
+ *         review: none                 # or every_query
+ *         pool_with: [dol]             # agencies results may be pooled with
+ */
+#ifndef FQ_POLICY_H
+#define FQ_POLICY_H
+
+#include "fq/compat.h"
+#include "fq/config.h"
+#include "fq/config_shared.h"
+
+#include "fedq/v1/plan.pb-c.h"
+
+#define FQ_POLICY_MAX_BYTES (1024 * 1024) /* a policy file */
+
+enum fq_policy_review {
+    FQ_POLICY_REVIEW_NONE,
+    FQ_POLICY_REVIEW_EVERY_QUERY,
+};
+
+struct fq_policy_dataset {
+    int line;
+    char *name;
+    char **columns; /* every column a query may use, in any clause */
+    size_t n_columns;
+    char **aggregates; /* COUNT, COUNT_DISTINCT, SUM, AVG, VAR, STDDEV,
+                          HISTOGRAM, QUANTILE */
+    size_t n_aggregates;
+};
+
+struct fq_policy_release {
+    int line;
+    int64_t min_cell_count;
+    char *min_cell_count_rationale; /* required */
+};
+
+struct fq_policy_agreement {
+    int line;
+    char *id;
+    char *title;
+    char **legal_basis;
+    size_t n_legal_basis;
+    char **purposes;
+    size_t n_purposes;
+    char **analysts; /* identities (spiffe://FED/analyst/NAME), or "*" */
+    size_t n_analysts;
+    char *valid_from, *valid_until; /* 'YYYY-MM-DD', inclusive, UTC */
+    time_t valid_from_time;         /* read-only: valid_from 00:00:00Z */
+    time_t valid_until_time;        /* read-only: valid_until 23:59:59Z */
+    struct fq_policy_dataset *datasets;
+    size_t n_datasets;
+    struct fq_policy_release release;
+    int review; /* enum fq_policy_review */
+    char **pool_with;
+    size_t n_pool_with;
+};
+
+struct fq_policy {
+    struct fq_cfg_doc doc; /* first: arena and path */
+    char *agency;
+    char *federation;
+    int64_t version;
+    struct fq_policy_agreement *agreements;
+    size_t n_agreements;
+    char hash[65]; /* SHA-256 of the file's bytes, hex */
+};
+
+#define FQ_POLICY_SIG_SUFFIX ".sig"
+
+/*
+ * Reads the policy at path, verifies sig_path (NULL: path + ".sig"), the
+ * file's signature, against the Ed25519 public key in pubkey_path (PEM),
+ * then parses and checks the very bytes that verified (FILE:LINE errors).
+ * *ret is the caller's (fq_policy_free). 0, or FQ_ENOENT (no policy or no
+ * signature), FQ_EPERM (a signature that does not verify: another key, or
+ * a changed byte), FQ_EINVAL (a bad document, with its line; a malformed
+ * signature file or key), FQ_ETOOBIG, FQ_EIO; the message says which.
+ */
+int fq_policy_load(const char *path, const char *sig_path,
+                   const char *pubkey_path, struct fq_policy **ret, char *err,
+                   size_t errlen);
+/* Frees a policy; NULL is a no-op. */
+void fq_policy_free(struct fq_policy *p);
+
+/*
+ * Parses and checks a policy without looking at any signature: what
+ * fq_policy_load does once the signature verified, and what the fuzzer and
+ * `fedq policy sign` (which refuses to sign a bad document) run. data need
+ * not be NUL-terminated; name is used in "NAME:LINE: ..." errors. *ret is
+ * the caller's (fq_policy_free). 0, FQ_EINVAL, FQ_ETOOBIG or FQ_ENOMEM.
+ */
+int fq_policy_parse_buf(const char *name, const char *data, size_t len,
+                        struct fq_policy **ret, char *err, size_t errlen);
+/* The same for the file at path (at most FQ_POLICY_MAX_BYTES); also
+ * FQ_ENOENT, FQ_EIO. */
+int fq_policy_parse(const char *path, struct fq_policy **ret, char *err,
+                    size_t errlen);
+
+/* Signs the exact bytes of path with the Ed25519 private key in key_path
+ * (PEM, mode 0600) and writes sig_path (NULL: path + ".sig") atomically,
+ * after checking that the policy parses (a bad one is not signed). 0 or
+ * FQ_E* with the reason in err. */
+int fq_policy_sign(const char *path, const char *key_path, const char *sig_path,
+                   char *err, size_t errlen);
+
+/* What a query asks of one agency's policy. */
+struct fq_policy_request {
+    const char *agreement;          /* agreement id */
+    const char *purpose;            /* as the analyst states it */
+    const char *analyst;            /* identity URI */
+    const Fedq__V1__Plan *plan;     /* dataset, columns and aggregates used */
+    const char *const *pooled_with; /* the other agencies of the query */
+    size_t n_pooled_with;
+    time_t now;
+};
+
+/*
+ * Whether p covers r. 0 with *ret_agreement set, or FQ_EPERM
+ * (PERMISSION_DENIED) naming the missing term ("agreement DSA-1 of dss
+ * does not list column 'town' of enrollment"), FQ_EPRECOND
+ * (FAILED_PRECONDITION) for an agreement outside its validity dates
+ * ("agreement DSA-1 of dss expired on 2026-06-30"), with the message in
+ * err.
+ */
+int fq_policy_check(const struct fq_policy *p,
+                    const struct fq_policy_request *r,
+                    const struct fq_policy_agreement **ret_agreement, char *err,
+                    size_t errlen);
+
+/* The directive table (for the reference docs and fuzzing). */
+extern const struct fq_cfg_directive fq_policy_table[];
+
+#endif
