@@ -92,5 +92,7 @@ int cli_cmd_datasets(struct cli *c, int argc, char **argv);
 int cli_cmd_health(struct cli *c, int argc, char **argv);
 int cli_cmd_query(struct cli *c, int argc, char **argv);
 int cli_cmd_explain(struct cli *c, int argc, char **argv);
+/* Offline: c has no configuration or channel, only its format. */
+int cli_cmd_policy(struct cli *c, int argc, char **argv);
 
 #endif

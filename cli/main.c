@@ -15,16 +15,21 @@ struct cli_command {
     const char *name;
     int (*run)(struct cli *c, int argc, char **argv);
     const char *help;
+    bool offline; /* works on local files: no configuration, no gateway */
 };
 
 static const struct cli_command commands[] = {
     {"datasets", cli_cmd_datasets,
-     "list every agency's datasets and the federation's aliases"},
+     "list every agency's datasets and the federation's aliases", false},
     {"query", cli_cmd_query,
-     "run a fedq SQL query: fedq query \"SELECT ... FROM agency.dataset\""},
+     "run a fedq SQL query: fedq query \"SELECT ... FROM agency.dataset\"",
+     false},
     {"explain", cli_cmd_explain,
-     "show what a query would do, without running it"},
-    {"health", cli_cmd_health, "check the gateway and every agency it reaches"},
+     "show what a query would do, without running it", false},
+    {"health", cli_cmd_health, "check the gateway and every agency it reaches",
+     false},
+    {"policy", cli_cmd_policy,
+     "sign, verify or show an agency's release policy (offline)", true},
 };
 
 static void
@@ -169,6 +174,12 @@ main(int argc, char **argv)
         return CLI_USAGE;
     }
     fq_log_setup("fedq", FQ_LOG_ERROR, FQ_LOG_TEXT);
+    if (cmd->offline) {
+        c.format = CLI_FMT_TABLE;
+        if (format && cli_set_format(&c, format) < 0)
+            return CLI_USAGE;
+        return cmd->run(&c, argc - optind, argv + optind);
+    }
     fq_rpc_global_init();
     if (cli_open(&c, config, err, sizeof(err)) < 0) {
         fprintf(stderr, "fedq: %s\n", err);

@@ -13,6 +13,10 @@
 #
 # Keys are EC P-256 (mode 0600), signatures SHA-256. Existing key/cert pairs
 # are kept unless --force is given. No prompts; works as root and non-root.
+#
+# policy-key makes the Ed25519 key pair an agency signs its release policy
+# with (fedq policy sign); it needs no CA, since agents trust the public key
+# itself, not a certificate.
 set -euo pipefail
 
 PROG=${0##*/}
@@ -33,6 +37,9 @@ usage: $PROG [--force] COMMAND ARGS...
   analyst DIR NAME            DIR/analyst-NAME.crt/.key (spiffe://FED/analyst/NAME)
   steward DIR AGENCY NAME     DIR/steward-AGENCY-NAME.crt/.key
                               (spiffe://FED/steward/AGENCY/NAME)
+  policy-key DIR AGENCY       DIR/policy-AGENCY.key (Ed25519, 0600) and
+                              DIR/policy-AGENCY.pub: the key the agency signs
+                              its release policy with (fedq policy sign)
   show FILE.crt               print subject, URI SAN, other SANs and validity
 
 Server certificates (gateway, agent) always carry DNS:localhost and
@@ -40,7 +47,7 @@ IP:127.0.0.1; each extra HOST is added as an IP SAN if it is an IP address,
 otherwise as a DNS SAN.
 
 options:
-  --force     reissue even if the key/cert pair already exists
+  --force     reissue even if the key/cert (or key/pub) pair already exists
   -h, --help  this text
 
 environment:
@@ -367,6 +374,37 @@ cmd_steward()
         "spiffe://$FED/steward/$agency/$name" "clientAuth"
 }
 
+# The policy key is not a TLS key: Ed25519, no certificate, no CA. The
+# public half is derived from the private one, so the pair always matches.
+cmd_policy_key()
+{
+    [ $# -eq 2 ] || die "usage: $PROG policy-key DIR AGENCY"
+    local dir=$1 agency=$2
+    check_name agency "$agency"
+    ensure_dir "$dir"
+    local key=$dir/policy-$agency.key pub=$dir/policy-$agency.pub
+    if ! should_issue "$pub" "$key"; then
+        return 0
+    fi
+    [ "$FORCE" -eq 0 ] || [ ! -e "$pub" ] ||
+        echo "warning: a new policy key; re-sign the policy and give every agent and the gateway the new $pub" >&2
+
+    make_tmpdir
+    local tkey=$TMPDIR_PKI/policy-$agency.key tpub=$TMPDIR_PKI/policy-$agency.pub
+    (
+        umask 077
+        openssl genpkey -algorithm ed25519 -out "$tkey" 2>"$TMPDIR_PKI/err"
+    ) || die "policy key generation failed: $(cat "$TMPDIR_PKI/err")"
+    chmod 600 -- "$tkey"
+    openssl pkey -in "$tkey" -pubout -out "$tpub" 2>"$TMPDIR_PKI/err" ||
+        die "cannot derive the public key: $(cat "$TMPDIR_PKI/err")"
+
+    mv -f -- "$tkey" "$key"
+    mv -f -- "$tpub" "$pub"
+    chmod 644 -- "$pub"
+    echo "created policy key for $agency: $key (keep it offline) $pub"
+}
+
 cmd_show()
 {
     [ $# -eq 1 ] || die "usage: $PROG show FILE.crt"
@@ -423,6 +461,7 @@ main()
     agent) cmd_agent "${rest[@]}" ;;
     analyst) cmd_analyst "${rest[@]}" ;;
     steward) cmd_steward "${rest[@]}" ;;
+    policy-key) cmd_policy_key "${rest[@]}" ;;
     show) cmd_show "${rest[@]}" ;;
     help) usage ;;
     *) die "unknown command '$cmd' (see --help)" ;;
