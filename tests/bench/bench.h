@@ -83,6 +83,23 @@ typedef int (*bench_run_fn)(void *ctx, const struct bench_query *q,
 int bench_measure(const struct bench_opts *o, const char *engine, int threads,
                   const struct bench_query *q, bench_run_fn run, void *ctx);
 
+/* One configuration of a set measured together. */
+struct bench_config {
+    char engine[32]; /* its name in the output: "engine-2t" */
+    int threads;
+    void *ctx; /* for run */
+};
+
+/*
+ * bench_measure for n configurations at once: each one's warm-up, then the
+ * timed runs interleaved (run i of every configuration before run i + 1
+ * of any), so that load from outside that comes and goes falls on all of
+ * them alike and their ratios (1 against 2 threads) stay fair.
+ */
+int bench_measure_set(const struct bench_opts *o,
+                      const struct bench_config *cfg, size_t n,
+                      const struct bench_query *q, bench_run_fn run);
+
 /* A query template (bench_query.fedq or .sql) with its one "%s" replaced
  * by name, into out. 0 or FQ_ETOOBIG. */
 int bench_query_text(const char *tmpl, const char *name, char *out,

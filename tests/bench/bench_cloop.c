@@ -235,8 +235,6 @@ task_main(void *arg)
 
 struct cloop_ctx {
     const struct cloop_data *d;
-    int threads;
-    bool contrib;
     struct cloop_task tasks[CLOOP_MAX_THREADS];
     uint64_t *cnt, *sum; /* merged */
 };
@@ -271,15 +269,24 @@ emit(const struct cloop_ctx *c, const struct bench_query *q,
     }
 }
 
+/* One configuration: the shared context at a thread count, plain or the
+ * variant. */
+struct cloop_cfg {
+    struct cloop_ctx *c;
+    int threads;
+    bool contrib;
+};
+
 static int
 cloop_run(void *vctx, const struct bench_query *q, struct bench_result *res,
           char *err, size_t errlen)
 {
-    struct cloop_ctx *c = vctx;
+    const struct cloop_cfg *cfg = vctx;
+    struct cloop_ctx *c = cfg->c;
     pthread_t tid[CLOOP_MAX_THREADS];
     const uint64_t *runs = c->d->runs;
     uint64_t n = c->d->n, lo = 0;
-    int nt = c->threads;
+    int nt = cfg->threads;
 
     /* Equal ranges, each moved to the next person's first row so that a
      * person's rows stay in one thread (distinct counts then add up). */
@@ -290,7 +297,7 @@ cloop_run(void *vctx, const struct bench_query *q, struct bench_result *res,
             hi++;
         t->d = c->d;
         t->q = q->id[0];
-        t->contrib = c->contrib;
+        t->contrib = cfg->contrib;
         t->lo = lo;
         t->hi = lo = hi > lo ? hi : lo;
     }
@@ -493,7 +500,9 @@ bench_cmd_cloop(int argc, char **argv)
     struct bench_dataset b = {0};
     struct cloop_data d = {0};
     struct cloop_ctx c = {0};
-    char err[1024] = "", engine[32];
+    struct cloop_cfg vcfg[16];
+    struct bench_config cfg[16];
+    char err[1024] = "";
     int rc;
 
     if ((rc = bench_extract_args(argc, argv, "cloop", &a)) != 0)
@@ -510,19 +519,23 @@ bench_cmd_cloop(int argc, char **argv)
         goto out;
     }
     printf("info\tcloop_load_ms\t%s\t%.1f\n", a.o.label, bench_now_ms() - t0);
+    /* The plain loops at each thread count, then the variant; their runs
+     * interleaved. */
+    size_t n = (size_t)a.n_threads * 2;
+    for (size_t v = 0; v < n; v++) {
+        vcfg[v] =
+            (struct cloop_cfg){.c = &c,
+                               .threads = a.threads[v % (size_t)a.n_threads],
+                               .contrib = v >= (size_t)a.n_threads};
+        cfg[v] =
+            (struct bench_config){.threads = vcfg[v].threads, .ctx = &vcfg[v]};
+        snprintf(cfg[v].engine, sizeof(cfg[v].engine), "%s-%dt",
+                 vcfg[v].contrib ? "cloopc" : "cloop", vcfg[v].threads);
+    }
     for (size_t i = 0; i < bench_n_queries && rc == 0; i++) {
-        if (!bench_selected(&a.o, &bench_queries[i]))
-            continue;
-        /* The plain loops at each thread count, then the variant. */
-        for (int v = 0; v < 2 * a.n_threads && rc == 0; v++) {
-            c.threads = a.threads[v % a.n_threads];
-            c.contrib = v >= a.n_threads;
-            snprintf(engine, sizeof(engine), "%s-%dt",
-                     c.contrib ? "cloopc" : "cloop", c.threads);
-            if (bench_measure(&a.o, engine, c.threads, &bench_queries[i],
-                              cloop_run, &c) < 0)
-                rc = 1;
-        }
+        if (bench_selected(&a.o, &bench_queries[i]) &&
+            bench_measure_set(&a.o, cfg, n, &bench_queries[i], cloop_run) < 0)
+            rc = 1;
     }
 out:
     ctx_free(&c);

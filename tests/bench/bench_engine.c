@@ -131,32 +131,36 @@ print_memory(const struct bench_opts *o, const struct ag_extract *x)
     printf("info\textract_packed\t%s\t%" PRIu64 "\n", o->label, packed);
 }
 
+/* Each query at every thread count, their runs interleaved. */
 static int
 engine_measure(const struct bench_opts *o, struct bench_dataset *b,
                const int *threads, int n_threads)
 {
-    struct engine_ctx c = {.b = b};
-    char engine[32];
+    struct engine_ctx c[8];
+    struct bench_config cfg[8];
     int rc;
 
+    for (int t = 0; t < n_threads; t++) {
+        c[t] = (struct engine_ctx){
+            .b = b,
+            .lim = {.max_groups = ENGINE_MAX_GROUPS,
+                    .threads = (size_t)threads[t],
+                    .max_memory = ENGINE_MAX_MEMORY},
+        };
+        cfg[t] = (struct bench_config){.threads = threads[t], .ctx = &c[t]};
+        snprintf(cfg[t].engine, sizeof(cfg[t].engine), "engine-%dt",
+                 threads[t]);
+    }
     for (size_t i = 0; i < bench_n_queries; i++) {
         const struct bench_query *q = &bench_queries[i];
         if (!bench_selected(o, q))
             continue;
         print_bytes_per_row(o, b->x, q);
-        for (int t = 0; t < n_threads; t++) {
-            c.lim = (struct ag_engine_limits){
-                .max_groups = ENGINE_MAX_GROUPS,
-                .threads = (size_t)threads[t],
-                .max_memory = ENGINE_MAX_MEMORY,
-            };
-            snprintf(engine, sizeof(engine), "engine-%dt", threads[t]);
-            if ((rc = bench_measure(o, engine, threads[t], q, engine_run, &c)) <
-                0)
-                return rc;
-            printf("info\tpartial_bytes\t%s\t%s\t%zu\n", o->label, q->id,
-                   c.packed_bytes);
-        }
+        if ((rc = bench_measure_set(o, cfg, (size_t)n_threads, q, engine_run)) <
+            0)
+            return rc;
+        printf("info\tpartial_bytes\t%s\t%s\t%zu\n", o->label, q->id,
+               c[0].packed_bytes);
     }
     return 0;
 }

@@ -132,36 +132,58 @@ warm_up(const struct bench_opts *o, const char *engine,
     return 0;
 }
 
+/* The "time" line of one configuration; sorts ms. */
+static void
+print_times(const struct bench_opts *o, const struct bench_config *cfg,
+            const struct bench_query *q, double *ms)
+{
+    qsort(ms, (size_t)o->runs, sizeof(*ms), cmp_double);
+    /* The median of an even count is the mean of the middle two. */
+    double med = (ms[(o->runs - 1) / 2] + ms[o->runs / 2]) / 2;
+    printf("time\t%s\t%s\t%s\t%d\t%d\t%.4f\t%.4f\t%.4f\n", cfg->engine,
+           o->label, q->id, cfg->threads, o->runs, med, ms[0], ms[o->runs - 1]);
+    fflush(stdout);
+}
+
+int
+bench_measure_set(const struct bench_opts *o, const struct bench_config *cfg,
+                  size_t n, const struct bench_query *q, bench_run_fn run)
+{
+    double *ms = NULL; /* ms[c * runs + i]: run i of configuration c */
+    char err[512] = "";
+    int rc = 0;
+
+    for (size_t c = 0; c < n; c++) {
+        if ((rc = warm_up(o, cfg[c].engine, q, run, cfg[c].ctx)) < 0)
+            return rc;
+    }
+    if (!(ms = calloc(n * (size_t)o->runs, sizeof(*ms))))
+        return FQ_ENOMEM;
+    for (int i = 0; i < o->runs; i++) {
+        for (size_t c = 0; c < n; c++) {
+            double t0 = bench_now_ms();
+            if ((rc = run(cfg[c].ctx, q, NULL, err, sizeof(err))) < 0) {
+                fprintf(stderr, "fedq-bench: %s %s (%s): %s\n", cfg[c].engine,
+                        o->label, q->id, err[0] ? err : fq_strerror(rc));
+                goto out;
+            }
+            ms[c * (size_t)o->runs + (size_t)i] = bench_now_ms() - t0;
+        }
+    }
+    for (size_t c = 0; c < n; c++)
+        print_times(o, &cfg[c], q, ms + c * (size_t)o->runs);
+out:
+    free(ms);
+    return rc;
+}
+
 int
 bench_measure(const struct bench_opts *o, const char *engine, int threads,
               const struct bench_query *q, bench_run_fn run, void *ctx)
 {
-    double *ms = NULL;
-    char err[512] = "";
-    int rc;
-
-    if ((rc = warm_up(o, engine, q, run, ctx)) < 0)
-        return rc;
-    if (!(ms = calloc((size_t)o->runs, sizeof(*ms))))
-        return FQ_ENOMEM;
-    for (int i = 0; i < o->runs; i++) {
-        double t0 = bench_now_ms();
-        if ((rc = run(ctx, q, NULL, err, sizeof(err))) < 0) {
-            fprintf(stderr, "fedq-bench: %s %s (%s): %s\n", engine, o->label,
-                    q->id, err[0] ? err : fq_strerror(rc));
-            goto out;
-        }
-        ms[i] = bench_now_ms() - t0;
-    }
-    qsort(ms, (size_t)o->runs, sizeof(*ms), cmp_double);
-    /* The median of an even count is the mean of the middle two. */
-    double med = (ms[(o->runs - 1) / 2] + ms[o->runs / 2]) / 2;
-    printf("time\t%s\t%s\t%s\t%d\t%d\t%.4f\t%.4f\t%.4f\n", engine, o->label,
-           q->id, threads, o->runs, med, ms[0], ms[o->runs - 1]);
-    fflush(stdout);
-out:
-    free(ms);
-    return rc;
+    struct bench_config cfg = {.threads = threads, .ctx = ctx};
+    snprintf(cfg.engine, sizeof(cfg.engine), "%s", engine);
+    return bench_measure_set(o, &cfg, 1, q, run);
 }
 
 static int FQ_PRINTF(1, 2) usage_error(const char *fmt, ...)

@@ -6,7 +6,7 @@
 # parallel workers), and end to end through a real gateway and four
 # agents over mutual TLS (4 agents x 1M rows, pooled by an alias).
 #
-#   tests/bench/run.sh [--rows 1M,10M] [--runs 7] [--e2e-runs 100]
+#   tests/bench/run.sh [--rows 1M,10M] [--runs 11] [--e2e-runs 100]
 #                      [--skip pg,sqlite,e2e] [--out FILE.md]
 #
 # Data: fedq-synth's social-services enrollment (dss.enrollment), generated
@@ -23,7 +23,7 @@ BENCH=$REPO/tests/bench
 BUILD=${FEDQ_BENCH_BUILD:-$REPO/build-bench}
 WORK=${FEDQ_BENCH_DIR:-$BUILD/bench}
 
-rows=1M,10M runs=7 e2e_runs=100 skip="" out=""
+rows=1M,10M runs=11 e2e_runs=100 skip="" out=""
 while [ $# -gt 0 ]; do
     case $1 in
     --rows) rows=$2; shift ;;
