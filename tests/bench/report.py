@@ -308,7 +308,8 @@ class Report:
     def run(self):
         self.p("## Setup")
         self.p()
-        for key in ("machine", "software", "command", "synth", "pg_settings",
+        for key in ("machine", "software", "commit", "command", "synth",
+                    "pg_settings",
                     "load_start", "load_end"):
             v = self.info1(key, "-")
             if v:

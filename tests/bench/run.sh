@@ -77,6 +77,7 @@ info "machine	-	$(nproc) vCPU, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}
 info "software	-	$(cc --version | head -1); SQLite $(sqlite3 --version | cut -d' ' -f1); $(psql --version)"
 # Other work on the machine skews every figure: the load is recorded.
 info "load_start	-	$(cut -d' ' -f1-3 /proc/loadavg)"
+info "commit	-	$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)$(git -C "$REPO" diff --quiet HEAD -- agent common gateway 2>/dev/null || echo ' (with uncommitted changes)')"
 info "command	-	tests/bench/run.sh --rows $rows --runs $runs --e2e-runs $e2e_runs${skip:+ --skip $skip}"
 
 # ---- data ---------------------------------------------------------------
