@@ -7,6 +7,7 @@
 #include "fq/arena.h"
 #include "fq/error.h"
 #include "fq/log.h"
+#include "fq/policy.h"
 #include "cli.h"
 
 #include <getopt.h>
@@ -159,6 +160,9 @@ main(int argc, char **argv)
         case 'R':
             fq_cfg_write_reference(stdout, "fedq (client.yaml)",
                                    cli_config_table);
+            printf("\n");
+            fq_cfg_write_reference(
+                stdout, "release policy (policy-AGENCY.yaml)", fq_policy_table);
             return CLI_OK;
         default:
             usage(stderr);
