@@ -70,6 +70,10 @@ def ms(t):
     return f"**{fmt.format(v)}** ({lo}-{hi})"
 
 
+def plural(n, noun):
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def ratio(a, b):
     """a / b of two medians, or None."""
     if a is None or b is None or b["median"] <= 0:
@@ -127,7 +131,7 @@ class Report:
                         f"{g.get(bad[0])} vs {ref.get(bad[0])})"
             recs = sum(v[0] for v in ref.values())
             tot = sum(v[1] for v in ref.values())
-            lines.append(f"- {label} {QUERIES[q]}: {len(ref):,} groups, "
+            lines.append(f"- {label} {QUERIES[q]}: {plural(len(ref), 'group')}, "
                          f"{recs:,} records, SUM {tot:,}; identical in "
                          f"{', '.join([ref_eng] + same)}"
                          + (f"; **DIFFERENT in {'; '.join(differ)}**"
@@ -148,7 +152,7 @@ class Report:
             wrong = [k for k, v in g.items() if want.get(k) != v]
             sup = self.checks.get(("gateway", E2E_LABEL, q), (0,) * 4)[3]
             lines.append(
-                f"- {E2E_LABEL} {QUERIES[q]}: {len(g):,} released groups + "
+                f"- {E2E_LABEL} {QUERIES[q]}: {plural(len(g), 'released group')} + "
                 f"{sup:,} suppressed (fewer than 11 persons) of "
                 f"{len(want):,}; released values "
                 + ("= 4 × the 1M answer" if not wrong else

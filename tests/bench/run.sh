@@ -209,7 +209,7 @@ if ! skipped pg; then
         step "$l: PostgreSQL queries"
         bench pg --conninfo "$FEDQ_PG_CONNINFO" --table "$t" --label "$l"
     done
-    info "pg_settings	-	$(psql -X -A -t -F' ' -c "SELECT string_agg(name || '=' || setting || coalesce(unit, ''), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers', 'work_mem', 'max_parallel_workers_per_gather', 'max_parallel_workers', 'jit')")"
+    info "pg_settings	-	$(psql -X -A -t -F' ' -c "SELECT string_agg(name || '=' || current_setting(name), ', ' ORDER BY name) FROM pg_settings WHERE name IN ('shared_buffers', 'work_mem', 'max_parallel_workers_per_gather', 'max_parallel_workers', 'jit')")"
     "$REPO/tests/pg/pg-cluster.sh" stop "$pg_dir"
     pg_dir=""
 fi
