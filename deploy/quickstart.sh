@@ -75,24 +75,7 @@ for a in $FQ_AGENCIES; do
 done
 
 step "gateway"
-{
-    echo "# Written by deploy/quickstart.sh: the agents' addresses of this run."
-    echo "federation: $FQ_FEDERATION"
-    echo "listen: 127.0.0.1:0"
-    echo "run_dir: ../run"
-    echo "tls:"
-    echo "  ca: ../pki/ca.crt"
-    echo "  cert: ../pki/gateway.crt"
-    echo "  key: ../pki/gateway.key"
-    echo "agents:"
-    for a in $FQ_AGENCIES; do
-        echo "  - agency: $a"
-        echo "    address: ipv4:$(cat "$FEDQ_HOME/run/agent-$a.addr")"
-    done
-    echo "aliases:"
-    echo "  - name: hied"
-    echo "    agencies: [uhs, csu, ccs]"
-} >"$FEDQ_HOME/etc/gateway.yaml"
+fq_write_gateway_config hied uhs csu ccs
 fq_start gateway "$BUILD/fedq-gateway" --config "$FEDQ_HOME/etc/gateway.yaml"
 gw=$(cat "$FEDQ_HOME/run/gateway.addr")
 echo "gateway listening on $gw"

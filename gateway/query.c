@@ -43,8 +43,9 @@ struct query {
     struct gw_catalog **catalogs; /* per which[], NULL if unknown */
     Fedq__V1__Plan *plan;
     const Fedq__V1__Dataset *ds; /* the checked-against catalog entry */
-    size_t *item_col;            /* first result column of each select item */
-    size_t n_cols; /* result columns (a HISTOGRAM spans several) */
+    size_t *item_agg; /* plan aggregate index of each aggregate item */
+    size_t *item_col; /* first result column of each select item */
+    size_t n_cols;    /* result columns (a HISTOGRAM spans several) */
     Fedq__V1__AgencyStatus **missing;
     size_t n_missing;
 };
@@ -295,14 +296,11 @@ refuse_pooled_distinct(struct query *q)
 }
 
 /* The plan aggregate (and partial state) index of select item i, an
- * aggregate item: aggregates are in select order. */
+ * aggregate item; set by lay_out_columns, read for every cell. */
 static size_t
 aggregate_index(const struct query *q, size_t i)
 {
-    size_t k = 0;
-    for (size_t j = 0; j < i; j++)
-        k += q->sql->items[j].is_aggregate;
-    return k;
+    return q->item_agg[i];
 }
 
 static const Fedq__V1__Aggregate *
@@ -330,10 +328,14 @@ lay_out_columns(struct query *q, char *err, size_t errlen)
     const struct fq_sql_query *sq = q->sql;
 
     q->item_col = fq_arena_alloc(q->a, (sq->n_items + 1) * sizeof(size_t));
-    if (!q->item_col)
+    q->item_agg = fq_arena_alloc(q->a, (sq->n_items + 1) * sizeof(size_t));
+    if (!q->item_col || !q->item_agg)
         return FQ_ENOMEM;
     q->n_cols = 0;
-    for (size_t i = 0; i < sq->n_items; i++) {
+    /* Aggregates are in select order in the plan. */
+    for (size_t i = 0, k = 0; i < sq->n_items; i++) {
+        q->item_agg[i] = k;
+        k += sq->items[i].is_aggregate;
         q->item_col[i] = q->n_cols;
         q->n_cols += item_width(q, i);
     }

@@ -58,3 +58,29 @@ fq_running() {
     done
     return 1
 }
+
+# fq_write_gateway_config ALIAS MEMBERS...: writes $FEDQ_HOME/etc/gateway.yaml
+# for the agents of $FQ_AGENCIES at the addresses they bound, with one alias
+# pooling MEMBERS.
+fq_write_gateway_config() {
+    local alias=$1; shift
+    local members="$*"
+    {
+        echo "# Written by $(basename "$0"): the agents' addresses of this run."
+        echo "federation: $FQ_FEDERATION"
+        echo "listen: 127.0.0.1:0"
+        echo "run_dir: ../run"
+        echo "tls:"
+        echo "  ca: ../pki/ca.crt"
+        echo "  cert: ../pki/gateway.crt"
+        echo "  key: ../pki/gateway.key"
+        echo "agents:"
+        for a in $FQ_AGENCIES; do
+            echo "  - agency: $a"
+            echo "    address: ipv4:$(cat "$FEDQ_HOME/run/agent-$a.addr")"
+        done
+        echo "aliases:"
+        echo "  - name: $alias"
+        echo "    agencies: [${members// /, }]"
+    } >"$FEDQ_HOME/etc/gateway.yaml"
+}

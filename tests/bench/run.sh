@@ -227,23 +227,8 @@ if ! skipped e2e; then
     "$BUILD/fedq-bench" agent --target "ipv4:$(cat "$FEDQ_HOME/run/agent-dss1.addr")" \
         --identity "spiffe://$FQ_FEDERATION/agency/dss1/agent" --pki "$pki" \
         --label 1M --runs "$e2e_runs" --results "$RESULTS" >>"$OUT"
-    {
-        echo "federation: $FQ_FEDERATION"
-        echo "listen: 127.0.0.1:0"
-        echo "run_dir: ../run"
-        echo "tls:"
-        echo "  ca: ../pki/ca.crt"
-        echo "  cert: ../pki/gateway.crt"
-        echo "  key: ../pki/gateway.key"
-        echo "agents:"
-        for a in $FQ_AGENCIES; do
-            echo "  - agency: $a"
-            echo "    address: ipv4:$(cat "$FEDQ_HOME/run/agent-$a.addr")"
-        done
-        echo "aliases:"
-        echo "  - name: pool"
-        echo "    agencies: [${FQ_AGENCIES// /, }]"
-    } >"$FEDQ_HOME/etc/gateway.yaml"
+    # shellcheck disable=SC2086 # one member per agency
+    fq_write_gateway_config pool $FQ_AGENCIES
     fq_start gateway "$BUILD/fedq-gateway" --config "$FEDQ_HOME/etc/gateway.yaml"
     "$BUILD/fedq-bench" gateway --target "ipv4:$(cat "$FEDQ_HOME/run/gateway.addr")" \
         --pki "$pki" --source pool --label 4x1M --runs "$e2e_runs" \

@@ -134,7 +134,7 @@ def load_examples(h, cluster, agencies=EXAMPLE_AGENCIES):
 # ---- federations over PostgreSQL -------------------------------------------
 
 
-class PgFed:
+class PgFed(qt.FedClient):
     """The example federation with every dataset's source in PostgreSQL
     (its table <agency>_<table>) and run by `engine`: configs written to
     etc/, the untouched example configs to sqlite-etc/ for the oracle and
@@ -180,19 +180,6 @@ class PgFed:
                                           name=f"pg-{name}-client")
         self.catalog = qt.Catalog([oracle_etc / f"agent-{a}.yaml"
                                    for a in agencies], self.aliases)
-
-    def stub(self, party="analyst-alice"):
-        ch, stub = self.h.gateway_stub(self.gateway.addr, party=party)
-        self.channels.append(ch)
-        return stub
-
-    def close(self):
-        for ch in self.channels:
-            ch.close()
-        self.channels = []
-
-    def procs(self):
-        return list(self.agents.values()) + [self.gateway]
 
 
 # ---- checking random queries against the oracle ---------------------------

@@ -101,7 +101,26 @@ def query_data(h):
     return d
 
 
-class ExampleFed:
+class FedClient:
+    """What a test federation offers its test: gateway stubs (closed by
+    close()) and its processes. Subclasses set h, agents, gateway and
+    channels."""
+
+    def stub(self, party="analyst-alice"):
+        ch, stub = self.h.gateway_stub(self.gateway.addr, party=party)
+        self.channels.append(ch)
+        return stub
+
+    def close(self):
+        for ch in self.channels:
+            ch.close()
+        self.channels = []
+
+    def procs(self):
+        return list(self.agents.values()) + [self.gateway]
+
+
+class ExampleFed(FedClient):
     """Agents from the example configs (copied as they are into a root of
     their own, with pki/ and data/ beside etc/ as the configs expect) and
     a gateway; the harness stops them all after the test."""
@@ -137,19 +156,6 @@ class ExampleFed:
         self.channels = []
         self.catalog = Catalog([self.etc / f"agent-{a}.yaml"
                                 for a in agencies], self.aliases)
-
-    def stub(self, party="analyst-alice"):
-        ch, stub = self.h.gateway_stub(self.gateway.addr, party=party)
-        self.channels.append(ch)
-        return stub
-
-    def close(self):
-        for ch in self.channels:
-            ch.close()
-        self.channels = []
-
-    def procs(self):
-        return list(self.agents.values()) + [self.gateway]
 
 
 # ---- the catalog, from the YAML --------------------------------------------

@@ -2117,14 +2117,36 @@ test_format_at_depth_limit(void **state)
 /* ---- lexer -----------------------------------------------------------------
  */
 
+/* A token the lexer must produce: kind, text, position. */
+struct want_token {
+    enum fq_sql_tok kind;
+    const char *text;
+    int line, column;
+};
+
+/* Lexes text and checks its first n tokens against want. */
+static void
+expect_tokens(const char *text, const struct want_token *want, size_t n)
+{
+    struct fq_sql_lexer lx;
+    struct fq_sql_token t;
+    struct fq_sql_error err;
+
+    fq_sql_lex_init(&lx, text, strlen(text));
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(fq_sql_lex_next(&lx, &t, &err), 0);
+        if (t.kind != want[i].kind || t.len != strlen(want[i].text) ||
+            memcmp(t.text, want[i].text, t.len) != 0)
+            fail_msg("token %zu: kind %d '%.*s', expected %d '%s'", i, t.kind,
+                     (int)t.len, t.text, want[i].kind, want[i].text);
+        assert_pos(t.pos, want[i].line, want[i].column);
+    }
+}
+
 static void
 test_lexer_tokens(void **state)
 {
-    static const struct {
-        enum fq_sql_tok kind;
-        const char *text;
-        int line, column;
-    } want[] = {
+    static const struct want_token want[] = {
         {FQ_SQL_TOK_SELECT, "sElEcT", 1, 1},
         {FQ_SQL_TOK_IDENT, "_x9", 1, 8},
         {FQ_SQL_TOK_COMMA, ",", 1, 11},
@@ -2162,30 +2184,15 @@ test_lexer_tokens(void **state)
     const char *text = "sElEcT _x9,-12 3.25 12.'a''\nb' -- c\n"
                        "  <>!=<=>=< > =(*);! -x\n"
                        "FROM where Group by AND between in inn COUNT\n";
-    struct fq_sql_lexer lx;
-    struct fq_sql_token t;
-    struct fq_sql_error err;
 
     (void)state;
-    fq_sql_lex_init(&lx, text, strlen(text));
-    for (size_t i = 0; i < FQ_ARRAY_LEN(want); i++) {
-        assert_int_equal(fq_sql_lex_next(&lx, &t, &err), 0);
-        if (t.kind != want[i].kind || t.len != strlen(want[i].text) ||
-            memcmp(t.text, want[i].text, t.len) != 0)
-            fail_msg("token %zu: kind %d '%.*s', expected %d '%s'", i, t.kind,
-                     (int)t.len, t.text, want[i].kind, want[i].text);
-        assert_pos(t.pos, want[i].line, want[i].column);
-    }
+    expect_tokens(text, want, FQ_ARRAY_LEN(want));
 }
 
 static void
 test_lexer_tokens_v2(void **state)
 {
-    static const struct {
-        enum fq_sql_tok kind;
-        const char *text;
-        int line, column;
-    } want[] = {
+    static const struct want_token want[] = {
         {FQ_SQL_TOK_OR, "or", 1, 1},
         {FQ_SQL_TOK_NOT, "Not", 1, 4},
         {FQ_SQL_TOK_IS, "IS", 1, 8},
@@ -2212,15 +2219,7 @@ test_lexer_tokens_v2(void **state)
     struct fq_sql_error err;
 
     (void)state;
-    fq_sql_lex_init(&lx, text, strlen(text));
-    for (size_t i = 0; i < FQ_ARRAY_LEN(want); i++) {
-        assert_int_equal(fq_sql_lex_next(&lx, &t, &err), 0);
-        if (t.kind != want[i].kind || t.len != strlen(want[i].text) ||
-            memcmp(t.text, want[i].text, t.len) != 0)
-            fail_msg("token %zu: kind %d '%.*s', expected %d '%s'", i, t.kind,
-                     (int)t.len, t.text, want[i].kind, want[i].text);
-        assert_pos(t.pos, want[i].line, want[i].column);
-    }
+    expect_tokens(text, want, FQ_ARRAY_LEN(want));
     /* An unterminated comment fails where it starts, err may be NULL. */
     fq_sql_lex_init(&lx, "a /* b", 6);
     assert_int_equal(fq_sql_lex_next(&lx, &t, &err), 0);
