@@ -9,6 +9,7 @@
  * keys, and its PEM text is wiped before it is freed.
  */
 #include "fq/compat.h"
+#include "fq/arena.h"
 #include "fq/buf.h"
 #include "fq/daemon.h"
 #include "fq/error.h"
@@ -26,6 +27,7 @@
 #define SIG_B64      88 /* 4 * ceil(64 / 3) */
 #define SIG_LINE     (sizeof(SIG_PREFIX) - 1 + SIG_B64 + 1)
 #define SIG_FILE_MAX 4096 /* more is certainly not a signature */
+_Static_assert(SIG_LINE < FQ_POLICY_SIG_MAX, "a signature line fits");
 #define KEY_FILE_MAX (16 * 1024)
 #define PATH_MAX_SIG 4096
 
@@ -143,41 +145,31 @@ parse_sig(const char *text, size_t len, unsigned char sig[SIG_BYTES])
     return 0;
 }
 
+/* The signature file's text into b (initialised here; the caller
+ * releases it). */
 static int
-read_sig(const char *path, unsigned char sig[SIG_BYTES], char *err,
-         size_t errlen)
+read_sig(const char *path, struct fq_buf *b, char *err, size_t errlen)
 {
-    struct fq_buf b;
     int rc;
 
-    fq_buf_init(&b, SIG_FILE_MAX);
-    rc = fq_buf_read_file(&b, path);
+    fq_buf_init(b, SIG_FILE_MAX);
+    rc = fq_buf_read_file(b, path);
     if (rc == FQ_ENOENT)
         snprintf(err, errlen,
                  "policy signature '%s' does not exist (sign the policy with "
                  "'fedq policy sign')",
                  path);
-    else if (rc < 0 && rc != FQ_ETOOBIG)
+    else if (rc == FQ_ETOOBIG)
+        rc = 0; /* the cap is well above a signature: malformed, below */
+    else if (rc < 0)
         snprintf(err, errlen, "cannot read policy signature '%s': %s", path,
                  fq_strerror(rc));
-    if (rc == FQ_ENOENT || (rc < 0 && rc != FQ_ETOOBIG))
-        goto out;
-    if (rc == FQ_ETOOBIG ||
-        (rc = parse_sig(fq_buf_str(&b), fq_buf_len(&b), sig)) < 0) {
-        snprintf(err, errlen,
-                 "policy signature '%s' is malformed: expected one line "
-                 "'ed25519 BASE64' of a 64-byte signature",
-                 path);
-        rc = FQ_EINVAL;
-    }
-out:
-    fq_buf_release(&b);
     return rc;
 }
 
 /* 0 if sig is key's signature of data, else FQ_EPERM. */
 static int
-verify(EVP_PKEY *key, const struct fq_buf *data,
+verify(EVP_PKEY *key, const char *data, size_t len,
        const unsigned char sig[SIG_BYTES])
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -187,9 +179,8 @@ verify(EVP_PKEY *key, const struct fq_buf *data,
         goto out;
     rc = FQ_EPERM;
     if (EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, key) == 1 &&
-        EVP_DigestVerify(ctx, sig, SIG_BYTES,
-                         (const unsigned char *)fq_buf_str(data),
-                         fq_buf_len(data)) == 1)
+        EVP_DigestVerify(ctx, sig, SIG_BYTES, (const unsigned char *)data,
+                         len) == 1)
         rc = 0;
 out:
     ERR_clear_error();
@@ -198,31 +189,77 @@ out:
 }
 
 int
-fq_policy_load(const char *path, const char *sig_path, const char *pubkey_path,
-               struct fq_policy **ret, char *err, size_t errlen)
+fq_policy_verify_buf(const char *name, const char *data, size_t len,
+                     const char *sig_name, const char *sig_text, size_t sig_len,
+                     const char *pubkey_path, struct fq_policy **ret, char *err,
+                     size_t errlen)
 {
-    struct fq_buf data;
     EVP_PKEY *key = NULL;
     unsigned char sig[SIG_BYTES];
-    char sp[PATH_MAX_SIG];
+    struct fq_policy *p = NULL;
     int rc;
 
-    if ((rc = read_policy(path, sig_path, sp, &data, err, errlen)) < 0 ||
-        (rc = read_sig(sp, sig, err, errlen)) < 0 ||
-        (rc = read_key("public key", pubkey_path, false, &key, err, errlen)) <
-            0)
+    if (len > FQ_POLICY_MAX_BYTES) {
+        snprintf(err, errlen, "policy '%s' is too large (limit %d bytes)",
+                 name, FQ_POLICY_MAX_BYTES);
+        return FQ_ETOOBIG;
+    }
+    if (parse_sig(sig_text, sig_len, sig) < 0) {
+        snprintf(err, errlen,
+                 "policy signature '%s' is malformed: expected one line "
+                 "'ed25519 BASE64' of a 64-byte signature",
+                 sig_name);
+        return FQ_EINVAL;
+    }
+    if ((rc = read_key("public key", pubkey_path, false, &key, err, errlen)) <
+        0)
         goto out;
-    if ((rc = verify(key, &data, sig)) < 0) {
+    if ((rc = verify(key, data, len, sig)) < 0) {
         snprintf(err, errlen,
                  "policy '%s' does not verify with key '%s': it changed "
                  "after signing, or another key signed it",
-                 path, pubkey_path);
+                 name, pubkey_path);
         goto out;
     }
-    rc = fq_policy_parse_buf(path, fq_buf_str(&data), fq_buf_len(&data), ret,
-                             err, errlen);
+    if ((rc = fq_policy_parse_buf(name, data, len, &p, err, errlen)) < 0)
+        goto out;
+    /* What verified, kept to be shown to others (Describe); sig_len fits:
+     * parse_sig accepted exactly SIG_LINE bytes. */
+    if (!(p->bytes = fq_arena_alloc(p->doc.arena, len + 1))) {
+        snprintf(err, errlen, "%s: out of memory", name);
+        rc = FQ_ENOMEM;
+        goto out;
+    }
+    memcpy(p->bytes, data, len);
+    p->bytes[len] = '\0';
+    p->n_bytes = len;
+    memcpy(p->signature, sig_text, sig_len);
+    p->signature[sig_len] = '\0';
+    *ret = p;
+    p = NULL;
 out:
+    fq_policy_free(p);
     EVP_PKEY_free(key);
+    return rc;
+}
+
+int
+fq_policy_load(const char *path, const char *sig_path, const char *pubkey_path,
+               struct fq_policy **ret, char *err, size_t errlen)
+{
+    struct fq_buf data, sig;
+    char sp[PATH_MAX_SIG];
+    int rc;
+
+    fq_buf_init(&sig, SIG_FILE_MAX);
+    if ((rc = read_policy(path, sig_path, sp, &data, err, errlen)) < 0 ||
+        (rc = read_sig(sp, &sig, err, errlen)) < 0)
+        goto out;
+    rc = fq_policy_verify_buf(path, fq_buf_str(&data), fq_buf_len(&data), sp,
+                              fq_buf_str(&sig), fq_buf_len(&sig), pubkey_path,
+                              ret, err, errlen);
+out:
+    fq_buf_release(&sig);
     fq_buf_release(&data);
     return rc;
 }

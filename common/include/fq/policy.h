@@ -43,6 +43,7 @@
 #include "fedq/v1/plan.pb-c.h"
 
 #define FQ_POLICY_MAX_BYTES (1024 * 1024) /* a policy file */
+#define FQ_POLICY_SIG_MAX   128           /* its signature line, and NUL */
 
 enum fq_policy_review {
     FQ_POLICY_REVIEW_NONE,
@@ -94,6 +95,11 @@ struct fq_policy {
     struct fq_policy_agreement *agreements;
     size_t n_agreements;
     char hash[65]; /* SHA-256 of the file's bytes, hex */
+    /* Set by fq_policy_load and fq_policy_verify_buf: the bytes and the
+     * signature line that verified (NUL-terminated), to show to others. */
+    char *bytes;
+    size_t n_bytes;
+    char signature[FQ_POLICY_SIG_MAX];
 };
 
 #define FQ_POLICY_SIG_SUFFIX ".sig"
@@ -110,6 +116,16 @@ struct fq_policy {
 int fq_policy_load(const char *path, const char *sig_path,
                    const char *pubkey_path, struct fq_policy **ret, char *err,
                    size_t errlen);
+/*
+ * The same for a policy and its signature received as bytes (from an
+ * agent's Describe): data (len bytes) must verify against sig_text with
+ * the key in pubkey_path; name and sig_name label the errors. *ret is the
+ * caller's. 0, FQ_EPERM, FQ_EINVAL, FQ_ETOOBIG, FQ_ENOMEM or FQ_EIO.
+ */
+int fq_policy_verify_buf(const char *name, const char *data, size_t len,
+                         const char *sig_name, const char *sig_text,
+                         size_t sig_len, const char *pubkey_path,
+                         struct fq_policy **ret, char *err, size_t errlen);
 /* Frees a policy; NULL is a no-op. */
 void fq_policy_free(struct fq_policy *p);
 
