@@ -24,6 +24,7 @@
  * has returned; after that the store never touches the old one.
  */
 #include "fq/compat.h"
+#include "fq/daemon.h"
 #include "fq/error.h"
 #include "fq/log.h"
 #include "store.h"
@@ -146,46 +147,12 @@ file_path(char *buf, size_t len, const char *dir, const char *name,
 static char *
 store_dir(const struct ag_config *cfg)
 {
-    const char *path = cfg->doc.path, *slash;
-    char *dir = NULL;
+    char rel[64];
 
     if (cfg->extract_dir)
         return strdup(cfg->extract_dir);
-    slash = strrchr(path, '/');
-    if (!slash && asprintf(&dir, "../extracts/%s", cfg->agency) < 0)
-        return NULL;
-    if (slash && asprintf(&dir, "%.*s/../extracts/%s", (int)(slash - path),
-                          path, cfg->agency) < 0)
-        return NULL;
-    return dir;
-}
-
-/* mkdir -p with mode 0700 for what it creates. */
-static int
-make_dir(const char *dir, char *err, size_t errlen)
-{
-    char p[STORE_PATH_MAX];
-    size_t len = strlen(dir);
-
-    if (len >= sizeof(p)) {
-        snprintf(err, errlen, "extract directory '%.200s...' is too long", dir);
-        return FQ_ETOOBIG;
-    }
-    memcpy(p, dir, len + 1);
-    for (size_t i = 1; i <= len; i++) {
-        if (p[i] != '/' && p[i] != '\0')
-            continue;
-        char c = p[i];
-        p[i] = '\0';
-        if (mkdir(p, 0700) < 0 && errno != EEXIST) {
-            int rc = fq_error_from_errno(errno);
-            snprintf(err, errlen, "cannot create extract directory '%s': %s", p,
-                     strerror(errno));
-            return rc;
-        }
-        p[i] = c;
-    }
-    return 0;
+    snprintf(rel, sizeof(rel), "../extracts/%s", cfg->agency);
+    return fq_daemon_default_dir(cfg->doc.path, rel);
 }
 
 /* The seq of file name fname if it is one of dataset's files, else 0. */
@@ -364,7 +331,7 @@ build(struct ag_store *s, const char *dir, const struct ag_dataset_conf *d,
     int rc;
 
     vintage_now(vintage, sizeof(vintage)); /* before the first row is read */
-    if ((rc = make_dir(dir, err, errlen)) < 0 ||
+    if ((rc = fq_daemon_make_dir("extract", dir, err, errlen)) < 0 ||
         (rc = claim_seq(dir, d->name, &seq, path, sizeof(path), err, errlen)) <
             0)
         return rc;

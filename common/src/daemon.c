@@ -50,6 +50,48 @@ daemon_write_all(int fd, const char *p, size_t len)
 }
 
 int
+fq_daemon_make_dir(const char *what, const char *dir, char *err, size_t errlen)
+{
+    char p[4096];
+    size_t len = strlen(dir);
+
+    if (len >= sizeof(p)) {
+        snprintf(err, errlen, "%s directory '%.200s...' is too long", what,
+                 dir);
+        return FQ_ETOOBIG;
+    }
+    memcpy(p, dir, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (p[i] != '/' && p[i] != '\0')
+            continue;
+        char c = p[i];
+        p[i] = '\0';
+        if (mkdir(p, 0700) < 0 && errno != EEXIST) {
+            int rc = fq_error_from_errno(errno);
+            snprintf(err, errlen, "cannot create %s directory '%s': %s", what,
+                     p, strerror(errno));
+            return rc;
+        }
+        p[i] = c;
+    }
+    return 0;
+}
+
+char *
+fq_daemon_default_dir(const char *config_path, const char *rel)
+{
+    const char *slash = strrchr(config_path, '/');
+    char *dir = NULL;
+
+    if (!slash && asprintf(&dir, "%s", rel) < 0)
+        return NULL;
+    if (slash && asprintf(&dir, "%.*s/%s", (int)(slash - config_path),
+                          config_path, rel) < 0)
+        return NULL;
+    return dir;
+}
+
+int
 fq_daemon_write_runfile(const char *dir, const char *name, const char *content)
 {
     char path[4096], tmp[4096];

@@ -30,6 +30,20 @@ int fq_daemon_write_runfile(const char *dir, const char *name,
 /* Removes dir/name if it exists; errors are ignored. */
 void fq_daemon_remove_runfile(const char *dir, const char *name);
 
+/*
+ * mkdir -p dir, with mode 0700 for what it creates (state and extracts are
+ * the agency's). 0, or FQ_E* with "cannot create WHAT directory 'P': ..."
+ * in err.
+ */
+int fq_daemon_make_dir(const char *what, const char *dir, char *err,
+                       size_t errlen);
+/*
+ * The directory rel (e.g. "../state/gateway") taken from the directory of
+ * the configuration file config_path, as a default for a state directory.
+ * malloc'd (the caller frees), or NULL when out of memory.
+ */
+char *fq_daemon_default_dir(const char *config_path, const char *rel);
+
 /* ---- the shared main of fedq-agent and fedq-gateway ------------------- */
 
 struct fq_rpc_server_opts;
