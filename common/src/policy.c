@@ -722,6 +722,9 @@ check_who(struct policy_check *c, const struct fq_policy_request *r)
         return deny(c, "does not list purpose '%s'", purpose);
     for (size_t i = 0; i < r->n_pooled_with; i++) {
         const char *other = r->pooled_with[i] ? r->pooled_with[i] : "";
+        /* The gateway sends every agency of the query, this one too. */
+        if (strcmp(other, c->p->agency) == 0)
+            continue;
         if (find(c->a->pool_with, c->a->n_pool_with, other) < 0)
             return deny(c, "does not allow pooling with %s", other);
     }

@@ -156,7 +156,8 @@ struct fq_policy_request {
     const char *purpose;            /* as the analyst states it */
     const char *analyst;            /* identity URI */
     const Fedq__V1__Plan *plan;     /* dataset, columns and aggregates used */
-    const char *const *pooled_with; /* the other agencies of the query */
+    const char *const *pooled_with; /* the agencies of the query (this
+                                       agency's own name is ignored) */
     size_t n_pooled_with;
     time_t now;
 };
