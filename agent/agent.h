@@ -81,6 +81,15 @@ struct ag_dataset_conf {
     int64_t refresh_ms; /* extract: rebuild this often; 0: start and demand */
 };
 
+/* The agency's signed release policy (issue 6). Absent: file is NULL, and
+ * the agent serves nothing until a policy is configured. */
+struct ag_policy_conf {
+    int line;
+    char *file;       /* the policy YAML */
+    char *signature;  /* its signature file; NULL: file + ".sig" */
+    char *public_key; /* the agency's Ed25519 policy public key (PEM) */
+};
+
 struct ag_config {
     struct fq_cfg_doc doc;       /* first: arena and file path */
     struct fq_cfg_server server; /* listen, tls, threads, limits, logs */
@@ -97,6 +106,8 @@ struct ag_config {
     int64_t max_extract_memory; /* bytes of all mapped extracts together */
     int64_t max_query_memory;   /* bytes one query's working state may use */
     int64_t max_result_bytes;   /* encoded size of one Execute answer */
+    struct ag_policy_conf policy;
+    char *review_dir; /* held queries; NULL: ../state/AGENCY */
 };
 
 /* Loads and checks a config file. 0, or FQ_E* with "FILE:LINE: ..." in err.

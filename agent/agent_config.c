@@ -60,6 +60,7 @@ static const struct fq_cfg_directive bounds_table[] = {
 static int check_column(void *obj, struct fq_cfg_error *err);
 static int check_dataset(void *obj, struct fq_cfg_error *err);
 static int check_config(void *obj, struct fq_cfg_error *err);
+static int check_policy(void *obj, struct fq_cfg_error *err);
 
 static const struct fq_cfg_directive column_table[] = {
     {.key = "",
@@ -208,6 +209,35 @@ static const struct fq_cfg_directive dataset_table[] = {
     {0},
 };
 
+/* file and public_key are required once the section is there; the check
+ * says so, since a required key would also be required of an absent
+ * section. */
+static const struct fq_cfg_directive policy_table[] = {
+    {.key = "",
+     .type = FQ_CFG_LINE,
+     .offset = offsetof(struct ag_policy_conf, line)},
+    {.key = "file",
+     .type = FQ_CFG_PATH,
+     .offset = offsetof(struct ag_policy_conf, file),
+     .min = 1,
+     .doc = "the agency's release policy (YAML; see the policy reference), "
+            "relative to this file; required in this section"},
+    {.key = "signature",
+     .type = FQ_CFG_PATH,
+     .offset = offsetof(struct ag_policy_conf, signature),
+     .min = 1,
+     .doc = "the policy's signature, as 'fedq policy sign' writes it "
+            "(default: file + \".sig\")"},
+    {.key = "public_key",
+     .type = FQ_CFG_PATH,
+     .offset = offsetof(struct ag_policy_conf, public_key),
+     .min = 1,
+     .doc = "the agency's Ed25519 policy public key (PEM, from "
+            "'deploy/pki.sh policy-key'); the signature must verify with it; "
+            "required in this section"},
+    {0},
+};
+
 const struct fq_cfg_directive ag_config_table[] = {
     {.key = "agency",
      .type = FQ_CFG_STRING,
@@ -285,6 +315,24 @@ const struct fq_cfg_directive ag_config_table[] = {
      .max = 1LL << 32,
      .def = "64MiB",
      .doc = "largest encoded Execute answer (more: RESOURCE_EXHAUSTED)"},
+    {.key = "policy",
+     .type = FQ_CFG_SECTION,
+     .offset = offsetof(struct ag_config, policy),
+     .sub = policy_table,
+     .check = check_policy,
+     .doc = "the agency's signed release policy (fail closed: without a "
+            "policy that verifies and names this agency and federation, the "
+            "agent answers Describe but refuses every Execute with "
+            "FAILED_PRECONDITION, and --check fails); SIGHUP reloads it, "
+            "keeping the running policy if the new one does not load"},
+    {.key = "review_dir",
+     .type = FQ_CFG_PATH,
+     .offset = offsetof(struct ag_config, review_dir),
+     .min = 1,
+     .doc = "where queries held for the steward's review are kept (one "
+            "SQLite file, mode 0600, in a directory of mode 0700; they "
+            "survive restarts); default ../state/AGENCY from this file; "
+            "restart to change"},
     {.key = "datasets",
      .type = FQ_CFG_LIST,
      .offset = offsetof(struct ag_config, datasets),
@@ -454,6 +502,21 @@ check_dataset(void *obj, struct fq_cfg_error *err)
     if (visible == 0)
         FQ_CFG_FAIL(err, "dataset '%s' exposes no dimension, measure or date",
                     d->name);
+    return 0;
+}
+
+static int
+check_policy(void *obj, struct fq_cfg_error *err)
+{
+    const struct ag_policy_conf *p = obj;
+
+    if (!p->file && !p->signature && !p->public_key)
+        return 0; /* no policy: the agent starts, and serves nothing */
+    if (!p->file)
+        FQ_CFG_FAIL(err, "policy needs file (the signed policy YAML)");
+    if (!p->public_key)
+        FQ_CFG_FAIL(err, "policy needs public_key (the agency's Ed25519 "
+                         "policy public key)");
     return 0;
 }
 
