@@ -15,8 +15,9 @@ struct fq_arena;
 struct gw_agent_conf {
     int line;
     char *agency;
-    char *address;  /* gRPC target, e.g. ipv4:127.0.0.1:7001 */
-    char *identity; /* default spiffe://FED/agency/ID/agent */
+    char *address;    /* gRPC target, e.g. ipv4:127.0.0.1:7001 */
+    char *identity;   /* default spiffe://FED/agency/ID/agent */
+    char *policy_key; /* the agency's policy public key (PEM file) */
 };
 
 struct gw_alias_conf {
@@ -36,6 +37,7 @@ struct gw_config {
     int64_t max_groups;
     int64_t max_group_by;
     int64_t reconnect_backoff_ms;
+    char *state_dir; /* NULL: ../state/gateway from the config file */
     struct gw_agent_conf *agents;
     size_t n_agents;
     struct gw_alias_conf *aliases;
@@ -73,6 +75,28 @@ void gw_federation_unref(struct gw_federation *fed);
 /* Index of an agency, or -1. */
 int gw_federation_find(const struct gw_federation *fed, const char *agency);
 
+/* ---- queries held for review (held.c) ----------------------------------- */
+
+struct gw_held;
+struct Fedq__V1__QueryRequest;
+
+/* Opens (creating) state_dir/held-queries.db. 0 or FQ_E* with err. */
+int gw_held_open(const struct gw_config *cfg, struct gw_held **ret, char *err,
+                 size_t errlen);
+void gw_held_close(struct gw_held *h);
+/* Keeps query id of analyst (its request) as pending. 0, FQ_ETOOBIG (the
+ * analyst holds too many) or FQ_EIO, with err. */
+int gw_held_put(struct gw_held *h, const char *id, const char *analyst,
+                const struct Fedq__V1__QueryRequest *req, char *err,
+                size_t errlen);
+/* The request of analyst's held query id, allocated in a. 0, FQ_ENOENT (none
+ * of this analyst's), FQ_EIO or FQ_ENOMEM, with err. */
+int gw_held_get(struct gw_held *h, const char *id, const char *analyst,
+                struct fq_arena *a, struct Fedq__V1__QueryRequest **ret,
+                char *err, size_t errlen);
+/* Notes how the query last ended: "pending", "released" or "refused". */
+void gw_held_set_state(struct gw_held *h, const char *id, const char *state);
+
 /* ---- process state shared by handlers ------------------------------------ */
 
 struct gw_state {
@@ -81,6 +105,7 @@ struct gw_state {
     struct fq_rpc_server *srv; /* set once serving */
     void *mu;                  /* pthread_mutex_t *, guards fed */
     struct gw_federation *fed; /* current; swapped by reload */
+    struct gw_held *held;      /* queries held for review */
 };
 
 /* The current federation, with a reference the caller drops. */
@@ -133,6 +158,11 @@ struct gw_catalog *gw_catalog_put(struct gw_federation *fed, size_t i,
                                   struct fq_arena *arena,
                                   const void *describe_response);
 void gw_catalog_unref(struct gw_catalog *c);
+/* The agency's signed policy in c, verified with its policy key, or NULL
+ * with the reason in *why (both valid while c is). */
+struct fq_policy;
+const struct fq_policy *gw_catalog_policy(const struct gw_catalog *c,
+                                          const char **why);
 /* The dataset named name (a Fedq__V1__Dataset *) in c, or NULL. */
 const void *gw_catalog_dataset(const struct gw_catalog *c, const char *name);
 
@@ -176,5 +206,7 @@ void gw_federation_status(struct fq_rpc_call *call, const ProtobufCMessage *req,
 void gw_query(struct fq_rpc_call *call, const ProtobufCMessage *req, void *app);
 void gw_explain(struct fq_rpc_call *call, const ProtobufCMessage *req,
                 void *app);
+void gw_get_result(struct fq_rpc_call *call, const ProtobufCMessage *req,
+                   void *app);
 
 #endif

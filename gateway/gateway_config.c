@@ -7,6 +7,7 @@
 #include "fq/error.h"
 #include "fq/identity.h"
 #include "fq/plan.h"
+#include "fq/policy.h"
 #include "gateway.h"
 
 static const struct fq_cfg_directive agent_table[] = {
@@ -33,6 +34,13 @@ static const struct fq_cfg_directive agent_table[] = {
      .max = 255,
      .doc = "identity the agent must present "
             "(default spiffe://FED/agency/ID/agent)"},
+    {.key = "policy_key",
+     .type = FQ_CFG_PATH,
+     .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct gw_agent_conf, policy_key),
+     .doc = "the agency's policy public key (Ed25519 PEM, deploy/pki.sh "
+            "policy-key): the signed policy its agent publishes must verify "
+            "with it, or the gateway refuses every query to the agency"},
     {0},
 };
 
@@ -114,6 +122,11 @@ const struct fq_cfg_directive gw_config_table[] = {
      .max = 120 * 1000,
      .def = "1s",
      .doc = "longest wait between reconnect attempts to an agent"},
+    {.key = "state_dir",
+     .type = FQ_CFG_PATH,
+     .offset = offsetof(struct gw_config, state_dir),
+     .doc = "where queries held for a steward's review are kept across "
+            "restarts (default ../state/gateway from this file)"},
     {.key = "agents",
      .type = FQ_CFG_LIST,
      .offset = offsetof(struct gw_config, agents),
@@ -148,6 +161,7 @@ check_agent(struct gw_config *cfg, size_t i, struct fq_cfg_error *err)
 {
     struct gw_agent_conf *a = &cfg->agents[i];
     struct fq_identity id;
+    char why[300];
 
     err->line = a->line;
     if (!fq_name_valid(a->agency))
@@ -169,6 +183,8 @@ check_agent(struct gw_config *cfg, size_t i, struct fq_cfg_error *err)
                     "identity '%s' is not the agent of agency '%s' in "
                     "federation '%s'",
                     a->identity, a->agency, cfg->federation);
+    if (fq_policy_pubkey_check(a->policy_key, why, sizeof(why)) < 0)
+        FQ_CFG_FAIL(err, "policy_key: %s", why);
     return 0;
 }
 

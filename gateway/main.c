@@ -24,6 +24,8 @@ static const struct fq_rpc_method gateway_methods[] = {
      FQ_ROLE_ANALYST, gw_query},
     {"/fedq.v1.Gateway/Explain", &fedq__v1__explain_request__descriptor,
      FQ_ROLE_ANALYST, gw_explain},
+    {"/fedq.v1.Gateway/GetResult", &fedq__v1__get_result_request__descriptor,
+     FQ_ROLE_ANALYST, gw_get_result},
 };
 
 static pthread_mutex_t state_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -40,6 +42,12 @@ load_federation(struct gw_state *st, const char *path,
     if ((rc = gw_federation_new(cfg, &st->tls, ret, err, errlen)) < 0)
         gw_config_free(cfg);
     return rc;
+}
+
+static bool
+same_path(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
 }
 
 /* SIGHUP: new agents, addresses, identities and aliases take effect for new
@@ -62,9 +70,11 @@ reload(void *app)
         gw_federation_unref(fed);
         return;
     }
-    if (fq_cfg_server_needs_restart(&fed->cfg->server, &st->fed->cfg->server))
-        fq_log_warnx("server keys (listen, tls, threads, limits) changed: "
-                     "restart to apply them; keeping the running values");
+    if (fq_cfg_server_needs_restart(&fed->cfg->server, &st->fed->cfg->server) ||
+        !same_path(fed->cfg->state_dir, st->fed->cfg->state_dir))
+        fq_log_warnx("server keys (listen, tls, threads, limits) or state_dir "
+                     "changed: restart to apply them; keeping the running "
+                     "values");
     pthread_mutex_lock(st->mu);
     old = st->fed;
     st->fed = fed;
@@ -75,7 +85,8 @@ reload(void *app)
 }
 
 static int
-state_open(struct gw_state *st, const char *path, char *err, size_t errlen)
+state_open(struct gw_state *st, const char *path, bool serving, char *err,
+           size_t errlen)
 {
     struct gw_config *cfg = NULL;
     int rc;
@@ -92,12 +103,14 @@ state_open(struct gw_state *st, const char *path, char *err, size_t errlen)
         gw_config_free(cfg);
         return rc;
     }
-    return 0;
+    /* --check creates nothing. */
+    return serving ? gw_held_open(cfg, &st->held, err, errlen) : 0;
 }
 
 static void
 state_close(struct gw_state *st)
 {
+    gw_held_close(st->held);
     gw_federation_unref(st->fed);
     fq_tls_material_release(&st->tls);
 }
@@ -142,7 +155,7 @@ main(int argc, char **argv)
     fq_log_setup("gateway", FQ_LOG_INFO, FQ_LOG_TEXT);
     fq_daemon_block_signals();
     fq_rpc_global_init();
-    if (state_open(&st, args.config, err, sizeof(err)) < 0) {
+    if (state_open(&st, args.config, !args.check, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s\n", err);
         goto out;
     }

@@ -2,8 +2,15 @@
  * Gateway/Query: fedq SQL in, a protected table out.
  *
  *   parse ─ resolve the source (agency or alias) ─ catalogs (cached, or a
- *   Describe fan-out) ─ typed plan, checked ─ Execute fan-out ─ pool the
- *   partials ─ minimum-cell rule on the pooled true values ─ reply
+ *   Describe fan-out) ─ typed plan, checked ─ every agency's signed policy
+ *   checked ─ Execute fan-out ─ pool the partials ─ minimum-cell rule on
+ *   the pooled true values ─ reply
+ *
+ * The gateway's policy check refuses early what no agreement covers; each
+ * agent checks again and decides. An agency whose agreement needs its
+ * steward's approval answers PENDING: the query is then kept (held.c) and
+ * the analyst fetches the answer later with GetResult, which runs the same
+ * query again under the same id.
  *
  * Each step that waits on agents is a fan-out whose continuation runs the
  * next step, so no worker thread ever waits. A pooled figure never
@@ -16,9 +23,11 @@
 #include "fq/error.h"
 #include "fq/log.h"
 #include "fq/plan.h"
+#include "fq/policy.h"
 #include "fq/sql.h"
 #include "gateway.h"
 
+#include <ctype.h>
 #include <math.h>
 
 #include <openssl/rand.h>
@@ -29,15 +38,23 @@
 #define DESCRIBE "/fedq.v1.Agent/Describe"
 #define EXECUTE  "/fedq.v1.Agent/Execute"
 
+#define AGREEMENT_MAX 64  /* bytes of an agreement id */
+#define PURPOSE_MAX   256 /* bytes of a stated purpose */
+
 struct query {
     struct gw_state *st;
     bool explain; /* Explain: stop after the plan, run nothing */
     struct fq_rpc_call *call;
     struct fq_arena *a; /* the call's */
     struct gw_federation *fed;
-    const Fedq__V1__QueryRequest *req;
+    const Fedq__V1__QueryRequest *req; /* agreement and purpose too */
+    bool resumed;                      /* GetResult of a held query */
     struct fq_sql_query *sql;
     char id[40];
+    int64_t min_cell_count; /* the highest of the floor and the agreements' */
+    /* Per which[]: the agreement of the agency's policy that covers the
+     * query (check_policies; the gateway's copy), or NULL. */
+    const struct fq_policy_agreement **agreements;
     int *which; /* agents asked, indexes into fed->agents */
     size_t n_which;
     struct gw_catalog **catalogs; /* per which[], NULL if unknown */
@@ -70,6 +87,9 @@ query_end(struct query *q, int err, const ProtobufCMessage *resp,
     for (size_t i = 0; q->catalogs && i < q->n_which; i++)
         gw_catalog_unref(q->catalogs[i]);
     gw_federation_unref(q->fed);
+    if (q->resumed &&
+        err == FQ_EPERM) /* a denial, or an agreement now lapsed */
+        gw_held_set_state(q->st->held, q->id, "refused");
     /* The status only: error messages quote the query's literals. */
     fq_log_info("query %s by %s: %s", q->id, fq_rpc_call_peer(call)->uri,
                 err ? fq_rpc_status_name(fq_rpc_status_from_error(err))
@@ -366,6 +386,71 @@ group_by_limit(struct query *q, char *err, size_t errlen)
     return FQ_EINVAL;
 }
 
+/* The agencies the query goes to: those whose catalog is known. */
+static const char **
+asked_agencies(struct query *q, size_t *ret_n)
+{
+    const char **names =
+        fq_arena_alloc(q->a, (q->n_which + 1) * sizeof(char *));
+    size_t n = 0;
+
+    for (size_t k = 0; names && k < q->n_which; k++) {
+        if (q->catalogs[k])
+            names[n++] = q->fed->agents[q->which[k]].conf->agency;
+    }
+    *ret_n = n;
+    return names;
+}
+
+/*
+ * Every asked agency's signed policy must cover the query: the analyst,
+ * agreement, purpose, dataset, columns, aggregates and the pooling with
+ * the others. Raises q->min_cell_count to the agreements' thresholds. The
+ * first refusal ends the query; its message names the agency and the
+ * missing term.
+ */
+static int
+check_policies(struct query *q)
+{
+    struct fq_policy_request r = {
+        .agreement = q->req->agreement,
+        .purpose = q->req->purpose,
+        .analyst = fq_rpc_call_peer(q->call)->uri,
+        .plan = q->plan,
+        .now = time(NULL),
+    };
+    const struct fq_policy_agreement *ag;
+    char err[512];
+    int rc;
+
+    q->agreements = fq_arena_alloc(q->a, (q->n_which + 1) * sizeof(void *));
+    if (!q->agreements ||
+        !(r.pooled_with = asked_agencies(q, &r.n_pooled_with))) {
+        query_end(q, FQ_ENOMEM, NULL, "out of memory");
+        return FQ_ENOMEM;
+    }
+    for (size_t k = 0; k < q->n_which; k++) {
+        const char *why;
+        const struct fq_policy *p =
+            q->catalogs[k] ? gw_catalog_policy(q->catalogs[k], &why) : NULL;
+        if (!q->catalogs[k])
+            continue;
+        if (!p) {
+            query_end(q, FQ_EPRECOND, NULL, "agency %s serves nothing: %s",
+                      q->fed->agents[q->which[k]].conf->agency, why);
+            return FQ_EPRECOND;
+        }
+        if ((rc = fq_policy_check(p, &r, &ag, err, sizeof(err))) < 0) {
+            query_end(q, rc, NULL, "%s", err);
+            return rc;
+        }
+        q->agreements[k] = ag;
+        if (ag->release.min_cell_count > q->min_cell_count)
+            q->min_cell_count = ag->release.min_cell_count;
+    }
+    return 0;
+}
+
 static void
 step_plan(struct query *q)
 {
@@ -397,6 +482,9 @@ step_plan(struct query *q)
         query_end(q, rc, NULL, "%s", rc == FQ_ENOMEM ? "out of memory" : err);
         return;
     }
+    /* Explain without an agreement only plans; it releases nothing. */
+    if ((!q->explain || q->req->agreement[0]) && check_policies(q) < 0)
+        return;
     if (q->explain)
         explain_reply(q);
     else
@@ -425,6 +513,12 @@ step_execute(struct query *q)
     er.query_id = q->id;
     er.plan = q->plan;
     er.analyst = (char *)fq_rpc_call_peer(q->call)->uri;
+    er.agreement = q->req->agreement;
+    er.purpose = q->req->purpose;
+    if (!(er.pooled_with = (char **)asked_agencies(q, &er.n_pooled_with))) {
+        query_end(q, FQ_ENOMEM, NULL, "out of memory");
+        return;
+    }
     if (gw_fanout_start(q->st, q->fed, fq_rpc_call_deadline(q->call), go, n,
                         EXECUTE, &er.base,
                         &fedq__v1__execute_response__descriptor, execute_done,
@@ -581,7 +675,7 @@ static int
 histogram_cells(struct query *q, const Fedq__V1__AggregateState *s,
                 bool suppress, Fedq__V1__Row *row, size_t *suppressed)
 {
-    int64_t k = q->fed->cfg->min_cell_count;
+    int64_t k = q->min_cell_count;
 
     for (size_t b = 0; b < s->n_bins; b++) {
         int64_t who = s->bin_contributors[b];
@@ -652,7 +746,7 @@ build_row(struct query *q, const Fedq__V1__PartialGroup *g, size_t *suppressed)
     Fedq__V1__Row *row = fq_arena_alloc(q->a, sizeof(*row));
     /* The rule runs on the pooled true contributor count, whatever the
      * query asked for. */
-    bool suppress = g->contributors < q->fed->cfg->min_cell_count;
+    bool suppress = g->contributors < q->min_cell_count;
 
     if (!row)
         return NULL;
@@ -754,13 +848,36 @@ build_vintages(struct query *q, Fedq__V1__ExecuteResponse **parts,
     return 0;
 }
 
+/* Which signed policy each included agency applied, in agency order. */
+static int
+build_policies(struct query *q, Fedq__V1__ExecuteResponse **parts,
+               size_t n_parts, Fedq__V1__QueryResponse *resp)
+{
+    resp->policies = fq_arena_alloc(q->a, (n_parts + 1) * sizeof(void *));
+    if (!resp->policies)
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < n_parts; i++) {
+        Fedq__V1__AppliedPolicy *p = fq_arena_alloc(q->a, sizeof(*p));
+        if (!p)
+            return FQ_ENOMEM;
+        fedq__v1__applied_policy__init(p);
+        p->agency = parts[i]->agency;
+        p->hash = parts[i]->policy_hash;
+        p->version = parts[i]->policy_version;
+        resp->policies[resp->n_policies++] = p;
+    }
+    return 0;
+}
+
 static int
 build_response(struct query *q, Fedq__V1__PartialGroup **groups, size_t n,
                Fedq__V1__ExecuteResponse **parts, size_t n_parts,
                Fedq__V1__QueryResponse *resp, size_t *suppressed)
 {
     resp->query_id = q->id;
-    resp->min_cell_count = (uint32_t)q->fed->cfg->min_cell_count;
+    resp->state = FEDQ__V1__QUERY_STATE__QUERY_STATE_RELEASED;
+    resp->agreement = q->req->agreement;
+    resp->min_cell_count = (uint32_t)q->min_cell_count;
     resp->partial = q->n_missing > 0;
     resp->missing = q->missing;
     resp->n_missing = q->n_missing;
@@ -775,6 +892,8 @@ build_response(struct query *q, Fedq__V1__PartialGroup **groups, size_t n,
     }
     for (size_t i = 0; i < n_parts; i++)
         resp->agencies[resp->n_agencies++] = parts[i]->agency;
+    if (build_policies(q, parts, n_parts, resp) < 0)
+        return FQ_ENOMEM;
     return build_vintages(q, parts, n_parts, resp);
 }
 
@@ -855,6 +974,67 @@ order_and_limit(struct query *q, Fedq__V1__QueryResponse *resp)
         resp->n_rows = (size_t)sq->limit;
 }
 
+/*
+ * Every answer must come under a signed policy and the agreement asked
+ * for; the highest of the agreements' thresholds applies to the pooled
+ * cells. False (the query ended) if an agency broke that.
+ */
+static bool
+accept_terms(struct query *q, Fedq__V1__ExecuteResponse **parts, size_t n_parts)
+{
+    for (size_t i = 0; i < n_parts; i++) {
+        const Fedq__V1__ExecuteResponse *p = parts[i];
+        if (!p->policy_hash[0] || strcmp(p->agreement, q->req->agreement)) {
+            query_end(q, FQ_EPROTO, NULL,
+                      "agency %s answered outside agreement %s", p->agency,
+                      q->req->agreement);
+            return false;
+        }
+        if (p->min_cell_count > q->min_cell_count)
+            q->min_cell_count = p->min_cell_count;
+    }
+    return true;
+}
+
+/*
+ * Agencies whose steward must approve the query answer PENDING: the query
+ * is kept for GetResult and the analyst gets its id. True if so (the
+ * query ended).
+ */
+static bool
+hold_for_review(struct query *q, Fedq__V1__ExecuteResponse **parts,
+                size_t n_parts)
+{
+    Fedq__V1__QueryResponse resp = FEDQ__V1__QUERY_RESPONSE__INIT;
+    char err[400];
+    int rc;
+
+    for (size_t i = 0; i < n_parts; i++) {
+        if (parts[i]->review != FEDQ__V1__REVIEW_STATE__REVIEW_STATE_PENDING)
+            continue;
+        if (!resp.pending &&
+            !(resp.pending = fq_arena_alloc(q->a, n_parts * sizeof(char *)))) {
+            query_end(q, FQ_ENOMEM, NULL, "out of memory");
+            return true;
+        }
+        resp.pending[resp.n_pending++] = parts[i]->agency;
+    }
+    if (resp.n_pending == 0)
+        return false;
+    if ((rc = gw_held_put(q->st->held, q->id, fq_rpc_call_peer(q->call)->uri,
+                          q->req, err, sizeof(err))) < 0) {
+        query_end(q, rc, NULL, "%s", err);
+        return true;
+    }
+    resp.query_id = q->id;
+    resp.state = FEDQ__V1__QUERY_STATE__QUERY_STATE_PENDING;
+    resp.agreement = q->req->agreement;
+    fq_log_info("query %s: held for review by %zu agencies", q->id,
+                resp.n_pending);
+    query_end(q, 0, &resp.base, NULL);
+    return true;
+}
+
 static void
 execute_done(struct gw_fanout *f, void *arg)
 {
@@ -877,6 +1057,8 @@ execute_done(struct gw_fanout *f, void *arg)
                   q->sql->source.name);
         goto out;
     }
+    if (!accept_terms(q, parts, n_parts) || hold_for_review(q, parts, n_parts))
+        goto out;
     rc = gw_combine(q->a, parts, n_parts, q->plan, q->ds,
                     (size_t)q->fed->cfg->max_groups, &groups, &n_groups);
     if (rc == 0)
@@ -897,8 +1079,10 @@ execute_done(struct gw_fanout *f, void *arg)
      * answer: there is one rule so far. */
     fq_log_info("query %s: %zu groups, %zu suppressed (primary: fewer than "
                 "%" PRId64 " contributors), %zu agencies%s",
-                q->id, n_groups, suppressed, q->fed->cfg->min_cell_count,
-                n_parts, q->n_missing ? ", partial" : "");
+                q->id, n_groups, suppressed, q->min_cell_count, n_parts,
+                q->n_missing ? ", partial" : "");
+    if (q->resumed)
+        gw_held_set_state(q->st->held, q->id, "released");
     query_end(q, 0, &resp.base, NULL);
 out:
     gw_fanout_free(f); /* after the reply: the rows point into it */
@@ -920,25 +1104,45 @@ plan_has(const Fedq__V1__Plan *p, Fedq__V1__AggregateKind kind)
 static char **
 explain_checks(struct query *q, size_t *ret_n)
 {
-    char **c = fq_arena_alloc(q->a, 8 * sizeof(char *));
+    char **c = fq_arena_alloc(q->a, (10 + q->n_which) * sizeof(char *));
     size_t n = 0;
 
     if (!c)
         return NULL;
-    c[n++] = fq_arena_printf(
-        q->a, "every agency checks the plan again against its own catalog");
+    if (!q->agreements)
+        c[n++] = fq_arena_printf(
+            q->a, "a query must name its agreement and purpose: every "
+                  "involved agency's signed policy must cover them");
+    for (size_t k = 0; q->agreements && k < q->n_which; k++) {
+        const struct fq_policy_agreement *ag = q->agreements[k];
+        if (!ag)
+            continue;
+        c[n++] = fq_arena_printf(
+            q->a,
+            "agency %s: agreement %s covers the query (minimum cell count "
+            "%" PRId64 ")%s",
+            q->fed->agents[q->which[k]].conf->agency, ag->id,
+            ag->release.min_cell_count,
+            ag->review == FQ_POLICY_REVIEW_EVERY_QUERY
+                ? "; its steward must approve each query, which is held "
+                  "until then (fedq result ID)"
+                : "");
+    }
+    c[n++] = fq_arena_printf(q->a, "every agency checks the plan again "
+                                   "against its own catalog and its signed "
+                                   "policy");
     c[n++] = fq_arena_printf(
         q->a,
         "every aggregate of a group with fewer than %" PRId64
         " contributors (pooled over the agencies) is suppressed",
-        q->fed->cfg->min_cell_count);
+        q->min_cell_count);
     c[n++] = fq_arena_printf(q->a, "identifier columns are never released");
     if (plan_has(q->plan, FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM))
         c[n++] = fq_arena_printf(
             q->a,
             "each HISTOGRAM bin is a count cell of its own: a bin with 1 to "
             "%" PRId64 " contributors is suppressed",
-            q->fed->cfg->min_cell_count - 1);
+            q->min_cell_count - 1);
     if (plan_has(q->plan, FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE))
         c[n++] = fq_arena_printf(
             q->a, "QUANTILE is approximate: the middle of the sketch bin "
@@ -1000,10 +1204,11 @@ explain_reply(struct query *q)
  * -------------------------------------------------------------
  */
 
-/* Parses, resolves and goes on to the catalogs: Query and Explain alike. */
+/* Parses, resolves and goes on to the catalogs: Query, Explain and
+ * GetResult alike. id: the held query's, or NULL for a new one. */
 static void
-query_start(struct fq_rpc_call *call, const char *sql, bool explain,
-            const Fedq__V1__QueryRequest *req, void *app)
+query_start(struct fq_rpc_call *call, bool explain,
+            const Fedq__V1__QueryRequest *req, const char *id, void *app)
 {
     struct fq_arena *a = fq_rpc_call_arena(call);
     struct query *q = fq_arena_alloc(a, sizeof(*q));
@@ -1020,8 +1225,14 @@ query_start(struct fq_rpc_call *call, const char *sql, bool explain,
     q->req = req;
     q->explain = explain;
     q->fed = gw_state_federation(q->st);
-    query_id(q->id);
-    rc = fq_sql_parse(sql, strlen(sql), a, &q->sql, &serr);
+    q->min_cell_count = q->fed->cfg->min_cell_count;
+    if (id) {
+        snprintf(q->id, sizeof(q->id), "%s", id);
+        q->resumed = true;
+    } else {
+        query_id(q->id);
+    }
+    rc = fq_sql_parse(req->sql, strlen(req->sql), a, &q->sql, &serr);
     if (rc < 0) {
         query_end(q, rc, NULL, "%s",
                   rc == FQ_ENOMEM ? "out of memory" : serr.msg);
@@ -1037,18 +1248,113 @@ query_start(struct fq_rpc_call *call, const char *sql, bool explain,
     step_catalogs(q);
 }
 
+/* A term the analyst states: printable text of at most max bytes, since
+ * it is logged and shown to stewards. NULL if fine, else what is wrong. */
+static const char *
+term_problem(const char *s, size_t max, bool required)
+{
+    size_t n = strlen(s);
+
+    if (required && n == 0)
+        return "is missing";
+    if (n > max)
+        return "is too long";
+    for (size_t i = 0; i < n; i++) {
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+            return "holds a control character";
+    }
+    return NULL;
+}
+
+/* Agreement and purpose: required for Query, optional for Explain. */
+static int
+check_terms(struct fq_rpc_call *call, const char *agreement,
+            const char *purpose, bool required)
+{
+    const char *why;
+
+    if ((why = term_problem(agreement, AGREEMENT_MAX, required))) {
+        fq_rpc_call_fail(call, FQ_EINVAL,
+                         "the agreement %s: name the data sharing agreement "
+                         "the query is made under (QueryRequest.agreement; "
+                         "fedq query --agreement ID), at most %d bytes",
+                         why, AGREEMENT_MAX);
+        return FQ_EINVAL;
+    }
+    if ((why = term_problem(purpose, PURPOSE_MAX,
+                            required || agreement[0] != '\0'))) {
+        fq_rpc_call_fail(call, FQ_EINVAL,
+                         "the purpose %s: state the purpose the query "
+                         "serves, as the agreement lists it "
+                         "(QueryRequest.purpose; fedq query --purpose TEXT), "
+                         "at most %d bytes",
+                         why, PURPOSE_MAX);
+        return FQ_EINVAL;
+    }
+    return 0;
+}
+
 void
 gw_query(struct fq_rpc_call *call, const ProtobufCMessage *msg, void *app)
 {
     const Fedq__V1__QueryRequest *req = (const void *)msg;
-    query_start(call, req->sql, false, req, app);
+
+    if (check_terms(call, req->agreement, req->purpose, true) == 0)
+        query_start(call, false, req, NULL, app);
 }
 
 void
 gw_explain(struct fq_rpc_call *call, const ProtobufCMessage *msg, void *app)
 {
-    static const Fedq__V1__QueryRequest no_partial =
-        FEDQ__V1__QUERY_REQUEST__INIT;
     const Fedq__V1__ExplainRequest *req = (const void *)msg;
-    query_start(call, req->sql, true, &no_partial, app);
+    Fedq__V1__QueryRequest *qr =
+        fq_arena_alloc(fq_rpc_call_arena(call), sizeof(*qr));
+
+    if (!qr) {
+        fq_rpc_call_fail(call, FQ_ENOMEM, "out of memory");
+        return;
+    }
+    fedq__v1__query_request__init(qr);
+    qr->sql = req->sql;
+    qr->agreement = req->agreement;
+    qr->purpose = req->purpose;
+    if (check_terms(call, req->agreement, req->purpose, false) == 0)
+        query_start(call, true, qr, NULL, app);
+}
+
+/* "q-" and 16 lowercase hex digits, as query_id() makes them. */
+static bool
+query_id_valid(const char *id)
+{
+    if (strlen(id) != 18 || strncmp(id, "q-", 2) != 0)
+        return false;
+    for (size_t i = 2; i < 18; i++) {
+        if (!isdigit((unsigned char)id[i]) && !(id[i] >= 'a' && id[i] <= 'f'))
+            return false;
+    }
+    return true;
+}
+
+void
+gw_get_result(struct fq_rpc_call *call, const ProtobufCMessage *msg, void *app)
+{
+    const Fedq__V1__GetResultRequest *req = (const void *)msg;
+    struct gw_state *st = app;
+    Fedq__V1__QueryRequest *qr = NULL;
+    char err[400];
+    int rc;
+
+    if (!query_id_valid(req->query_id)) {
+        fq_rpc_call_fail(call, FQ_EINVAL,
+                         "'%.64s' is not a query id (q- and 16 hex digits)",
+                         req->query_id);
+        return;
+    }
+    rc = gw_held_get(st->held, req->query_id, fq_rpc_call_peer(call)->uri,
+                     fq_rpc_call_arena(call), &qr, err, sizeof(err));
+    if (rc < 0) {
+        fq_rpc_call_fail(call, rc, "%s", err);
+        return;
+    }
+    query_start(call, false, qr, req->query_id, app);
 }

@@ -189,6 +189,16 @@ out:
 }
 
 int
+fq_policy_pubkey_check(const char *path, char *err, size_t errlen)
+{
+    EVP_PKEY *key = NULL;
+    int rc = read_key("policy public key", path, false, &key, err, errlen);
+
+    EVP_PKEY_free(key);
+    return rc;
+}
+
+int
 fq_policy_verify_buf(const char *name, const char *data, size_t len,
                      const char *sig_name, const char *sig_text, size_t sig_len,
                      const char *pubkey_path, struct fq_policy **ret, char *err,

@@ -126,6 +126,9 @@ int fq_policy_verify_buf(const char *name, const char *data, size_t len,
                          const char *sig_name, const char *sig_text,
                          size_t sig_len, const char *pubkey_path,
                          struct fq_policy **ret, char *err, size_t errlen);
+/* Whether path holds an Ed25519 public key in PEM (configuration checks).
+ * 0, or FQ_E* with the reason in err. */
+int fq_policy_pubkey_check(const char *path, char *err, size_t errlen);
 /* Frees a policy; NULL is a no-op. */
 void fq_policy_free(struct fq_policy *p);
 
