@@ -441,6 +441,9 @@ check_policies(struct query *q)
             return FQ_EPRECOND;
         }
         if ((rc = fq_policy_check(p, &r, &ag, err, sizeof(err))) < 0) {
+            /* The missing term, for stewards: names, never literals. */
+            fq_log_info("query %s by %s refused early: %s", q->id, r.analyst,
+                        err);
             query_end(q, rc, NULL, "%s", err);
             return rc;
         }
