@@ -27,11 +27,11 @@ const struct fq_cfg_directive cli_config_table[] = {
      .doc = "federation name"},
     {.key = "gateway",
      .type = FQ_CFG_STRING,
-     .flags = FQ_CFG_REQUIRED,
      .offset = offsetof(struct cli_config, gateway),
      .min = 1,
      .max = 200,
-     .doc = "the gateway's address (host:port, ipv4:IP:PORT, ...)"},
+     .doc = "the gateway's address (host:port, ipv4:IP:PORT, ...); "
+            "every command but review and policy needs it"},
     {.key = "gateway_identity",
      .type = FQ_CFG_STRING,
      .offset = offsetof(struct cli_config, gateway_identity),
@@ -57,6 +57,33 @@ const struct fq_cfg_directive cli_config_table[] = {
      .names = format_names,
      .def = "table",
      .doc = "default output format: table, csv or json"},
+    {.key = "agreement",
+     .type = FQ_CFG_STRING,
+     .offset = offsetof(struct cli_config, agreement),
+     .min = 1,
+     .max = 63,
+     .doc = "data sharing agreement queries name when --agreement is not "
+            "given"},
+    {.key = "purpose",
+     .type = FQ_CFG_STRING,
+     .offset = offsetof(struct cli_config, purpose),
+     .min = 1,
+     .max = 200,
+     .doc = "purpose queries state when --purpose is not given"},
+    {.key = "agent",
+     .type = FQ_CFG_STRING,
+     .offset = offsetof(struct cli_config, agent),
+     .min = 1,
+     .max = 200,
+     .doc = "a steward's own agent (host:port, ipv4:IP:PORT, ...), for "
+            "fedq review"},
+    {.key = "agent_identity",
+     .type = FQ_CFG_STRING,
+     .offset = offsetof(struct cli_config, agent_identity),
+     .max = 255,
+     .doc = "identity the agent must present (default "
+            "spiffe://FED/agency/AGENCY/agent, AGENCY from the steward's "
+            "certificate)"},
     {0},
 };
 
@@ -81,6 +108,16 @@ check_config(void *obj, struct fq_cfg_error *err)
         snprintf(err->msg, sizeof(err->msg),
                  "gateway_identity '%s' is not a gateway identity",
                  cfg->gateway_identity);
+        return FQ_EINVAL;
+    }
+    /* The default agent identity needs the certificate: see cmd_review.c. */
+    if (cfg->agent_identity &&
+        (fq_identity_parse(cfg->agent_identity, strlen(cfg->agent_identity),
+                           &id) < 0 ||
+         id.role != FQ_ROLE_AGENT)) {
+        snprintf(err->msg, sizeof(err->msg),
+                 "agent_identity '%s' is not an agent identity",
+                 cfg->agent_identity);
         return FQ_EINVAL;
     }
     return 0;

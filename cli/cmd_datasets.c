@@ -88,15 +88,6 @@ add_datasets(struct cli_out *o, struct fq_arena *a,
     }
 }
 
-static const char *
-join(struct fq_arena *a, char **items, size_t n)
-{
-    char *s = "";
-    for (size_t i = 0; s && i < n; i++)
-        s = fq_arena_printf(a, "%s%s%s", s, i ? "," : "", items[i]);
-    return s ? s : "";
-}
-
 static void
 add_aliases(struct cli_out *o, struct fq_arena *a,
             const Fedq__V1__ListDatasetsResponse *r)
@@ -106,8 +97,9 @@ add_aliases(struct cli_out *o, struct fq_arena *a,
     cli_out_section(o, "aliases", cols);
     for (size_t i = 0; i < r->n_aliases; i++) {
         const Fedq__V1__Alias *al = r->aliases[i];
-        const char *row[] = {al->name, join(a, al->agencies, al->n_agencies),
-                             join(a, al->datasets, al->n_datasets),
+        const char *row[] = {al->name,
+                             cli_join(a, al->agencies, al->n_agencies, ","),
+                             cli_join(a, al->datasets, al->n_datasets, ","),
                              al->complete ? "yes" : "no"};
         cli_out_row(o, row);
     }

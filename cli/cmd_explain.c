@@ -1,7 +1,10 @@
 /*
- * `fedq explain "SQL"`: what a query would do, without running it: the
- * query as the gateway read it, the agencies it goes to, the result
- * columns, the typed plan each agency receives, and the rules that apply.
+ * `fedq explain [--agreement ID --purpose TEXT] "SQL"`: what a query would
+ * do, without running it: the query as the gateway read it, the agencies it
+ * goes to, the result columns, the typed plan each agency receives, and the
+ * rules that apply. With an agreement (a flag, or the client
+ * configuration's default) the gateway also checks the agencies' policies
+ * as a query would, and names their thresholds and reviews.
  */
 #include "fq/compat.h"
 #include "fq/arena.h"
@@ -88,8 +91,8 @@ pred_text(struct fq_arena *a, const Fedq__V1__Predicate *p)
     return s ? s : "?";
 }
 
-static void
-add_plan(struct cli_out *o, struct fq_arena *a, const Fedq__V1__Plan *p)
+int
+cli_out_plan(struct cli_out *o, struct fq_arena *a, const Fedq__V1__Plan *p)
 {
     static const char *const cols[] = {"part", "value", NULL};
     char *groups = "", *aggs = "";
@@ -108,9 +111,10 @@ add_plan(struct cli_out *o, struct fq_arena *a, const Fedq__V1__Plan *p)
         {"group by", groups ? groups : "?"},
         {"aggregates", aggs ? aggs : "?"},
     };
-    cli_out_section(o, "plan", cols);
-    for (size_t i = 0; i < FQ_ARRAY_LEN(rows); i++)
-        cli_out_row(o, rows[i]);
+    int rc = cli_out_section(o, "plan", cols);
+    for (size_t i = 0; rc == 0 && i < FQ_ARRAY_LEN(rows); i++)
+        rc = cli_out_row(o, rows[i]);
+    return rc;
 }
 
 static void
@@ -155,6 +159,8 @@ int
 cli_cmd_explain(struct cli *c, int argc, char **argv)
 {
     static const struct option longopts[] = {
+        {"agreement", required_argument, NULL, 'a'},
+        {"purpose", required_argument, NULL, 'u'},
         {"format", required_argument, NULL, 'f'},
         {NULL, 0, NULL, 0},
     };
@@ -162,13 +168,22 @@ cli_cmd_explain(struct cli *c, int argc, char **argv)
     struct fq_rpc_result res;
     int opt, rc;
 
+    if (c->cfg->agreement)
+        req.agreement = c->cfg->agreement;
+    if (c->cfg->purpose)
+        req.purpose = c->cfg->purpose;
     optind = 0; /* reinitialise getopt for the command's own argv */
-    while ((opt = getopt_long(argc, argv, "f:", longopts, NULL)) != -1) {
-        if (opt != 'f' || cli_set_format(c, optarg) < 0)
+    while ((opt = getopt_long(argc, argv, "a:u:f:", longopts, NULL)) != -1) {
+        if (opt == 'a')
+            req.agreement = optarg;
+        else if (opt == 'u')
+            req.purpose = optarg;
+        else if (opt != 'f' || cli_set_format(c, optarg) < 0)
             return CLI_USAGE;
     }
     if (optind + 1 != argc) {
-        fprintf(stderr, "usage: fedq explain [--format FMT] \"SELECT ...\"\n");
+        fprintf(stderr, "usage: fedq explain [--agreement ID] [--purpose TEXT] "
+                        "[--format FMT] \"SELECT ...\"\n");
         return CLI_USAGE;
     }
     req.sql = argv[optind];
@@ -186,7 +201,7 @@ cli_cmd_explain(struct cli *c, int argc, char **argv)
     add_list(o, "agencies", "agency", r->agencies, r->n_agencies);
     add_columns(o, res.arena, r);
     if (r->plan)
-        add_plan(o, res.arena, r->plan);
+        cli_out_plan(o, res.arena, r->plan);
     add_list(o, "checks", "rule", r->checks, r->n_checks);
     cli_out_print(o);
     fq_arena_free(res.arena);

@@ -59,8 +59,9 @@ cli_cmd_health(struct cli *c, int argc, char **argv)
             return CLI_USAGE;
         }
     }
-    if ((gw_rc = gateway_serving(c, &gw_state)) == CLI_ERROR)
-        return CLI_ERROR;
+    gw_rc = gateway_serving(c, &gw_state);
+    if (gw_rc == CLI_ERROR || gw_rc == CLI_USAGE)
+        return gw_rc;
     if ((rc =
              cli_call(c, "/fedq.v1.Gateway/FederationStatus", &req.base,
                       &fedq__v1__federation_status_response__descriptor, &res)))

@@ -112,15 +112,6 @@ policy_verify(struct cli *c, int argc, char **argv)
     return CLI_OK;
 }
 
-static const char *
-join(struct fq_arena *a, char *const *items, size_t n)
-{
-    char *s = "";
-    for (size_t i = 0; s && i < n; i++)
-        s = fq_arena_printf(a, "%s%s%s", s, i ? "; " : "", items[i]);
-    return s ? s : "";
-}
-
 static void
 add_policy(struct cli_out *o, struct fq_arena *m, const struct fq_policy *p)
 {
@@ -147,14 +138,15 @@ add_agreements(struct cli_out *o, struct fq_arena *m, const struct fq_policy *p)
         const char *row[] = {
             a->id,
             a->title,
-            join(m, a->legal_basis, a->n_legal_basis),
-            join(m, a->purposes, a->n_purposes),
-            join(m, a->analysts, a->n_analysts),
+            cli_join(m, a->legal_basis, a->n_legal_basis, "; "),
+            cli_join(m, a->purposes, a->n_purposes, "; "),
+            cli_join(m, a->analysts, a->n_analysts, "; "),
             a->valid_from,
             a->valid_until,
             fq_arena_printf(m, "%" PRId64, a->release.min_cell_count),
             review_names[a->review == FQ_POLICY_REVIEW_EVERY_QUERY],
-            a->n_pool_with ? join(m, a->pool_with, a->n_pool_with) : "(none)"};
+            a->n_pool_with ? cli_join(m, a->pool_with, a->n_pool_with, "; ")
+                           : "(none)"};
         cli_out_row(o, row);
     }
 }
@@ -170,9 +162,9 @@ add_datasets(struct cli_out *o, struct fq_arena *m, const struct fq_policy *p)
         const struct fq_policy_agreement *a = &p->agreements[i];
         for (size_t k = 0; k < a->n_datasets; k++) {
             const struct fq_policy_dataset *d = &a->datasets[k];
-            const char *row[] = {a->id, d->name,
-                                 join(m, d->columns, d->n_columns),
-                                 join(m, d->aggregates, d->n_aggregates)};
+            const char *row[] = {
+                a->id, d->name, cli_join(m, d->columns, d->n_columns, "; "),
+                cli_join(m, d->aggregates, d->n_aggregates, "; ")};
             cli_out_row(o, row);
         }
     }

@@ -25,10 +25,14 @@ static const struct cli_command commands[] = {
     {"query", cli_cmd_query,
      "run a fedq SQL query: fedq query \"SELECT ... FROM agency.dataset\"",
      false},
+    {"result", cli_cmd_result,
+     "the answer to a query held for review: fedq result QUERY_ID", false},
     {"explain", cli_cmd_explain,
      "show what a query would do, without running it", false},
     {"health", cli_cmd_health, "check the gateway and every agency it reaches",
      false},
+    {"review", cli_cmd_review,
+     "a steward's held queries: review list|show|approve|deny (agent)", false},
     {"policy", cli_cmd_policy,
      "sign, verify or show an agency's release policy (offline)", true},
 };
@@ -44,15 +48,33 @@ usage(FILE *out)
                  "$FEDQ_CONFIG, else $FEDQ_HOME/client.yaml,\nelse "
                  ".fedq-local/client.yaml here or in a parent directory, "
                  "else\n~/.config/fedq/client.yaml.\n"
+                 "Queries name a data sharing agreement and a purpose: "
+                 "--agreement ID --purpose TEXT,\nor agreement: and "
+                 "purpose: in the client configuration.\n"
                  "Exit codes: 0 ok, 1 error, 2 usage, 3 some agency did not "
-                 "answer.\n");
+                 "answer,\n4 held for a steward's review (fedq result "
+                 "QUERY_ID later).\n");
 }
 
 int
 cli_call(struct cli *c, const char *method, const ProtobufCMessage *req,
          const ProtobufCMessageDescriptor *resp_desc, struct fq_rpc_result *res)
 {
-    int rc = fq_rpc_call_blocking(c->gw, method, req, resp_desc,
+    if (!c->gw) {
+        fprintf(stderr, "fedq: %s names no gateway: set gateway: in it\n",
+                c->cfg->doc.path);
+        return CLI_USAGE;
+    }
+    return cli_call_on(c, c->gw, method, req, resp_desc, res);
+}
+
+int
+cli_call_on(struct cli *c, struct fq_rpc_channel *ch, const char *method,
+            const ProtobufCMessage *req,
+            const ProtobufCMessageDescriptor *resp_desc,
+            struct fq_rpc_result *res)
+{
+    int rc = fq_rpc_call_blocking(ch, method, req, resp_desc,
                                   c->cfg->timeout_ms, res);
     if (rc < 0) {
         fprintf(stderr, "fedq: cannot call %s: %s\n", method, fq_strerror(rc));
@@ -81,6 +103,8 @@ cli_open(struct cli *c, const char *config, char *err, size_t errlen)
                               FQ_ROLE_ANALYST | FQ_ROLE_STEWARD,
                               cfg->federation, NULL, &c->tls, err, errlen)) < 0)
         return rc;
+    if (!cfg->gateway)
+        return 0; /* a steward's configuration for fedq review alone */
     struct fq_rpc_channel_opts o = {
         .target = cfg->gateway,
         .tls = &c->tls,

@@ -92,6 +92,15 @@ cli_out_row(struct cli_out *o, const char *const *values)
     return 0;
 }
 
+const char *
+cli_join(struct fq_arena *a, char *const *items, size_t n, const char *sep)
+{
+    char *s = "";
+    for (size_t i = 0; s && i < n; i++)
+        s = fq_arena_printf(a, "%s%s%s", s, i ? sep : "", items[i]);
+    return s ? s : "?";
+}
+
 /* ---- table --------------------------------------------------------------- */
 
 static void
