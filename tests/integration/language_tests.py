@@ -33,7 +33,8 @@ import time
 import grpc
 
 import run_integration as ri
-from run_integration import EXAMPLE_AGENCIES, TestFailure, check, test
+from run_integration import (EXAMPLE_AGENCIES, TestFailure, check, ereq,
+                             qreq, test)
 import query_tests as qt
 from query_tests import (CALL_TIMEOUT, HIED, MIN_CELL, ExampleFed, Generator,
                          compare, one_line, oracle, proto_table, query_grpc,
@@ -298,10 +299,10 @@ def lang_boolean_oracle(h):
                 compare(src, spec, got, want, expected_agencies(spec))
                 # Explain: the canonical text is a fixed point.
                 try:
-                    e1 = stub.Explain(p.gw.ExplainRequest(sql=sql),
+                    e1 = stub.Explain(ereq(p, sql),
                                       timeout=CALL_TIMEOUT)
-                    e2 = stub.Explain(p.gw.ExplainRequest(
-                        sql=e1.canonical_sql), timeout=CALL_TIMEOUT)
+                    e2 = stub.Explain(ereq(p, e1.canonical_sql),
+                                      timeout=CALL_TIMEOUT)
                 except grpc.RpcError as e:
                     raise TestFailure(f"Explain: {e.code().name}: "
                                       f"{e.details()}")
@@ -658,7 +659,7 @@ def order_by_quantile(p, stub, fed, towns):
         try:
             got = query_grpc(p, stub, sql)
             compare_ordered(got, exp, qt.expected_columns(s, sp))
-            e = stub.Explain(p.gw.ExplainRequest(sql=sql),
+            e = stub.Explain(ereq(p, sql),
                              timeout=CALL_TIMEOUT)
         except grpc.RpcError as ex:
             raise TestFailure(f"{sql!r}: {ex.code().name} {ex.details()}")
@@ -798,10 +799,10 @@ def lang_explain(h):
             query_grpc(p, stub, sql)
         first = {}
         for sql, exp in cases:
-            r = stub.Explain(p.gw.ExplainRequest(sql=sql),
+            r = stub.Explain(ereq(p, sql),
                              timeout=CALL_TIMEOUT)
             check_explain(p, r, sql, exp)
-            r2 = stub.Explain(p.gw.ExplainRequest(sql=r.canonical_sql),
+            r2 = stub.Explain(ereq(p, r.canonical_sql),
                               timeout=CALL_TIMEOUT)
             check(r2.canonical_sql == r.canonical_sql,
                   f"canonical SQL {r.canonical_sql!r} Explains as "
@@ -820,7 +821,7 @@ def lang_explain(h):
         try:
             for sql, exp in cases:
                 t0 = time.monotonic()
-                r = stub.Explain(p.gw.ExplainRequest(sql=sql), timeout=5)
+                r = stub.Explain(ereq(p, sql), timeout=5)
                 took = time.monotonic() - t0
                 # Well under agent_timeout (5 s): Explain waited for no
                 # agent. A loose bound, since CI machines are noisy.
@@ -828,7 +829,7 @@ def lang_explain(h):
                                   f"agents stopped")
                 check(r == first[sql], f"Explain with the agents stopped "
                                        f"differs: {one_line(str(r))[:300]}")
-            e = ri.rpc_error(stub.Query, p.gw.QueryRequest(sql=cases[0][0]),
+            e = ri.rpc_error(stub.Query, qreq(p, cases[0][0]),
                              timeout=10)
             ri.expect_status(e, grpc.StatusCode.UNAVAILABLE, "dol")
         finally:
@@ -851,13 +852,13 @@ def lang_explain(h):
         problems = []
         for sql in bad:
             try:
-                eq = ri.rpc_error(stub.Query, p.gw.QueryRequest(sql=sql),
+                eq = ri.rpc_error(stub.Query, qreq(p, sql),
                                   timeout=CALL_TIMEOUT)
             except TestFailure as ex:
                 problems.append(f"{one_line(sql)[:60]!r}: Query: {ex}")
                 continue
             try:
-                ee = ri.rpc_error(stub.Explain, p.gw.ExplainRequest(sql=sql),
+                ee = ri.rpc_error(stub.Explain, ereq(p, sql),
                                   timeout=CALL_TIMEOUT)
             except TestFailure as ex:
                 problems.append(f"{one_line(sql)[:60]!r}: Explain: {ex}")
@@ -874,7 +875,7 @@ def lang_explain(h):
               " || ".join(problems[:5]))
 
         sql, col = COUNT_DISTINCT
-        e = ri.rpc_error(stub.Query, p.gw.QueryRequest(sql=sql),
+        e = ri.rpc_error(stub.Query, qreq(p, sql),
                          timeout=CALL_TIMEOUT)
         d = e.details() or ""
         check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and
@@ -885,7 +886,7 @@ def lang_explain(h):
 
         # The CLI.
         sql0, exp0 = cases[0]
-        r = h.fedq("explain", sql0, "--format", "json",
+        r = h.fedq("explain", *fed.cli_terms(), sql0, "--format", "json",
                    config=fed.client_cfg)
         check(r.returncode == 0, f"fedq explain rc {r.returncode}: "
                                  f"{ri.tail(r.stderr)}")
@@ -912,7 +913,8 @@ def lang_explain(h):
               "wages" in json.dumps(doc["plan"]),
               f"JSON plan {doc['plan']}")
         # An error through the CLI: exit 1, Query's message.
-        r = h.fedq("explain", "SELECT COUNT(*) FROM dss.enrollment WHERE "
+        r = h.fedq("explain", *fed.cli_terms(),
+                   "SELECT COUNT(*) FROM dss.enrollment WHERE "
                    "colour = 'red'", config=fed.client_cfg)
         check(r.returncode == 1 and "INVALID_ARGUMENT" in r.stderr and
               "line 1, column 43: unknown column 'colour' in dss.enrollment"
@@ -966,9 +968,9 @@ def lang_filter_limits(h):
             want = oracle(src, spec)
             exp = [[("exact", "int", want[()]["records"])]] if want else []
             for name, call, req in (
-                    ("Query", stub.Query, p.gw.QueryRequest(sql=sql)),
+                    ("Query", stub.Query, qreq(p, sql)),
                     ("Explain", stub.Explain,
-                     p.gw.ExplainRequest(sql=sql))):
+                     ereq(p, sql))):
                 try:
                     r = call(req, timeout=CALL_TIMEOUT)
                 except grpc.RpcError as e:
@@ -981,7 +983,7 @@ def lang_filter_limits(h):
                                     f"expected {exp}")
         for where, col, sub in bad:
             sql = B + where
-            e = ri.rpc_error(stub.Query, p.gw.QueryRequest(sql=sql),
+            e = ri.rpc_error(stub.Query, qreq(p, sql),
                              timeout=CALL_TIMEOUT)
             d = e.details() or ""
             if e.code() != grpc.StatusCode.INVALID_ARGUMENT or \
@@ -1147,9 +1149,9 @@ def lang_sketch_aggregates(h):
                 else:
                     compare(src, spec, got, want, expected_agencies(
                         {"source": sname}))
-                e1 = stub.Explain(p.gw.ExplainRequest(sql=sql),
+                e1 = stub.Explain(ereq(p, sql),
                                   timeout=CALL_TIMEOUT)
-                e2 = stub.Explain(p.gw.ExplainRequest(sql=e1.canonical_sql),
+                e2 = stub.Explain(ereq(p, e1.canonical_sql),
                                   timeout=CALL_TIMEOUT)
             except grpc.RpcError as e:
                 raise TestFailure(f"{one_line(sql)!r}: {e.code().name}: "
@@ -1179,9 +1181,9 @@ def lang_sketch_aggregates(h):
         refusals = sketch_refusals()
         for sql, prefix, subs in refusals:
             try:
-                eq = ri.rpc_error(stub.Query, p.gw.QueryRequest(sql=sql),
+                eq = ri.rpc_error(stub.Query, qreq(p, sql),
                                   timeout=CALL_TIMEOUT)
-                ee = ri.rpc_error(stub.Explain, p.gw.ExplainRequest(sql=sql),
+                ee = ri.rpc_error(stub.Explain, ereq(p, sql),
                                   timeout=CALL_TIMEOUT)
             except TestFailure as ex:
                 problems.append(f"{one_line(sql)[:90]!r}: {ex}")
@@ -1214,8 +1216,8 @@ def lang_sketch_aggregates(h):
                     "dss.enrollment GROUP BY program",
                     "SELECT COUNT(*), HISTOGRAM(wages, 1000), QUANTILE(wages, "
                     "0.25) FROM dol.wages"):
-            for m, req in ((stub.Query, p.gw.QueryRequest(sql=sql)),
-                           (stub.Explain, p.gw.ExplainRequest(sql=sql))):
+            for m, req in ((stub.Query, qreq(p, sql)),
+                           (stub.Explain, ereq(p, sql))):
                 e = ri.rpc_error(m, req, timeout=CALL_TIMEOUT)
                 d = e.details() or ""
                 check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and
@@ -1271,7 +1273,7 @@ def lang_histogram_bin_limit(h):
                     raise TestFailure(f"256 bins: {e.code().name}: "
                                       f"{e.details()}")
                 continue
-            e = ri.rpc_error(stub.Query, p.gw.QueryRequest(sql=sql),
+            e = ri.rpc_error(stub.Query, qreq(p, sql),
                              timeout=CALL_TIMEOUT)
             d = e.details() or ""
             check(e.code() == grpc.StatusCode.INVALID_ARGUMENT and

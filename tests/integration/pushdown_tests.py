@@ -36,7 +36,7 @@ import yaml
 
 import run_integration as ri
 from run_integration import (EXAMPLE_AGENCIES, REPO, TestFailure, check,
-                             gateway_config, tail, test, wait_until,
+                             gateway_config, qreq, tail, test, wait_until,
                              write_yaml)
 import query_tests as qt
 import language_tests as lt
@@ -167,8 +167,10 @@ class PgFed(qt.FedClient):
                 ds["engine"] = engine
             if datasets:
                 datasets(a, cfg)
+            cfg.setdefault("policy", ri.example_policy_section(a))
             path = self.etc / f"agent-{a}.yaml"
             write_yaml(path, cfg)
+            ri.install_example_policy(h, path)
             self.agents[a] = h.start_agent(path, timeout=120)
         gw = gateway_config(h, self.run,
                             [(a, self.agents[a].addr) for a in agencies],
@@ -286,7 +288,7 @@ def median_ms(stub, p, sql, n=15):
     times = []
     for _ in range(n):
         t0 = time.monotonic()
-        stub.Query(p.gw.QueryRequest(sql=sql), timeout=qt.CALL_TIMEOUT)
+        stub.Query(qreq(p, sql), timeout=qt.CALL_TIMEOUT)
         times.append((time.monotonic() - t0) * 1000)
     return statistics.median(times)
 
@@ -355,7 +357,7 @@ def pushdown_parameterised(h):
         stub = fed.stub()
         # A pooled connection may predate the reload: ask until logged.
         def logged():
-            stub.Query(p.gw.QueryRequest(sql=sql), timeout=qt.CALL_TIMEOUT)
+            stub.Query(qreq(p, sql), timeout=qt.CALL_TIMEOUT)
             with open(log, errors="replace") as f:
                 f.seek(start)
                 text = f.read()
@@ -413,16 +415,15 @@ def pushdown_unreachable(h):
         con.close()
 
         def count(ds):
-            r = stub.Query(p.gw.QueryRequest(
-                sql=f"SELECT COUNT(*) FROM dss.{ds}"),
-                timeout=qt.CALL_TIMEOUT)
+            r = stub.Query(qreq(p, f"SELECT COUNT(*) FROM dss.{ds}"),
+                           timeout=qt.CALL_TIMEOUT)
             return r.rows[0].cells[0].int_value
         check(count("enrollment") == n, "before: wrong count")
         lost.stop()
         t0 = time.monotonic()
-        e = ri.rpc_error(stub.Query, p.gw.QueryRequest(
-            sql="SELECT program, COUNT(*) FROM dss.enrollment GROUP BY "
-                "program"), timeout=qt.CALL_TIMEOUT)
+        e = ri.rpc_error(stub.Query, qreq(
+            p, "SELECT program, COUNT(*) FROM dss.enrollment GROUP BY "
+               "program"), timeout=qt.CALL_TIMEOUT)
         took = time.monotonic() - t0
         msg = e.details() or ""
         check("dataset 'enrollment'" in msg and

@@ -46,9 +46,9 @@ import yaml
 
 import run_integration as ri
 from run_integration import (EXAMPLE_AGENCIES, REPO, TYPE_ENUM, TestFailure,
-                             check, expect_status, gateway_config, resolve,
-                             rpc_error, sanitizer_report, tail, test,
-                             wait_until, write_yaml)
+                             check, cli_terms, expect_status, gateway_config,
+                             qreq, resolve, rpc_error, sanitizer_report, tail,
+                             test, wait_until, write_yaml)
 
 HIED = ["uhs", "csu", "ccs"]
 PERSONS = 3000
@@ -101,10 +101,12 @@ def query_data(h):
     return d
 
 
-class FedClient:
+class FedClient(ri.PolicyTerms):
     """What a test federation offers its test: gateway stubs (closed by
-    close()) and its processes. Subclasses set h, agents, gateway and
-    channels."""
+    close()), its processes, and requests naming the example policies'
+    agreement and purpose (qreq, ereq, cli_terms). Subclasses set h,
+    agents, gateway and channels."""
+    terms = ri.EXAMPLE_TERMS
 
     def stub(self, party="analyst-alice"):
         ch, stub = self.h.gateway_stub(self.gateway.addr, party=party)
@@ -122,13 +124,19 @@ class FedClient:
 
 class ExampleFed(FedClient):
     """Agents from the example configs (copied as they are into a root of
-    their own, with pki/ and data/ beside etc/ as the configs expect) and
-    a gateway; the harness stops them all after the test."""
+    their own, with pki/ and data/ beside etc/ as the configs expect, and
+    with the example policies beside them, signed with the agencies'
+    policy keys) and a gateway; the harness stops them all after the
+    test."""
 
-    def __init__(self, h, name, agencies, gw_extra=None, edit=None):
+    def __init__(self, h, name, agencies, gw_extra=None, edit=None,
+                 policy_edit=None, start=True):
         """edit: (agency, YAML text) -> the text to run that agent with
-        (the oracle's catalog is read from it too)."""
+        (the oracle's catalog is read from it too); policy_edit: (agency,
+        policy text) -> the policy to sign and run. With start=False the
+        files are written and start() runs the processes."""
         self.h = h
+        self.name = name
         self.root = h.root / f"q-{name}"
         self.etc = self.root / "etc"
         self.run = self.root / "run"
@@ -139,23 +147,43 @@ class ExampleFed(FedClient):
         self.agencies = list(agencies)
         self.aliases = ([("hied", HIED)] if all(a in agencies for a in HIED)
                         else [])
+        self.gw_extra = gw_extra or {}
         self.agents = {}
-        for a in agencies:
-            path = self.etc / f"agent-{a}.yaml"
-            text = (REPO / f"deploy/examples/etc/agent-{a}.yaml").read_text()
-            path.write_text(edit(a, text) if edit else text)
-            self.agents[a] = h.start_agent(path)
-        gw = gateway_config(h, self.run,
-                            [(a, self.agents[a].addr) for a in agencies],
-                            self.aliases, **(gw_extra or {}))
-        self.gw_cfg_path = self.etc / "gateway.yaml"
-        write_yaml(self.gw_cfg_path, gw)
-        self.gateway = h.start_gateway(self.gw_cfg_path)
-        self.client_cfg = h.client_config(self.gateway.addr,
-                                          name=f"q-{name}-client")
         self.channels = []
-        self.catalog = Catalog([self.etc / f"agent-{a}.yaml"
-                                for a in agencies], self.aliases)
+        self.gateway = None
+        self.policies = {}
+        for a in agencies:
+            path = self.agent_cfg_path(a)
+            text = ri.with_policy_section(
+                (REPO / f"deploy/examples/etc/agent-{a}.yaml").read_text(), a)
+            path.write_text(edit(a, text) if edit else text)
+            self.policies[a] = ri.install_example_policy(
+                h, path, (lambda t, a=a: policy_edit(a, t))
+                if policy_edit else None)
+        self.catalog = Catalog([self.agent_cfg_path(a) for a in agencies],
+                               self.aliases)
+        if start:
+            self.start()
+
+    def agent_cfg_path(self, agency):
+        return self.etc / f"agent-{agency}.yaml"
+
+    def start(self):
+        for a in self.agencies:
+            self.agents[a] = self.h.start_agent(self.agent_cfg_path(a))
+        self.gw_cfg_path = self.etc / "gateway.yaml"
+        write_yaml(self.gw_cfg_path, gateway_config(
+            self.h, self.run,
+            [(a, self.agents[a].addr) for a in self.agencies],
+            self.aliases, **self.gw_extra))
+        self.start_gateway()
+        return self
+
+    def start_gateway(self):
+        self.gateway = self.h.start_gateway(self.gw_cfg_path)
+        self.client_cfg = self.h.client_config(self.gateway.addr,
+                                               name=f"q-{self.name}-client")
+        return self.gateway
 
 
 # ---- the catalog, from the YAML --------------------------------------------
@@ -1099,13 +1127,13 @@ class Generator:
 
 
 def query_grpc(p, stub, sql, allow_partial=False):
-    r = stub.Query(p.gw.QueryRequest(sql=sql, allow_partial=allow_partial),
+    r = stub.Query(qreq(p, sql, allow_partial=allow_partial),
                    timeout=CALL_TIMEOUT)
     return proto_table(p, r)
 
 
 def query_cli(h, fed, sql, allow_partial=False, expect_rc=0):
-    args = ["query", "--format", "json"]
+    args = ["query", "--format", "json"] + fed.cli_terms()
     if allow_partial:
         args.append("--allow-partial")
     r = h.fedq(*args, "--", sql, config=fed.client_cfg)
@@ -1142,7 +1170,7 @@ def expect_refusal(h, fed, stub, sql, prefix, via_cli=False, any_of=()):
             msg.startswith(prefix) or (via_cli and prefix in msg)
     want = f"one of {list(any_of)!r}" if any_of else repr(prefix)
     if via_cli:
-        r = h.fedq("query", "--format", "json", "--", sql,
+        r = h.fedq("query", "--format", "json", *cli_terms(), "--", sql,
                    config=fed.client_cfg)
         check(r.returncode == 1 and ok(r.stderr) and
               "INVALID_ARGUMENT" in r.stderr and not r.stdout.strip(),
@@ -1150,7 +1178,7 @@ def expect_refusal(h, fed, stub, sql, prefix, via_cli=False, any_of=()):
               f"stderr {tail(r.stderr)}; expected exit 1 with {want}")
         return
     try:
-        e = rpc_error(stub.Query, h.proto.gw.QueryRequest(sql=sql),
+        e = rpc_error(stub.Query, qreq(h.proto, sql),
                       timeout=CALL_TIMEOUT)
     except TestFailure as ex:
         raise TestFailure(f"expected refusal {want}: {ex}")
@@ -1317,6 +1345,14 @@ def col_items(spec):
             for b in range(w)]
 
 
+def min_cell_policy(text, n):
+    """An example policy's text with its agreement's threshold set to n
+    (the gateway applies the strictest of its own and the policies')."""
+    check(text.count("min_cell_count: 11\n") == 1,
+          "the example policy does not set min_cell_count: 11 once")
+    return text.replace("min_cell_count: 11\n", f"min_cell_count: {n}\n")
+
+
 def min_cell_one(h):
     """With min_cell_count 1 groups of one record are released: VAR and
     STDDEV of a single value are not_applicable without a value, the
@@ -1326,7 +1362,8 @@ def min_cell_one(h):
     of no value (hied's credits may be NULL) not_applicable."""
     p = h.proto
     fed = ExampleFed(h, "varone", ["dol", "dss"] + HIED,
-                     gw_extra={"min_cell_count": 1})
+                     gw_extra={"min_cell_count": 1},
+                     policy_edit=lambda a, t: min_cell_policy(t, 1))
     try:
         stub = fed.stub()
         cases = [
@@ -1666,7 +1703,7 @@ def query_interop(h):
                "FROM dss.enrollment WHERE month BETWEEN '2024-01' AND "
                "'2024-06' AND household_size IN (1, 2, 3, 9) "
                "GROUP BY program, sex")
-        req = p.gw.QueryRequest(sql=sql).SerializeToString()
+        req = qreq(p, sql).SerializeToString()
         blobs = [raw(req, timeout=CALL_TIMEOUT) for _ in range(2)]
         for b in blobs:
             check(isinstance(b, bytes) and b, f"raw reply {type(b)}")
@@ -1713,9 +1750,9 @@ def query_interop(h):
               f"cell kinds seen: {kinds}")
         # A zero is a value: the group keyed graduated = 0 carries
         # int_value 0 on the wire (proto3 would drop a plain 0 field).
-        r0 = p.gw.QueryResponse.FromString(raw(p.gw.QueryRequest(
-            sql="SELECT graduated, COUNT(*) FROM doe.k12_enrollment GROUP BY "
-                "graduated").SerializeToString(), timeout=CALL_TIMEOUT))
+        r0 = p.gw.QueryResponse.FromString(raw(qreq(
+            p, "SELECT graduated, COUNT(*) FROM doe.k12_enrollment GROUP BY "
+               "graduated").SerializeToString(), timeout=CALL_TIMEOUT))
         keys = [(c.WhichOneof("value"), c.int_value)
                 for c in (row.cells[0] for row in r0.rows)]
         check(keys == [("int_value", 0), ("int_value", 1)],
@@ -1876,7 +1913,7 @@ def query_bad_input(h):
         for sql, exact, subs in cases:
             label = one_line(sql)[:70]
             try:
-                e = rpc_error(stub.Query, p.gw.QueryRequest(sql=sql),
+                e = rpc_error(stub.Query, qreq(p, sql),
                               timeout=CALL_TIMEOUT)
             except TestFailure as ex:
                 problems.append(f"{label!r}: {ex}")
@@ -1892,7 +1929,7 @@ def query_bad_input(h):
                                 f"{[s for s in subs if s not in msg]}")
             # The gateway still answers, and right.
             try:
-                r = stub.Query(p.gw.QueryRequest(sql=good),
+                r = stub.Query(qreq(p, good),
                                timeout=CALL_TIMEOUT)
                 v = r.rows[0].cells[0]
                 if v.WhichOneof("value") != "int_value" and want >= MIN_CELL:
@@ -1952,7 +1989,7 @@ def query_agent_down(h):
         fed.agents[victim].signal(signal.SIGSTOP)
         try:
             t0 = time.monotonic()
-            e = rpc_error(stub.Query, p.gw.QueryRequest(sql=sqls[0]),
+            e = rpc_error(stub.Query, qreq(p, sqls[0]),
                           timeout=10)
             took = time.monotonic() - t0
             expect_status(e, grpc.StatusCode.UNAVAILABLE, victim)
@@ -1962,7 +1999,7 @@ def query_agent_down(h):
                               f"agent_timeout 4s")
             for spec, sql in zip(specs, sqls):
                 t0 = time.monotonic()
-                r = stub.Query(p.gw.QueryRequest(sql=sql, allow_partial=True),
+                r = stub.Query(qreq(p, sql, allow_partial=True),
                                timeout=10)
                 took = time.monotonic() - t0
                 check(took < 9.0, f"partial answer after {took:.1f}s")
@@ -1989,7 +2026,8 @@ def query_agent_down(h):
             compare(src, specs[1], got, oracle(src, specs[1], agencies=rest),
                     rest, via_json=True)
             # Without --allow-partial the CLI fails, naming the agency.
-            r = h.fedq("query", sqls[0], config=fed.client_cfg)
+            r = h.fedq("query", *fed.cli_terms(), sqls[0],
+                       config=fed.client_cfg)
             check(r.returncode == 1 and "UNAVAILABLE" in r.stderr and
                   victim in r.stderr,
                   f"fedq query without --allow-partial: rc {r.returncode} "
@@ -1999,7 +2037,7 @@ def query_agent_down(h):
 
         def whole():
             try:
-                r = stub.Query(p.gw.QueryRequest(sql=sqls[1]), timeout=10)
+                r = stub.Query(qreq(p, sqls[1]), timeout=10)
             except grpc.RpcError:
                 return None
             return r if not r.partial else None
@@ -2017,30 +2055,30 @@ def query_agent_down(h):
         try:
             for allow in (False, True):
                 t0 = time.monotonic()
-                e = rpc_error(stub.Query, p.gw.QueryRequest(
-                    sql="SELECT COUNT(*) FROM dol.wages",
+                e = rpc_error(stub.Query, qreq(
+                    p, "SELECT COUNT(*) FROM dol.wages",
                     allow_partial=allow), timeout=10)
                 took = time.monotonic() - t0
                 expect_status(e, grpc.StatusCode.UNAVAILABLE, "dol")
                 check(took < 9.0, f"dol: UNAVAILABLE after {took:.1f}s")
         finally:
             os.kill(fed.agents["dol"].pid, signal.SIGCONT)
-        wait_until(lambda: len(stub.Query(p.gw.QueryRequest(
-            sql="SELECT COUNT(*) FROM dol.wages"), timeout=10).rows) == 1,
+        wait_until(lambda: len(stub.Query(qreq(
+            p, "SELECT COUNT(*) FROM dol.wages"), timeout=10).rows) == 1,
             15, "dol to answer after SIGCONT", 0.2, watch=fed.procs())
         # Stopped again, now with its catalog cached: the failure comes at
         # Execute, and must still be UNAVAILABLE naming dol.
         fed.agents["dol"].signal(signal.SIGSTOP)
         try:
-            e = rpc_error(stub.Query, p.gw.QueryRequest(
-                sql="SELECT quarter, COUNT(*) FROM dol.wages GROUP BY "
-                    "quarter"), timeout=10)
+            e = rpc_error(stub.Query, qreq(
+                p, "SELECT quarter, COUNT(*) FROM dol.wages GROUP BY "
+                   "quarter"), timeout=10)
             expect_status(e, grpc.StatusCode.UNAVAILABLE, "dol")
             # allow_partial with nobody left to answer: nothing to release.
             try:
-                r = stub.Query(p.gw.QueryRequest(
-                    sql="SELECT quarter, COUNT(*) FROM dol.wages GROUP BY "
-                        "quarter", allow_partial=True), timeout=10)
+                r = stub.Query(qreq(
+                    p, "SELECT quarter, COUNT(*) FROM dol.wages GROUP BY "
+                       "quarter", allow_partial=True), timeout=10)
                 raise TestFailure(
                     f"dol stopped, allow_partial: answered with "
                     f"{len(r.rows)} rows, agencies {list(r.agencies)}, "
@@ -2067,7 +2105,7 @@ def query_roles(h):
         for party, ident in (("steward-dol-bob", "steward/dol/bob"),
                              ("agency-doe", "agency/doe/agent"),
                              ("gateway", "gateway")):
-            e = rpc_error(fed.stub(party).Query, p.gw.QueryRequest(sql=sql),
+            e = rpc_error(fed.stub(party).Query, qreq(p, sql),
                           timeout=CALL_TIMEOUT)
             expect_status(e, grpc.StatusCode.PERMISSION_DENIED,
                           ri.identity(ident))

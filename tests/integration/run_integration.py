@@ -20,6 +20,8 @@ from the status codes the protocol documents. Output: one line per test
 """
 
 import argparse
+import collections
+import hashlib
 import json
 import os
 import shutil
@@ -53,6 +55,14 @@ SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:",
 AGENCIES = ["dol", "dss", "uhs", "csu", "ccs"]  # the fixture federation
 EXAMPLE_AGENCIES = ["dol", "dss", "doe", "uhs", "csu", "ccs"]
 STOP_TIMEOUT = 20.0  # seconds a server may take to exit after SIGTERM
+# What every query names (issue 6): the data sharing agreement and the
+# purpose. The test federations run a permissive policy per agency under
+# TEST-2026; the example federations the example policies' P20W-2026-01.
+Terms = collections.namedtuple("Terms", "agreement purpose")
+TEST_TERMS = Terms("TEST-2026", "testing")
+EXAMPLE_TERMS = Terms("P20W-2026-01", "program evaluation")
+ALL_AGGREGATES = ["COUNT", "COUNT_DISTINCT", "SUM", "AVG", "VAR", "STDDEV",
+                  "HISTOGRAM", "QUANTILE"]
 
 
 class TestFailure(Exception):
@@ -298,8 +308,12 @@ class Harness:
         self.pki_sh("gateway", str(self.pki))
         for a in sorted(set(AGENCIES + EXAMPLE_AGENCIES)):
             self.pki_sh("agent", str(self.pki), a)
+        for a in sorted(set(AGENCIES + EXAMPLE_AGENCIES)):
+            self.pki_sh("policy-key", str(self.pki), a)
         self.pki_sh("analyst", str(self.pki), "alice")
+        self.pki_sh("analyst", str(self.pki), "bob")  # in no policy
         self.pki_sh("steward", str(self.pki), "dol", "bob")
+        self.pki_sh("steward", str(self.pki), "dss", "carol")
         # A second CA, same federation name: nothing it signs may get in.
         self.other_pki = self.root / "pki-other-ca"
         self.pki_sh("init", str(self.other_pki), FED)
@@ -611,11 +625,170 @@ def make_fixture_data(h):
         db.close()
 
 
+# ---- release policies (issue 6) and the terms queries name ------------------
+
+
+def qreq(p, sql, terms=EXAMPLE_TERMS, **kw):
+    """A Gateway QueryRequest naming terms' agreement and purpose (kw may
+    set either, "" to leave it out). The default is what the example
+    policies cover: most queries go to federations of deploy/examples."""
+    kw.setdefault("agreement", terms.agreement)
+    kw.setdefault("purpose", terms.purpose)
+    return p.gw.QueryRequest(sql=sql, **kw)
+
+
+def ereq(p, sql, terms=EXAMPLE_TERMS, **kw):
+    """The ExplainRequest of the same: Explain then checks the policies as
+    Query would."""
+    kw.setdefault("agreement", terms.agreement)
+    kw.setdefault("purpose", terms.purpose)
+    return p.gw.ExplainRequest(sql=sql, **kw)
+
+
+def cli_terms(terms=EXAMPLE_TERMS):
+    """The options of `fedq query` and `fedq explain` naming them."""
+    return ["--agreement", terms.agreement, "--purpose", terms.purpose]
+
+
+class PolicyTerms:
+    """Requests as the federation's analysts make them: naming the
+    agreement and purpose (self.terms) its agents' policies cover."""
+    terms = TEST_TERMS
+
+    def qreq(self, sql, **kw):
+        return qreq(self.h.proto, sql, self.terms, **kw)
+
+    def ereq(self, sql, **kw):
+        return ereq(self.h.proto, sql, self.terms, **kw)
+
+    def cli_terms(self):
+        return cli_terms(self.terms)
+
+
+def policy_sha(path):
+    """What every answer names the policy by: SHA-256 of the file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def sign_policy(h, path, key_agency):
+    """`fedq policy sign` with key_agency's policy key: writes PATH.sig."""
+    r = h.fedq("policy", "sign", "--key",
+               str(h.pki / f"policy-{key_agency}.key"), str(path))
+    check(r.returncode == 0, f"fedq policy sign {path}: rc {r.returncode}: "
+                             f"{tail(r.stderr)}")
+
+
+def test_agreement(agency, **changes):
+    """The permissive agreement of a fixture agency: TEST-2026 for
+    purpose "testing" by alice, every dataset of CATALOG with all its
+    columns and every aggregate, threshold 11, no review, pooled with
+    every other fixture agency. changes replace keys."""
+    ag = {"id": TEST_TERMS.agreement,
+          "title": f"fedq integration tests ({agency})",
+          "legal_basis": ["synthetic fixtures, no personal data"],
+          "purposes": [TEST_TERMS.purpose],
+          "analysts": [identity("analyst/alice")],
+          "valid_from": "2026-01-01", "valid_until": "2030-12-31",
+          "datasets": [{"name": ds["name"],
+                        "columns": [c["name"] for c in ds["columns"]],
+                        "aggregates": list(ALL_AGGREGATES)}
+                       for ds in CATALOG[agency]],
+          "release": {"min_cell_count": 11,
+                      "min_cell_count_rationale":
+                          "the federation's default threshold; the fixture "
+                          "data is synthetic"},
+          "review": "none",
+          "pool_with": [a for a in AGENCIES if a != agency]}
+    ag.update(changes)
+    return ag
+
+
+def policy_doc(agency, agreements, version=1, fed=FED):
+    return {"policy": {"agency": agency, "federation": fed,
+                       "version": version, "agreements": list(agreements)}}
+
+
+def write_policy(h, path, doc, key_agency=None):
+    """Writes a policy (a mapping, or text as is) and signs it with the
+    policy key of key_agency (default: the policy's own agency)."""
+    if isinstance(doc, str):
+        write_text(path, doc)
+        agency = yaml.safe_load(doc)["policy"]["agency"]
+    else:
+        write_yaml(path, doc)
+        agency = doc["policy"]["agency"]
+    sign_policy(h, path, key_agency or agency)
+    return Path(path)
+
+
+def test_policy_path(h, agency):
+    """The permissive policy of a fixture agency, written and signed once
+    per run."""
+    path = h.root / "policies" / f"policy-{agency}.yaml"
+    if not path.exists():
+        write_policy(h, path, policy_doc(agency, [test_agreement(agency)]))
+    return path
+
+
+def policy_section(h, agency, path):
+    return {"file": str(path),
+            "public_key": str(h.pki / f"policy-{agency}.pub")}
+
+
+def example_policy_text(agency):
+    return (REPO / f"deploy/examples/etc/policy-{agency}.yaml").read_text()
+
+
+def example_policy_section(agency):
+    """The policy: section of an example agent config: the policy beside
+    the config, the key in ../pki/ as deploy/pki.sh writes it."""
+    return {"file": f"policy-{agency}.yaml",
+            "public_key": f"../pki/policy-{agency}.pub"}
+
+
+def with_policy_section(text, agency):
+    """An example agent config's text with a policy: section (the one the
+    examples carry, or ours if they have none)."""
+    if any(ln.startswith("policy:") for ln in text.splitlines()):
+        return text
+    return text.rstrip("\n") + "\n" + yaml.safe_dump(
+        {"policy": example_policy_section(agency)}, sort_keys=False)
+
+
+def install_example_policy(h, cfg_path, edit=None, key_agency=None):
+    """Puts the example policy of the agent whose config is at cfg_path
+    where that config's policy: section says, through edit (text -> text),
+    signed with key_agency's policy key (default its own). Returns its
+    path; None if the config has no policy: section."""
+    cfg = yaml.safe_load(Path(cfg_path).read_text())
+    sec = cfg.get("policy")
+    if not sec:
+        return None
+    agency = cfg["agency"]
+    text = example_policy_text(agency)
+    if edit:
+        text = edit(text)
+    path = resolve(cfg_path, sec["file"])
+    write_text(path, text)
+    sign_policy(h, path, key_agency or agency)
+    return path
+
+
 def agent_config(h, agency, run_dir, datasets=None, listen="127.0.0.1:0",
-                 **extra):
+                 policy="test", **extra):
+    """policy: "test" (the agency's permissive policy), a path (signed by
+    the agency's key, or not), a ready policy: mapping, or None for no
+    policy: section. Held queries go to run_dir/reviews-AGENCY."""
     datasets = CATALOG[agency] if datasets is None else datasets
     cfg = {"agency": agency, "federation": FED, "listen": listen,
-           "run_dir": str(run_dir), "tls": h.tls(f"agency-{agency}")}
+           "run_dir": str(run_dir), "tls": h.tls(f"agency-{agency}"),
+           "review_dir": str(Path(run_dir) / f"reviews-{agency}")}
+    if policy == "test":
+        cfg["policy"] = policy_section(h, agency, test_policy_path(h, agency))
+    elif isinstance(policy, dict):
+        cfg["policy"] = policy
+    elif policy is not None:
+        cfg["policy"] = policy_section(h, agency, policy)
     cfg.update(extra)
     cfg["datasets"] = [dict(ds, source={"sqlite": str(fixture_db(h, agency)),
                                         "table": f"t_{ds['name']}"})
@@ -624,24 +797,30 @@ def agent_config(h, agency, run_dir, datasets=None, listen="127.0.0.1:0",
 
 
 def gateway_config(h, run_dir, agents, aliases=(), **extra):
-    """agents: [(agency, 'host:port')]"""
+    """agents: [(agency, 'host:port')], each with its agency's policy key;
+    held queries in run_dir/gateway-state (state_dir=None: the gateway's
+    default place)."""
     # Under ASan with full malloc stacks (tests/run.sh) SQLite runs about
     # ten times slower than in production, so the product default of 3 s
     # per agent is too tight for the larger oracle queries; tests about
     # timeouts set their own.
     cfg = {"federation": FED, "listen": "127.0.0.1:0", "run_dir": str(run_dir),
-           "tls": h.tls("gateway"), "agent_timeout": "20s"}
+           "tls": h.tls("gateway"), "agent_timeout": "20s",
+           "state_dir": str(Path(run_dir) / "gateway-state")}
     cfg.update(extra)
-    cfg["agents"] = [{"agency": a, "address": f"ipv4:{addr}"}
+    cfg = {k: v for k, v in cfg.items() if v is not None}
+    cfg["agents"] = [{"agency": a, "address": f"ipv4:{addr}",
+                      "policy_key": str(h.pki / f"policy-{a}.pub")}
                      for a, addr in agents]
     if aliases:
         cfg["aliases"] = [{"name": n, "agencies": list(m)} for n, m in aliases]
     return cfg
 
 
-class Federation:
+class Federation(PolicyTerms):
     """Agents (from configs we write) plus a gateway, in run/<name>/ and
-    etc/<name>/."""
+    etc/<name>/; each agent runs its agency's permissive test policy
+    unless agent_extra or start_agent says otherwise (policy=...)."""
 
     def __init__(self, h, name, agencies=AGENCIES, aliases=(), gw_extra=None,
                  agent_extra=None):
@@ -1100,7 +1279,7 @@ def reject_bad_clients(h):
     # Declared-but-unimplemented and unknown methods.
     stub = fed.stub()
     # Explain checks a query like Query does: "SELECT 1" is not fedq SQL.
-    e = rpc_error(stub.Explain, p.gw.ExplainRequest(sql="SELECT 1"),
+    e = rpc_error(stub.Explain, fed.ereq("SELECT 1"),
                   timeout=5)
     expect_status(e, grpc.StatusCode.INVALID_ARGUMENT, "line 1, column 8")
     ch = h.channel(gw)
@@ -1501,6 +1680,9 @@ def agent_lines(h, agency="dol", table="t_wages"):
         "        role: measure",                          # 26
         "        type: integer",                          # 27
         "        bounds: {min: 0, max: 100}",             # 28
+        "policy:",                                        # 29
+        f"  file: {test_policy_path(h, agency)}",         # 30
+        f"  public_key: {h.pki / f'policy-{agency}.pub'}",  # 31
     ]
 
 
@@ -1518,11 +1700,13 @@ def gateway_lines(h):
         "agents:",                                        # 10
         "  - agency: dol",                                # 11
         "    address: ipv4:127.0.0.1:1",                  # 12
-        "  - agency: dss",                                # 13
-        "    address: ipv4:127.0.0.1:2",                  # 14
-        "aliases:",                                       # 15
-        "  - name: labor",                                # 16
-        "    agencies: [dol, dss]",                       # 17
+        f"    policy_key: {h.pki / 'policy-dol.pub'}",    # 13
+        "  - agency: dss",                                # 14
+        "    address: ipv4:127.0.0.1:2",                  # 15
+        f"    policy_key: {h.pki / 'policy-dss.pub'}",    # 16
+        "aliases:",                                       # 17
+        "  - name: labor",                                # 18
+        "    agencies: [dol, dss]",                       # 19
     ]
 
 
@@ -1597,10 +1781,11 @@ def gateway_bad_cases(h):
         ("threads out of bounds", replace(L, 8, "threads: 100"), 8,
          ["threads"]),
         ("missing federation", delete(L, 1), 1, ["federation"]),
-        ("agent without address", delete(L, 14), 13, ["address"]),
-        ("alias of unknown agency", replace(L, 17, "    agencies: [dol, doe]"),
-         16, ["doe"]),
-        ("agency twice", replace(L, 13, "  - agency: dol"), 13, ["dol"]),
+        ("agent without address", delete(L, 15), 14, ["address"]),
+        ("agent without policy_key", delete(L, 16), 14, ["policy_key"]),
+        ("alias of unknown agency", replace(L, 19, "    agencies: [dol, doe]"),
+         18, ["doe"]),
+        ("agency twice", replace(L, 14, "  - agency: dol"), 14, ["dol"]),
         ("agent cert",
          replace(replace(L, 6, f"  cert: {h.pki / 'agency-dol.crt'}"), 7,
                  f"  key: {h.pki / 'agency-dol.key'}"), 5,
@@ -1870,8 +2055,11 @@ def examples_federation(h):
     check(r.returncode == 0 and sanitizer_report(r.stderr) is None,
           f"fedq-synth rc {r.returncode}: {tail(r.stderr)}")
     for a in EXAMPLE_AGENCIES:
-        shutil.copy(src / f"agent-{a}.yaml", h.etc / f"agent-{a}.yaml")
-        c = run_server_check(h, "fedq-agent", h.etc / f"agent-{a}.yaml")
+        path = h.etc / f"agent-{a}.yaml"
+        write_text(path, with_policy_section(
+            (src / f"agent-{a}.yaml").read_text(), a))
+        install_example_policy(h, path)
+        c = run_server_check(h, "fedq-agent", path)
         check(c.returncode == 0, f"example agent-{a}.yaml: "
                                  f"{tail(c.stdout + c.stderr)}")
     fed = Federation(h, "examples", agencies=EXAMPLE_AGENCIES,

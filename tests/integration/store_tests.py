@@ -28,9 +28,10 @@ from pathlib import Path
 import yaml
 
 import run_integration as ri
-from run_integration import (REPO, check, free_port, gateway_config,
-                             rpc_error, sanitizer_report, tail, test,
-                             wait_until, write_yaml)
+from run_integration import (REPO, check, cli_terms, free_port,
+                             gateway_config, qreq, rpc_error,
+                             sanitizer_report, tail, test, wait_until,
+                             write_yaml)
 
 MIN_CELL = 11
 CALL_TIMEOUT = 30
@@ -126,11 +127,13 @@ class StoreFed:
         cfg = yaml.safe_load(
             (REPO / "deploy/examples/etc/agent-dss.yaml").read_text())
         cfg["listen"] = f"127.0.0.1:{free_port()}"
+        cfg.setdefault("policy", ri.example_policy_section("dss"))
         if edit:
             edit(cfg)
         self.cfg = cfg
         self.cfg_path = self.etc / "agent-dss.yaml"
         write_yaml(self.cfg_path, cfg)
+        ri.install_example_policy(h, self.cfg_path)
         if check_first:
             self.check_config()
         self.agent = h.start_agent(self.cfg_path)
@@ -167,7 +170,7 @@ class StoreFed:
         return [self.agent, self.gateway]
 
     def query(self, sql=BY_PROGRAM, stub=None):
-        r = (stub or self.stub).Query(self.h.proto.gw.QueryRequest(sql=sql),
+        r = (stub or self.stub).Query(qreq(self.h.proto, sql),
                                       timeout=CALL_TIMEOUT)
         return answer(r, 2 if sql == BY_TOWN else 1), \
             [(v.agency, v.vintage) for v in r.vintages]
@@ -319,10 +322,11 @@ def store_refresh_command(h):
               "the answer's vintage is not the refresh's")
         check_answer(fed, oracle(fed.db, BY_TOWN), BY_TOWN, "by town")
 
-        r = h.fedq("query", BY_PROGRAM, config=fed.client_cfg)
+        r = h.fedq("query", *cli_terms(), BY_PROGRAM, config=fed.client_cfg)
         check(r.returncode == 0 and f"data as of: dss {v2}\n" in r.stdout,
               f"fedq query footer: rc {r.returncode}: {r.stdout[-300:]!r}")
-        out, _ = h.fedq_json("query", BY_PROGRAM, config=fed.client_cfg)
+        out, _ = h.fedq_json("query", *cli_terms(), BY_PROGRAM,
+                             config=fed.client_cfg)
         check(out.get("vintages") == [{"agency": "dss", "vintage": v2}],
               f"fedq query --format json vintages: {out.get('vintages')}")
 
@@ -548,8 +552,8 @@ def store_sighup_columns(h):
         check(fed.files() == ["enrollment.1.fqx", "enrollment.2.fqx"],
               f"files {fed.files()}")
         check_answer(fed, want, what="after the reload")
-        e = rpc_error(fed.stub.Query, h.proto.gw.QueryRequest(
-            sql="SELECT sex, COUNT(*) FROM dss.enrollment GROUP BY sex"),
+        e = rpc_error(fed.stub.Query, qreq(
+            h.proto, "SELECT sex, COUNT(*) FROM dss.enrollment GROUP BY sex"),
             timeout=CALL_TIMEOUT)
         check("sex" in (e.details() or ""),
               f"a removed column: {e.details()!r}")
