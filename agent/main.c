@@ -21,6 +21,7 @@
 #include "control.h"
 #include "engine.h"
 #include "extract.h"
+#include "guard.h"
 #include "pushdown.h"
 #include "store.h"
 
@@ -41,6 +42,7 @@ struct ag_state {
      * once the store has moved to the new one. */
     struct ag_catalog *store_cat;
     struct ag_control *control; /* NULL if no socket path is configured */
+    struct ag_guard *guard;     /* the release policy in force */
 };
 
 static struct ag_catalog *
@@ -55,14 +57,27 @@ state_catalog(struct ag_state *st)
 
 /* ---- handlers ------------------------------------------------------------ */
 
+/* The catalog's prebuilt reply is shared by every call: a shallow copy
+ * gets the policy in force, whose bytes live while the rules do (the
+ * reply is packed before they are released). */
 static void
 handle_describe(struct fq_rpc_call *call, const ProtobufCMessage *req,
                 void *app)
 {
-    struct ag_catalog *cat = state_catalog(app);
+    struct ag_state *st = app;
+    struct ag_catalog *cat = state_catalog(st);
+    struct ag_rules *rules = ag_guard_rules(st->guard);
+    Fedq__V1__DescribeResponse resp =
+        *(const Fedq__V1__DescribeResponse *)ag_catalog_describe(cat);
 
     (void)req;
-    fq_rpc_call_reply(call, ag_catalog_describe(cat));
+    if (rules->policy) {
+        resp.policy.data = (uint8_t *)rules->policy->bytes;
+        resp.policy.len = rules->policy->n_bytes;
+        resp.policy_signature = rules->policy->signature;
+    }
+    fq_rpc_call_reply(call, &resp.base);
+    ag_rules_unref(rules);
     ag_catalog_unref(cat);
 }
 
@@ -145,47 +160,87 @@ execute_plan(struct ag_state *st, const struct ag_catalog *cat,
     return rc;
 }
 
-static void
-handle_execute(struct fq_rpc_call *call, const ProtobufCMessage *msg, void *app)
+/* Runs the request's plan into resp (groups and data_vintage), within
+ * max_result_bytes. */
+static int
+run_request(struct ag_state *st, const Fedq__V1__ExecuteRequest *req,
+            struct fq_arena *arena, Fedq__V1__ExecuteResponse *resp, char *err,
+            size_t errlen)
 {
-    const Fedq__V1__ExecuteRequest *req = (const void *)msg;
-    struct ag_state *st = app;
-    Fedq__V1__ExecuteResponse resp = FEDQ__V1__EXECUTE_RESPONSE__INIT;
     struct ag_catalog *cat = NULL;
     bool stale = true;
-    char err[512];
     int rc = 0;
 
-    if (!req->plan) {
-        fq_rpc_call_fail(call, FQ_EINVAL, "request carries no plan");
-        return;
-    }
     /* One retry covers a reload's window between swapping the store and
      * swapping the catalog. */
     for (int attempt = 0; stale && attempt < 2; attempt++) {
         ag_catalog_unref(cat);
         cat = state_catalog(st);
         stale = false;
-        rc = execute_plan(st, cat, req->plan, fq_rpc_call_arena(call), &resp,
-                          &stale, err, sizeof(err));
+        rc = execute_plan(st, cat, req->plan, arena, resp, &stale, err, errlen);
     }
     const struct ag_config *cfg = ag_catalog_config(cat);
-    resp.agency = st->cfg->agency;
-    if (rc == 0 && fedq__v1__execute_response__get_packed_size(&resp) >
+    if (rc == 0 && fedq__v1__execute_response__get_packed_size(resp) >
                        (size_t)cfg->max_result_bytes) {
-        snprintf(err, sizeof(err),
+        snprintf(err, errlen,
                  "the answer is larger than max_result_bytes (%" PRId64 ")",
                  cfg->max_result_bytes);
         rc = FQ_ETOOBIG;
     }
+    ag_catalog_unref(cat);
+    return rc;
+}
+
+/* What the answer says of the policy that let it out; the strings are
+ * the rules', alive until the reply is packed. */
+static void
+set_policy_fields(Fedq__V1__ExecuteResponse *resp, const struct ag_rules *r,
+                  const struct fq_policy_agreement *a)
+{
+    resp->policy_hash = (char *)r->policy->hash;
+    resp->policy_version = r->policy->version;
+    resp->agreement = a->id;
+    resp->min_cell_count = (uint32_t)a->release.min_cell_count;
+}
+
+static void
+handle_execute(struct fq_rpc_call *call, const ProtobufCMessage *msg, void *app)
+{
+    const Fedq__V1__ExecuteRequest *req = (const void *)msg;
+    struct ag_state *st = app;
+    Fedq__V1__ExecuteResponse resp = FEDQ__V1__EXECUTE_RESPONSE__INIT;
+    struct ag_rules *rules = ag_guard_rules(st->guard);
+    const struct fq_policy_agreement *agreement = NULL;
+    char err[1024];
+    int rc;
+
+    if (!req->plan) {
+        fq_rpc_call_fail(call, FQ_EINVAL, "request carries no plan");
+        goto out;
+    }
+    /* The policy decides first: nothing runs that it does not cover. Ids
+     * and the reason only: never literals or values. */
+    if ((rc = ag_rules_check(rules, req, time(NULL), &agreement, err,
+                             sizeof(err))) < 0) {
+        fq_log_warnx("query %.64s for %.200s under agreement %.64s "
+                     "refused: %s",
+                     req->query_id, req->analyst, req->agreement, err);
+        fq_rpc_call_fail(call, rc, "%s", err);
+        goto out;
+    }
+    rc = run_request(st, req, fq_rpc_call_arena(call), &resp, err, sizeof(err));
+    resp.agency = st->cfg->agency;
+    set_policy_fields(&resp, rules, agreement);
     /* Ids and sizes only: never literals or values. */
-    fq_log_info("query %.64s for %.200s: %s, %zu groups", req->query_id,
-                req->analyst, rc < 0 ? "refused" : "answered", resp.n_groups);
+    fq_log_info("query %.64s for %.200s under agreement %.64s: %s, %zu groups",
+                req->query_id, req->analyst, agreement->id,
+                rc < 0 ? "refused" : "answered", resp.n_groups);
     if (rc < 0)
         fq_rpc_call_fail(call, rc, "agency %s: %s", st->cfg->agency, err);
     else
         fq_rpc_call_reply(call, &resp.base);
-    ag_catalog_unref(cat);
+out:
+    ag_rules_unref(rules);
 }
 
 /* The role check lets any gateway through; only ours is served. */
@@ -253,9 +308,20 @@ state_open(struct ag_state *st, const char *path, bool with_store, char *err,
                               st->cfg->agency, &st->tls, err, errlen)) < 0 ||
         (rc = ag_catalog_build(st->cfg, &st->catalog, err, errlen)) < 0)
         return rc;
-    /* --check validates the configuration and sources; it builds nothing. */
-    if (!with_store)
-        return check_sources(st->cfg, err, errlen);
+    if ((rc = ag_guard_open(st->cfg, &st->guard)) < 0) {
+        snprintf(err, errlen, "out of memory loading the policy");
+        return rc;
+    }
+    /* --check validates the configuration, sources and policy; it builds
+     * nothing. The agent itself starts without a policy (and refuses every
+     * query), but a check must not pass. */
+    if (!with_store) {
+        struct ag_rules *rules = ag_guard_rules(st->guard);
+        if ((rc = check_sources(st->cfg, err, errlen)) == 0)
+            rc = ag_rules_ready(rules, err, errlen);
+        ag_rules_unref(rules);
+        return rc;
+    }
     if ((rc = ag_store_open(st->cfg, &st->store, err, errlen)) < 0)
         return rc;
     st->store_cat = st->catalog;
@@ -270,6 +336,7 @@ state_close(struct ag_state *st)
     ag_store_close(st->store);
     ag_catalog_unref(st->store_cat);
     ag_catalog_unref(st->catalog);
+    ag_guard_close(st->guard);
     fq_tls_material_release(&st->tls);
     ag_config_free(st->cfg);
     pthread_mutex_destroy(&st->mu);
@@ -295,7 +362,8 @@ reload_warn_fixed(const struct ag_config *old, const struct ag_config *new)
  * SIGHUP: a new configuration and catalog, and the store moved to them
  * (rebuilding the extracts whose columns or source changed), or nothing
  * changes. The new configuration belongs to the new catalog; the store
- * reads it through st->store_cat's reference.
+ * reads it through st->store_cat's reference. The release policy is
+ * reloaded on its own once the configuration parses (guard.c).
  */
 static void
 reload(void *app)
@@ -305,8 +373,16 @@ reload(void *app)
     struct ag_catalog *cat = NULL, *old, *old_store_cat;
     char err[1024];
 
-    if (ag_config_load(st->config_path, &cfg, err, sizeof(err)) < 0 ||
-        ag_catalog_build(cfg, &cat, err, sizeof(err)) < 0) {
+    if (ag_config_load(st->config_path, &cfg, err, sizeof(err)) < 0) {
+        fq_log_errx("reload failed, keeping the running catalog and "
+                    "policy: %s",
+                    err);
+        return;
+    }
+    /* The policy on its own: a dataset that fails to load below must not
+     * keep a changed policy out of force. */
+    ag_guard_reload(st->guard, cfg);
+    if (ag_catalog_build(cfg, &cat, err, sizeof(err)) < 0) {
         fq_log_errx("reload failed, keeping the running catalog: %s", err);
         ag_config_free(cfg);
         return;
@@ -383,6 +459,7 @@ serve(struct ag_state *st)
     };
     fq_log_info("agency %s: %zu datasets, serving %s", cfg->agency,
                 ag_catalog_datasets(st->catalog), cfg->gateway_identity);
+    ag_guard_log(st->guard);
     if (control_open(st) < 0)
         return 1;
     int rc = fq_daemon_serve(&spec);
