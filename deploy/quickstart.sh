@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Brings up a whole local fedq federation on loopback and shows it working:
-# installs what is missing, builds, creates a PKI and synthetic agencies,
-# starts one agent per agency and the gateway (mutual TLS everywhere), asks
-# for the catalogs and the federation's health, then stops what it started.
+# installs what is missing, builds, creates a PKI, synthetic agencies and
+# each agency's signed release policy, starts one agent per agency and the
+# gateway (mutual TLS everywhere), asks for the catalogs and the
+# federation's health, runs queries under the P-20 workforce agreement,
+# then stops what it started.
 #
 #   deploy/quickstart.sh            run, show, stop
 #   deploy/quickstart.sh --keep     leave the federation running
@@ -54,7 +56,7 @@ if fq_running; then
     echo "quickstart: stopping the federation already running under $FEDQ_HOME"
     fq_stop_all
 fi
-mkdir -p "$FEDQ_HOME"/{pki,etc,data,run,log}
+mkdir -p "$FEDQ_HOME"/{pki,etc,data,run,log,state}
 
 step "PKI: one CA for federation $FQ_FEDERATION, a certificate per party"
 pki=$FEDQ_HOME/pki
@@ -62,7 +64,13 @@ pki=$FEDQ_HOME/pki
 "$REPO/deploy/pki.sh" gateway "$pki"
 for a in $FQ_AGENCIES; do "$REPO/deploy/pki.sh" agent "$pki" "$a"; done
 "$REPO/deploy/pki.sh" analyst "$pki" alice
-"$REPO/deploy/pki.sh" steward "$pki" dol sam
+"$REPO/deploy/pki.sh" steward "$pki" dss sam
+
+step "release policies: a policy key per agency, its policy signed with it"
+for a in $FQ_AGENCIES; do
+    fq_sign_policy "$BUILD/fedq" "$a"
+    "$BUILD/fedq" policy verify --pubkey "$pki/policy-$a.pub" "$FEDQ_HOME/etc/policy-$a.yaml"
+done
 
 step "synthetic agencies ($persons persons, seed $seed)"
 "$BUILD/fedq-synth" --out "$FEDQ_HOME/data" --persons "$persons" --seed "$seed"
@@ -80,14 +88,29 @@ fq_start gateway "$BUILD/fedq-gateway" --config "$FEDQ_HOME/etc/gateway.yaml"
 gw=$(cat "$FEDQ_HOME/run/gateway.addr")
 echo "gateway listening on $gw"
 
+# alice's queries name the P-20 workforce agreement and her purpose unless
+# she gives --agreement and --purpose.
 cat >"$FEDQ_HOME/client.yaml" <<YAML
 # Written by deploy/quickstart.sh: analyst alice of federation $FQ_FEDERATION.
 federation: $FQ_FEDERATION
 gateway: ipv4:$gw
+agreement: P20W-2026-01
+purpose: program evaluation
 tls:
   ca: pki/ca.crt
   cert: pki/analyst-alice.crt
   key: pki/analyst-alice.key
+YAML
+
+# sam, a data steward of dss, reviews on dss's own agent, not the gateway.
+cat >"$FEDQ_HOME/steward-dss.yaml" <<YAML
+# Written by deploy/quickstart.sh: data steward sam of dss (fedq review).
+federation: $FQ_FEDERATION
+agent: ipv4:$(cat "$FEDQ_HOME/run/agent-dss.addr")
+tls:
+  ca: pki/ca.crt
+  cert: pki/steward-dss-sam.crt
+  key: pki/steward-dss-sam.key
 YAML
 
 # Ready means every agency answers through the gateway (bounded poll).
@@ -102,22 +125,24 @@ step "fedq datasets   (the catalogs of all agencies, through the gateway)"
 step "fedq health"
 "$BUILD/fedq" health
 
-# Federated queries: pooled over the three higher-education systems, over
-# labor wages, over social services. Small groups come back suppressed,
-# never as a number. The last two show the richer language: a nested
-# filter, distributions (bins and approximate quantiles with their error
-# bound), spread, ORDER BY and LIMIT, and the plan Explain shows.
+# Federated queries under the P-20 workforce agreement, which every
+# agency's signed policy lists: pooled over the three higher-education
+# systems, over labor wages, over social services. Small groups come back
+# suppressed, never as a number. The last two show the richer language: a
+# nested filter, distributions (bins and approximate quantiles with their
+# error bound), spread, ORDER BY and LIMIT, and the plan Explain shows.
+terms=(--agreement P20W-2026-01 --purpose "program evaluation")
 q1="SELECT credential, COUNT(*) FROM hied.enrollment WHERE term = '2024FA' GROUP BY credential"
 q2="SELECT quarter, COUNT(*), SUM(wages), AVG(wages) FROM dol.wages WHERE quarter BETWEEN '2024Q1' AND '2024Q4' AND industry IN ('23', '31', '62') GROUP BY quarter"
 q3="SELECT program, town, COUNT(*), AVG(benefit) FROM dss.enrollment WHERE month = '2024-06' AND town IN ('T001', 'T002', 'T150', 'T169') GROUP BY program, town"
 q4="SELECT credential, COUNT(*), HISTOGRAM(credits, 6, 12), QUANTILE(credits, 0.5) FROM hied.enrollment WHERE term <> '2023FA' AND (graduation_year IS NULL OR credential IN ('AA', 'CERT')) GROUP BY credential ORDER BY COUNT(*) DESC"
 q5="SELECT program, QUANTILE(benefit, 0.5), QUANTILE(benefit, 0.9), STDDEV(benefit) FROM dss.enrollment WHERE month BETWEEN '2024-01' AND '2024-06' GROUP BY program ORDER BY 2 DESC LIMIT 2"
 for q in "$q1" "$q2" "$q3" "$q4" "$q5"; do
-    step "fedq query \"$q\""
-    "$BUILD/fedq" query "$q"
+    step "fedq query --agreement P20W-2026-01 --purpose \"program evaluation\" \"$q\""
+    "$BUILD/fedq" query "${terms[@]}" "$q"
 done
-step "fedq explain \"$q4\""
-"$BUILD/fedq" explain "$q4"
+step "fedq explain --agreement P20W-2026-01 --purpose \"program evaluation\" \"$q4\""
+"$BUILD/fedq" explain "${terms[@]}" "$q4"
 
 if [ $keep -eq 1 ]; then
     cat <<EOT
@@ -126,9 +151,12 @@ The federation is running (state in $FEDQ_HOME). Try:
   $BUILD/fedq datasets --columns
   $BUILD/fedq health --format json
   $BUILD/fedq datasets --agency dol --format csv
-  $BUILD/fedq query "SELECT sex, COUNT(*) FROM dss.enrollment WHERE program = 'TANF' GROUP BY sex"
+  $BUILD/fedq query --agreement P20W-2026-01 --purpose "program evaluation" "SELECT sex, COUNT(*) FROM dss.enrollment WHERE program = 'TANF' GROUP BY sex"
   $BUILD/fedq query --format json "SELECT town, COUNT(*) FROM hied.enrollment GROUP BY town"
-Client config: $FEDQ_HOME/client.yaml (found automatically below $REPO).
+  $BUILD/fedq --config $FEDQ_HOME/steward-dss.yaml review list --state all
+Client config: $FEDQ_HOME/client.yaml (found automatically below $REPO; its
+agreement: and purpose: stand in for --agreement and --purpose).
+Steward config: $FEDQ_HOME/steward-dss.yaml (sam of dss, for fedq review).
 Logs: $FEDQ_HOME/log/   Stop it with: deploy/quickstart.sh --stop
 EOT
 else

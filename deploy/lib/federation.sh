@@ -5,6 +5,7 @@
 
 FQ_AGENCIES=${FQ_AGENCIES:-"dol dss doe uhs csu ccs"}
 FQ_FEDERATION=${FQ_FEDERATION:-fedq.local}
+FQ_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
 fq_die() { echo "quickstart: $*" >&2; exit 1; }
 
@@ -59,9 +60,27 @@ fq_running() {
     return 1
 }
 
+# fq_sign_policy FEDQ AGENCY [SRC]: the agency's Ed25519 policy key pair in
+# $FEDQ_HOME/pki (made once, kept by later runs) and its release policy SRC
+# (default: the example in deploy/examples/etc) installed as
+# $FEDQ_HOME/etc/policy-AGENCY.yaml and signed with that key by FEDQ (the
+# fedq binary): what the agent's policy: section and the gateway's
+# policy_key name. Agents serve nothing without it.
+fq_sign_policy() {
+    local fedq=$1 agency=$2
+    local src=${3:-$FQ_REPO/deploy/examples/etc/policy-$agency.yaml}
+    local dst=$FEDQ_HOME/etc/policy-$agency.yaml
+    "$FQ_REPO/deploy/pki.sh" policy-key "$FEDQ_HOME/pki" "$agency" >/dev/null ||
+        fq_die "cannot make the policy key of $agency"
+    [ "$src" -ef "$dst" ] || cp "$src" "$dst"
+    "$fedq" policy sign --key "$FEDQ_HOME/pki/policy-$agency.key" "$dst" >/dev/null ||
+        fq_die "cannot sign $dst"
+}
+
 # fq_write_gateway_config ALIAS MEMBERS...: writes $FEDQ_HOME/etc/gateway.yaml
-# for the agents of $FQ_AGENCIES at the addresses they bound, with one alias
-# pooling MEMBERS.
+# for the agents of $FQ_AGENCIES at the addresses they bound, each with its
+# agency's policy public key (fq_sign_policy), with one alias pooling
+# MEMBERS.
 fq_write_gateway_config() {
     local alias=$1; shift
     local members="$*"
@@ -78,6 +97,7 @@ fq_write_gateway_config() {
         for a in $FQ_AGENCIES; do
             echo "  - agency: $a"
             echo "    address: ipv4:$(cat "$FEDQ_HOME/run/agent-$a.addr")"
+            echo "    policy_key: ../pki/policy-$a.pub"
         done
         echo "aliases:"
         echo "  - name: $alias"
