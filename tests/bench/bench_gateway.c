@@ -32,6 +32,11 @@
 #define GW_IDENTITY_MAX 512
 #define GW_ARENA_MAX    (16u * 1024 * 1024)
 
+/* The agreement and purpose every query names: the example dss policy's,
+ * which run.sh signs for each benchmark agency. */
+#define BENCH_AGREEMENT "P20W-2026-01"
+#define BENCH_PURPOSE   "program evaluation"
+
 struct gateway_ctx {
     struct fq_rpc_channel *ch;
     const char *source;
@@ -100,6 +105,8 @@ gateway_run(void *vctx, const struct bench_query *q, struct bench_result *res,
     if ((rc = bench_query_text(q->fedq, c->source, text, sizeof(text))) < 0)
         return rc;
     req.sql = text;
+    req.agreement = BENCH_AGREEMENT;
+    req.purpose = BENCH_PURPOSE;
     rc = rpc_call(c->ch, "/fedq.v1.Gateway/Query", &req.base,
                   &fedq__v1__query_response__descriptor, &r, err, errlen);
     if (rc == 0 && res) {
@@ -132,6 +139,8 @@ agent_run(void *vctx, const struct bench_query *q, struct bench_result *res,
 
     req.query_id = "q-bench";
     req.analyst = "spiffe://fedq.local/analyst/alice";
+    req.agreement = BENCH_AGREEMENT;
+    req.purpose = BENCH_PURPOSE;
     req.plan = c->plans[q - bench_queries];
     rc = rpc_call(c->ch, "/fedq.v1.Agent/Execute", &req.base,
                   &fedq__v1__execute_response__descriptor, &r, err, errlen);

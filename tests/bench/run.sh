@@ -65,7 +65,7 @@ step "dependencies"
 step "build ($BUILD, Release)"
 cmake -S "$REPO" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DFQ_SANITIZE=OFF -DFQ_WERROR=ON >/dev/null
-ninja -C "$BUILD" fedq-bench fedq-synth fedq-agent fedq-gateway >&2
+ninja -C "$BUILD" fedq-bench fedq-synth fedq-agent fedq-gateway fedq >&2
 
 mkdir -p "$WORK"/{data,results,extracts}
 RESULTS=$WORK/results
@@ -144,11 +144,23 @@ pki=$FEDQ_HOME/pki
 for a in dss $FQ_AGENCIES; do "$REPO/deploy/pki.sh" agent "$pki" "$a" >/dev/null; done
 "$REPO/deploy/pki.sh" analyst "$pki" alice >/dev/null
 
-# agent_config AGENCY DATAFILE FILE: the example dss agent, renamed and
-# pointed at DATAFILE.
+# Agents serve only under a signed policy: each agency gets the example dss
+# policy (agreement P20W-2026-01, which fedq-bench names), renamed, pooling
+# with the other benchmark agencies, signed with its own key.
+for a in dss $FQ_AGENCIES; do
+    others=$(for o in $FQ_AGENCIES; do [ "$o" = "$a" ] || printf '%s, ' "$o"; done)
+    sed -e "s|^  agency: dss\$|  agency: $a|" \
+        -e "s|^      pool_with: \[dol\]\$|      pool_with: [${others%, }]|" \
+        "$REPO/deploy/examples/etc/policy-dss.yaml" >"$FEDQ_HOME/etc/policy-$a.yaml"
+    fq_sign_policy "$BUILD/fedq" "$a" "$FEDQ_HOME/etc/policy-$a.yaml"
+done
+
+# agent_config AGENCY DATAFILE FILE: the example dss agent, renamed (its
+# certificate and policy too) and pointed at DATAFILE.
 agent_config() {
     sed -e "s|^agency: dss\$|agency: $1|" \
         -e "s|agency-dss\\.|agency-$1.|" \
+        -e "s|policy-dss\\.|policy-$1.|g" \
         -e "s|sqlite: .*|sqlite: $2|" \
         "$REPO/deploy/examples/etc/agent-dss.yaml" >"$3"
 }
