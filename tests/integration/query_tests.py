@@ -171,15 +171,17 @@ class ExampleFed(FedClient):
     def start(self):
         for a in self.agencies:
             self.agents[a] = self.h.start_agent(self.agent_cfg_path(a))
+        self.start_gateway()
+        return self
+
+    def start_gateway(self):
+        """A gateway for the agents as they run now (its configuration
+        written again with their addresses; the same state_dir)."""
         self.gw_cfg_path = self.etc / "gateway.yaml"
         write_yaml(self.gw_cfg_path, gateway_config(
             self.h, self.run,
             [(a, self.agents[a].addr) for a in self.agencies],
             self.aliases, **self.gw_extra))
-        self.start_gateway()
-        return self
-
-    def start_gateway(self):
         self.gateway = self.h.start_gateway(self.gw_cfg_path)
         self.client_cfg = self.h.client_config(self.gateway.addr,
                                                name=f"q-{self.name}-client")
@@ -732,7 +734,10 @@ def proto_table(p, r):
     return {"columns": cols, "rows": rows, "agencies": list(r.agencies),
             "partial": r.partial, "missing": [m.agency for m in r.missing],
             "min_cell_count": r.min_cell_count, "query_id": r.query_id,
-            "vintages": [(v.agency, v.vintage) for v in r.vintages]}
+            "vintages": [(v.agency, v.vintage) for v in r.vintages],
+            "state": p.gw.QueryState.Name(r.state)[12:].lower(),
+            "agreement": r.agreement, "pending": list(r.pending),
+            "policies": [(x.agency, x.hash, x.version) for x in r.policies]}
 
 
 JSON_TYPES = {"integer": "VALUE_TYPE_INTEGER", "text": "VALUE_TYPE_TEXT",
@@ -741,6 +746,7 @@ JSON_TYPES = {"integer": "VALUE_TYPE_INTEGER", "text": "VALUE_TYPE_TEXT",
               "decimal": "VALUE_TYPE_DECIMAL"}
 JSON_COLUMN_KEYS = {"name", "type", "aggregate"}
 VINTAGE_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+HASH_RE = re.compile(r"[0-9a-f]{64}")
 
 
 def json_table(doc):
@@ -748,11 +754,14 @@ def json_table(doc):
     column has keys name, type and aggregate, and error_bound only where
     it is not 0."""
     keys = sorted(doc) if isinstance(doc, dict) else doc
-    check(keys == ["agencies", "columns", "min_cell_count", "missing",
-                   "partial", "query_id", "rows", "vintages"],
+    check(keys == ["agencies", "agreement", "columns", "min_cell_count",
+                   "missing", "partial", "pending", "policies", "query_id",
+                   "rows", "state", "vintages"],
           f"JSON keys {keys!r}")
     check(all(sorted(v) == ["agency", "vintage"] for v in doc["vintages"]),
           f"JSON vintages {doc['vintages']!r}")
+    check(all(sorted(v) == ["agency", "hash", "version"]
+              for v in doc["policies"]), f"JSON policies {doc['policies']!r}")
     cols = []
     for c in doc["columns"]:
         check(set(c) in (JSON_COLUMN_KEYS, JSON_COLUMN_KEYS | {
@@ -781,7 +790,11 @@ def json_table(doc):
             "min_cell_count": doc["min_cell_count"],
             "query_id": doc["query_id"],
             "vintages": [(v["agency"], v["vintage"])
-                         for v in doc["vintages"]]}
+                         for v in doc["vintages"]],
+            "state": doc["state"], "agreement": doc["agreement"],
+            "pending": doc["pending"],
+            "policies": [(v["agency"], v["hash"], v["version"])
+                         for v in doc["policies"]]}
 
 
 def short(x, n=240):
@@ -808,6 +821,15 @@ def compare(src, spec, got, want, agencies, via_json=False,
     check(got["min_cell_count"] == min_cell,
           f"min_cell_count {got['min_cell_count']}")
     check(got["query_id"], "empty query_id")
+    # Released under the agreement named, each included agency naming the
+    # signed policy it applied.
+    check(got["state"] == "released" and not got["pending"],
+          f"state {got['state']}, pending {got['pending']}")
+    check(got["agreement"] == ri.EXAMPLE_TERMS.agreement,
+          f"agreement {got['agreement']!r}")
+    check([a for a, _, _ in got["policies"]] == got["agencies"] and all(
+        HASH_RE.fullmatch(x) and v >= 1 for _, x, v in got["policies"]),
+        f"policies {got['policies']} for agencies {got['agencies']}")
     gb = spec["group_by"]
     spans = item_spans(spec)
     # Where each GROUP BY column sits in the result.

@@ -2084,6 +2084,7 @@ import query_tests  # noqa: E402,F401
 import language_tests  # noqa: E402,F401
 import pushdown_tests  # noqa: E402,F401
 import store_tests  # noqa: E402,F401
+import policy_tests  # noqa: E402,F401
 
 
 # ---- runner -----------------------------------------------------------------
