@@ -23,6 +23,7 @@
 #include "extract.h"
 #include "guard.h"
 #include "pushdown.h"
+#include "review.h"
 #include "store.h"
 
 #include <getopt.h>
@@ -41,8 +42,9 @@ struct ag_state {
      * store borrows it, and a reload may free the old configuration only
      * once the store has moved to the new one. */
     struct ag_catalog *store_cat;
-    struct ag_control *control; /* NULL if no socket path is configured */
-    struct ag_guard *guard;     /* the release policy in force */
+    struct ag_control *control;      /* NULL if no socket path is configured */
+    struct ag_guard *guard;          /* the release policy in force */
+    struct ag_review_store *reviews; /* held queries; NULL under --check */
 };
 
 static struct ag_catalog *
@@ -191,6 +193,19 @@ run_request(struct ag_state *st, const Fedq__V1__ExecuteRequest *req,
     return rc;
 }
 
+static const char *
+review_note(Fedq__V1__ReviewState r)
+{
+    switch (r) {
+    case FEDQ__V1__REVIEW_STATE__REVIEW_STATE_PENDING:
+        return " (pending review)";
+    case FEDQ__V1__REVIEW_STATE__REVIEW_STATE_APPROVED:
+        return " (approved by the steward)";
+    default:
+        return "";
+    }
+}
+
 /* What the answer says of the policy that let it out; the strings are
  * the rules', alive until the reply is packed. */
 static void
@@ -201,6 +216,98 @@ set_policy_fields(Fedq__V1__ExecuteResponse *resp, const struct ag_rules *r,
     resp->policy_version = r->policy->version;
     resp->agreement = a->id;
     resp->min_cell_count = (uint32_t)a->release.min_cell_count;
+}
+
+/* ---- queries held for the steward -------------------------------------- */
+
+/* A held query asked again: the digest must match, then the answer is
+ * what the steward decided. */
+static int
+answer_held(const Fedq__V1__ExecuteRequest *req,
+            const struct ag_review_entry *e,
+            const uint8_t digest[AG_REVIEW_DIGEST_LEN],
+            Fedq__V1__ExecuteResponse *resp, char *err, size_t errlen)
+{
+    const Fedq__V1__Review *r = e->review;
+
+    if (memcmp(digest, e->digest, AG_REVIEW_DIGEST_LEN) != 0) {
+        snprintf(err, errlen,
+                 "query %s was held for review as another query (its plan, "
+                 "analyst, agreement, purpose or pooled agencies differ)",
+                 req->query_id);
+        return FQ_EPRECOND;
+    }
+    switch (r->state) {
+    case FEDQ__V1__REVIEW_STATE__REVIEW_STATE_PENDING:
+        resp->review = FEDQ__V1__REVIEW_STATE__REVIEW_STATE_PENDING;
+        return 0;
+    case FEDQ__V1__REVIEW_STATE__REVIEW_STATE_APPROVED:
+        resp->review = FEDQ__V1__REVIEW_STATE__REVIEW_STATE_APPROVED;
+        resp->n_groups = e->answer->n_groups;
+        resp->groups = e->answer->groups;
+        resp->data_vintage = e->answer->data_vintage;
+        /* The steward saw the answer under the threshold it was held
+         * with; a policy raised since then hides more, never less. */
+        if (e->min_cell_count > resp->min_cell_count)
+            resp->min_cell_count = e->min_cell_count;
+        return 0;
+    default:
+        snprintf(err, errlen, "the steward denied query %s: %s", req->query_id,
+                 r->reason);
+        return FQ_EPERM;
+    }
+}
+
+/*
+ * Execute under an agreement that says review: every_query (the policy
+ * already passed, now). The first request runs the plan and holds it with
+ * its answer; every later one with the same query id gets what the
+ * steward decided.
+ */
+static int
+execute_reviewed(struct ag_state *st, const Fedq__V1__ExecuteRequest *req,
+                 const struct ag_rules *rules, struct fq_arena *arena,
+                 Fedq__V1__ExecuteResponse *resp, char *err, size_t errlen)
+{
+    uint8_t digest[AG_REVIEW_DIGEST_LEN];
+    struct ag_review_entry e;
+    int rc;
+
+    if (!ag_review_id_valid(req->query_id)) {
+        snprintf(err, errlen,
+                 "query id '%.64s' cannot be held for review: it must be 1 to "
+                 "%d of a-z, 0-9 and '-'",
+                 req->query_id, AG_REVIEW_ID_MAX);
+        return FQ_EINVAL;
+    }
+    if ((rc = ag_review_digest(req, digest)) < 0) {
+        snprintf(err, errlen, "cannot digest the query: %s", fq_strerror(rc));
+        return rc;
+    }
+    rc = ag_review_get(st->reviews, req->query_id, arena, &e, err, errlen);
+    if (rc == FQ_ENOENT) {
+        if ((rc = run_request(st, req, arena, resp, err, errlen)) < 0)
+            return rc;
+        rc =
+            ag_review_hold(st->reviews, req, digest, resp, resp->min_cell_count,
+                           rules->policy->hash, time(NULL), err, errlen);
+        /* Held: the answer waits for the steward. */
+        resp->n_groups = 0;
+        resp->groups = NULL;
+        resp->data_vintage = (char *)"";
+        if (rc == 0) {
+            resp->review = FEDQ__V1__REVIEW_STATE__REVIEW_STATE_PENDING;
+            fq_log_info("query %s held for the steward's review",
+                        req->query_id);
+            return 0;
+        }
+        if (rc != FQ_EAGAIN) /* not held by another call meanwhile */
+            return rc;
+        rc = ag_review_get(st->reviews, req->query_id, arena, &e, err, errlen);
+    }
+    if (rc < 0)
+        return rc;
+    return answer_held(req, &e, digest, resp, err, errlen);
 }
 
 static void
@@ -228,14 +335,31 @@ handle_execute(struct fq_rpc_call *call, const ProtobufCMessage *msg, void *app)
         fq_rpc_call_fail(call, rc, "%s", err);
         goto out;
     }
-    rc = run_request(st, req, fq_rpc_call_arena(call), &resp, err, sizeof(err));
     resp.agency = st->cfg->agency;
     set_policy_fields(&resp, rules, agreement);
-    /* Ids and sizes only: never literals or values. */
-    fq_log_info("query %.64s for %.200s under agreement %.64s: %s, %zu groups",
-                req->query_id, req->analyst, agreement->id,
-                rc < 0 ? "refused" : "answered", resp.n_groups);
-    if (rc < 0)
+    if (agreement->review == FQ_POLICY_REVIEW_EVERY_QUERY)
+        rc = execute_reviewed(st, req, rules, fq_rpc_call_arena(call), &resp,
+                              err, sizeof(err));
+    else
+        rc = run_request(st, req, fq_rpc_call_arena(call), &resp, err,
+                         sizeof(err));
+    /* Ids and sizes only: never literals or values, which an engine's
+     * message may quote; a review's refusal names ids and the steward's
+     * reason. */
+    if (rc == FQ_EPERM || rc == FQ_EPRECOND)
+        fq_log_warnx("query %.64s for %.200s under agreement %.64s "
+                     "refused: %s",
+                     req->query_id, req->analyst, agreement->id, err);
+    else
+        fq_log_info("query %.64s for %.200s under agreement %.64s: %s, %zu "
+                    "groups%s",
+                    req->query_id, req->analyst, agreement->id,
+                    rc < 0 ? "refused" : "answered", resp.n_groups,
+                    review_note(resp.review));
+    /* Policy and review refusals name the agency already. */
+    if (rc == FQ_EPERM || rc == FQ_EPRECOND)
+        fq_rpc_call_fail(call, rc, "%s", err);
+    else if (rc < 0)
         fq_rpc_call_fail(call, rc, "agency %s: %s", st->cfg->agency, err);
     else
         fq_rpc_call_reply(call, &resp.base);
@@ -243,14 +367,126 @@ out:
     ag_rules_unref(rules);
 }
 
-/* The role check lets any gateway through; only ours is served. */
+/* ---- the steward's review methods --------------------------------------- */
+
+static void
+handle_list_reviews(struct fq_rpc_call *call, const ProtobufCMessage *msg,
+                    void *app)
+{
+    const Fedq__V1__ListReviewsRequest *req = (const void *)msg;
+    struct ag_state *st = app;
+    Fedq__V1__ListReviewsResponse resp = FEDQ__V1__LIST_REVIEWS_RESPONSE__INIT;
+    char err[512];
+    int rc;
+
+    if ((rc = ag_review_list(st->reviews, req->state, req->limit,
+                             fq_rpc_call_arena(call), &resp.reviews,
+                             &resp.n_reviews, err, sizeof(err))) < 0)
+        fq_rpc_call_fail(call, rc, "%s", err);
+    else
+        fq_rpc_call_reply(call, &resp.base);
+}
+
+static int
+check_id(const char *id, char *err, size_t errlen)
+{
+    if (ag_review_id_valid(id))
+        return 0;
+    snprintf(err, errlen, "query id '%.64s' is not 1 to %d of a-z, 0-9 and '-'",
+             id ? id : "", AG_REVIEW_ID_MAX);
+    return FQ_EINVAL;
+}
+
+/* The held query and what this agency would release of it. */
+static void
+handle_get_review(struct fq_rpc_call *call, const ProtobufCMessage *msg,
+                  void *app)
+{
+    const Fedq__V1__GetReviewRequest *req = (const void *)msg;
+    struct ag_state *st = app;
+    struct fq_arena *arena = fq_rpc_call_arena(call);
+    Fedq__V1__GetReviewResponse resp = FEDQ__V1__GET_REVIEW_RESPONSE__INIT;
+    const Fedq__V1__Dataset *ds = NULL;
+    const struct ag_source *src;
+    struct ag_catalog *cat = NULL;
+    struct ag_review_entry e;
+    char err[512];
+    int rc;
+
+    if ((rc = check_id(req->query_id, err, sizeof(err))) < 0 ||
+        (rc = ag_review_get(st->reviews, req->query_id, arena, &e, err,
+                            sizeof(err))) < 0)
+        goto out;
+    resp.review = e.review;
+    /* The catalog types the cells; a dataset gone since shows less. */
+    cat = state_catalog(st);
+    if (e.review->plan)
+        ds = ag_catalog_find(cat, e.review->plan->dataset, &src);
+    if ((rc = ag_review_preview(e.review->plan, e.answer, ds, e.min_cell_count,
+                                arena, &resp)) < 0)
+        snprintf(err, sizeof(err), "out of memory rendering the preview");
+out:
+    if (rc < 0)
+        fq_rpc_call_fail(call, rc, "%s", err);
+    else
+        fq_rpc_call_reply(call, &resp.base);
+    ag_catalog_unref(cat);
+}
+
+static void
+handle_decide_review(struct fq_rpc_call *call, const ProtobufCMessage *msg,
+                     void *app)
+{
+    const Fedq__V1__DecideReviewRequest *req = (const void *)msg;
+    struct ag_state *st = app;
+    const char *who = fq_rpc_call_peer(call)->uri;
+    Fedq__V1__Review *review = NULL;
+    char err[512];
+    int rc;
+
+    if ((rc = check_id(req->query_id, err, sizeof(err))) < 0)
+        goto out;
+    if (!ag_review_reason_valid(req->reason, !req->approve)) {
+        snprintf(err, sizeof(err),
+                 "%s: a reason is 1 to %d bytes without control characters",
+                 req->approve ? "the approval's note is not fit to record"
+                              : "a denial needs a reason",
+                 AG_REVIEW_REASON_MAX);
+        rc = FQ_EINVAL;
+        goto out;
+    }
+    rc = ag_review_decide(st->reviews, req->query_id, req->approve, req->reason,
+                          who, time(NULL), fq_rpc_call_arena(call), &review,
+                          err, sizeof(err));
+    if (rc == 0)
+        fq_log_info("review %s %s by %s", req->query_id,
+                    req->approve ? "approved" : "denied", who);
+out:
+    if (rc < 0)
+        fq_rpc_call_fail(call, rc, "%s", err);
+    else
+        fq_rpc_call_reply(call, &review->base);
+}
+
+/*
+ * Describe and Execute serve only this agent's gateway (the role check
+ * lets any gateway through); the review methods only stewards of this
+ * agency, who connect directly: no other party can release its data.
+ */
 static int
 authorize(void *app, const struct fq_rpc_method *m,
           const struct fq_identity *peer, char *why, size_t whylen)
 {
     struct ag_state *st = app;
 
-    (void)m;
+    if (m->roles == FQ_ROLE_STEWARD) {
+        if (peer->role == FQ_ROLE_STEWARD &&
+            strcmp(peer->agency, st->cfg->agency) == 0)
+            return 0;
+        snprintf(why, whylen, "%s is not a steward of agency %s", peer->uri,
+                 st->cfg->agency);
+        return FQ_EPERM;
+    }
     if (strcmp(peer->uri, st->cfg->gateway_identity) == 0)
         return 0;
     snprintf(why, whylen, "%s is not this agent's gateway", peer->uri);
@@ -262,6 +498,13 @@ static const struct fq_rpc_method agent_methods[] = {
      FQ_ROLE_GATEWAY, handle_describe},
     {"/fedq.v1.Agent/Execute", &fedq__v1__execute_request__descriptor,
      FQ_ROLE_GATEWAY, handle_execute},
+    {"/fedq.v1.Agent/ListReviews", &fedq__v1__list_reviews_request__descriptor,
+     FQ_ROLE_STEWARD, handle_list_reviews},
+    {"/fedq.v1.Agent/GetReview", &fedq__v1__get_review_request__descriptor,
+     FQ_ROLE_STEWARD, handle_get_review},
+    {"/fedq.v1.Agent/DecideReview",
+     &fedq__v1__decide_review_request__descriptor, FQ_ROLE_STEWARD,
+     handle_decide_review},
 };
 
 /* ---- startup and reload -------------------------------------------------- */
@@ -293,6 +536,23 @@ check_sources(const struct ag_config *cfg, char *err, size_t errlen)
     return 0;
 }
 
+/* The held queries, kept where review_dir says. */
+static int
+reviews_open(struct ag_state *st, char *err, size_t errlen)
+{
+    char *dir = ag_review_dir(st->cfg);
+    int rc;
+
+    if (!dir) {
+        snprintf(err, errlen, "out of memory opening the review store");
+        return FQ_ENOMEM;
+    }
+    rc = ag_review_open(dir, st->cfg->agency, AG_REVIEW_MAX_PENDING,
+                        &st->reviews, err, errlen);
+    free(dir);
+    return rc;
+}
+
 static int
 state_open(struct ag_state *st, const char *path, bool with_store, char *err,
            size_t errlen)
@@ -322,7 +582,8 @@ state_open(struct ag_state *st, const char *path, bool with_store, char *err,
         ag_rules_unref(rules);
         return rc;
     }
-    if ((rc = ag_store_open(st->cfg, &st->store, err, errlen)) < 0)
+    if ((rc = ag_store_open(st->cfg, &st->store, err, errlen)) < 0 ||
+        (rc = reviews_open(st, err, errlen)) < 0)
         return rc;
     st->store_cat = st->catalog;
     ag_catalog_ref(st->store_cat);
@@ -337,6 +598,7 @@ state_close(struct ag_state *st)
     ag_catalog_unref(st->store_cat);
     ag_catalog_unref(st->catalog);
     ag_guard_close(st->guard);
+    ag_review_close(st->reviews);
     fq_tls_material_release(&st->tls);
     ag_config_free(st->cfg);
     pthread_mutex_destroy(&st->mu);
@@ -347,15 +609,18 @@ static void
 reload_warn_fixed(const struct ag_config *old, const struct ag_config *new)
 {
     const char *a = old->control_socket, *b = new->control_socket;
+    const char *ra = old->review_dir, *rb = new->review_dir;
 
     if (strcmp(old->agency, new->agency) != 0 ||
         strcmp(old->federation, new->federation) != 0 ||
         strcmp(old->gateway_identity, new->gateway_identity) != 0 ||
         fq_cfg_server_needs_restart(&old->server, &new->server) ||
-        !(a == b || (a && b && strcmp(a, b) == 0)))
-        fq_log_warnx("agency, federation, gateway_identity, control_socket "
-                     "or server keys (listen, tls, threads, limits) changed: "
-                     "restart to apply them; keeping the running values");
+        !(a == b || (a && b && strcmp(a, b) == 0)) ||
+        !(ra == rb || (ra && rb && strcmp(ra, rb) == 0)))
+        fq_log_warnx("agency, federation, gateway_identity, control_socket, "
+                     "review_dir or server keys (listen, tls, threads, "
+                     "limits) changed: restart to apply them; keeping the "
+                     "running values");
 }
 
 /*
