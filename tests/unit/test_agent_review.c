@@ -474,11 +474,16 @@ test_preview(void **state)
         for (size_t i = 0; i < 6; i++)
             assert_string_equal(resp.rows[r]->values[i], rows[r][i]);
     }
-    /* k = 3: T2 passes, its bin of 1 person does not. */
+    /* k = 3: T2 passes, its bin of 1 person does not. Rows are in key
+     * order, whatever the engine's order. */
+    x.groups[0] = &x.g2;
+    x.groups[1] = &x.g1;
     fedq__v1__get_review_response__init(&resp);
     assert_int_equal(
         ag_review_preview(&x.plan, &x.answer, NULL, 3, arena, &resp), 0);
+    assert_string_equal(resp.rows[0]->values[0], "T1");
     assert_string_equal(resp.rows[0]->values[5], "3");
+    assert_ptr_equal(x.answer.groups[0], &x.g2); /* the answer is as it was */
     assert_string_equal(resp.rows[1]->values[1], "3");
     assert_string_equal(resp.rows[1]->values[2], "300");
     assert_string_equal(resp.rows[1]->values[3], "suppressed");
