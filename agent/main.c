@@ -6,6 +6,12 @@
  * or by the steward through the control socket), the SQLite file itself,
  * or pushdown SQL in the agency's PostgreSQL.
  *
+ * Nothing runs that the agency's signed release policy does not cover
+ * (guard.c; without a valid policy every Execute is refused). Where the
+ * agreement says review: every_query, the query is held (review.c) until
+ * one of the agency's stewards, connecting directly, approves or denies
+ * it through the review methods.
+ *
  *   fedq-agent --config FILE            serve
  *   fedq-agent refresh DATASET --config FILE
  *   fedq-agent status --config FILE     ask the running agent (control.c)
