@@ -52,11 +52,7 @@ def policy_edit(changes):
     the parsed example policy in place (the YAML is written again)."""
     def edit(agency, text):
         fn = changes.get(agency)
-        if not fn:
-            return text
-        doc = yaml.safe_load(text)
-        fn(doc["policy"])
-        return yaml.safe_dump(doc, sort_keys=False)
+        return ri.edit_policy_text(text, fn) if fn else text
     return edit
 
 
@@ -222,10 +218,11 @@ def policy_fail_closed(h):
                   and all(t in out for t in terms),
                   f"fedq-agent --check with {a}'s policy: rc "
                   f"{c.returncode}: {tail(out)}")
-            check(f"agency {a} serves nothing" in
-                  fed.agents[a].stderr_text() or "polic" in
-                  fed.agents[a].stderr_text(),
-                  f"{a}'s log does not say why it serves nothing")
+            log = fed.agents[a].stderr_text()
+            check(f"agency {a} serves nothing" in log and
+                  all(t in log for t in terms),
+                  f"{a}'s log does not say why it serves nothing: "
+                  f"{tail(log)}")
         # The pooled alias fails as a whole: uhs serves nothing.
         query_refused(fed, HIED_SQL, grpc.StatusCode.FAILED_PRECONDITION,
                       "agency uhs serves nothing")
@@ -313,6 +310,13 @@ def policy_terms_refused(h):
             query_refused(fed, sql, P, AGREEMENT, "'sex'")
             e = refused(execute, h, fed, "dss", sql)
             expect_status(e, P, AGREEMENT, "'sex'")
+        # Explain with the agreement checks as Query does; without, it
+        # only plans.
+        e = refused(fed.stub().Explain, fed.ereq(DSS_SEX),
+                    timeout=CALL_TIMEOUT)
+        expect_status(e, P, AGREEMENT, "'sex'")
+        check(plan_of(fed, DSS_SEX).group_by == ["sex"],
+              "Explain without an agreement does not plan")
         # An aggregate not listed.
         query_refused(fed, DSS_HIST, P, AGREEMENT, "HISTOGRAM")
         e = refused(execute, h, fed, "dss", DSS_HIST)
@@ -405,6 +409,12 @@ def policy_result_terms(h):
                    if 11 <= g["contributors"] < 15]
         ri.print_note(f"{len(between)} groups of 11 to 14 persons hidden by "
                       f"dss' threshold 15")
+        x = fed.stub().Explain(fed.ereq(sql), timeout=CALL_TIMEOUT)
+        want_check = (f"agency dss: agreement {AGREEMENT} covers the query "
+                      f"(minimum cell count 15)")
+        check(want_check in x.checks and
+              any("fewer than 15 contributors" in c for c in x.checks),
+              f"Explain checks {list(x.checks)}")
         # dol's agreement keeps 11.
         r = released(fed, DOL_SQL)
         check(r.min_cell_count == 11, f"dol: min_cell_count "
@@ -520,6 +530,11 @@ def policy_review(h):
         alice = identity("analyst/alice")
         released(fed, DOL_SQL)
 
+        # Explain says it will be held.
+        x = fed.stub().Explain(fed.ereq(REVIEW_SQL), timeout=CALL_TIMEOUT)
+        check(any(c.startswith(f"agency dss: agreement {AGREEMENT}") and
+                  "steward must approve" in c for c in x.checks),
+              f"Explain checks {list(x.checks)}")
         # Held: an id, PENDING, nothing released.
         r = fed.stub().Query(fed.qreq(REVIEW_SQL), timeout=CALL_TIMEOUT)
         qid = check_pending(fed, r)

@@ -139,10 +139,11 @@ class PgFed(qt.FedClient):
     (its table <agency>_<table>) and run by `engine`: configs written to
     etc/, the untouched example configs to sqlite-etc/ for the oracle and
     the query generator (they read the SQLite files the tables came from).
-    datasets(agency, cfg) may rewrite an agent's datasets further."""
+    datasets(agency, cfg) may rewrite an agent's datasets further, and
+    policy(agency, policy mapping) its example policy."""
 
     def __init__(self, h, name, conninfo, engine="pushdown",
-                 agencies=EXAMPLE_AGENCIES, datasets=None):
+                 agencies=EXAMPLE_AGENCIES, datasets=None, policy=None):
         self.h = h
         self.root = h.root / f"pg-{name}"
         self.etc = self.root / "etc"
@@ -170,7 +171,9 @@ class PgFed(qt.FedClient):
             cfg.setdefault("policy", ri.example_policy_section(a))
             path = self.etc / f"agent-{a}.yaml"
             write_yaml(path, cfg)
-            ri.install_example_policy(h, path)
+            ri.install_example_policy(
+                h, path, policy and (lambda t, a=a: ri.edit_policy_text(
+                    t, lambda doc: policy(a, doc))))
             self.agents[a] = h.start_agent(path, timeout=120)
         gw = gateway_config(h, self.run,
                             [(a, self.agents[a].addr) for a in agencies],
@@ -405,8 +408,14 @@ def pushdown_unreachable(h):
                                             "table": "lost_enrollment"}
             cfg["datasets"].append(kept)
 
+        def kept_policy(agency, pol):
+            for ag in pol["agreements"]:
+                ag["datasets"] += [dict(d, name="enrollment_kept")
+                                   for d in ag["datasets"]
+                                   if d["name"] == "enrollment"]
+
         fed = PgFed(h, "lost", main.conninfo, agencies=["dss"],
-                    datasets=two_datasets)
+                    datasets=two_datasets, policy=kept_policy)
         p = h.proto
         stub = fed.stub()
         con = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)

@@ -1368,11 +1368,12 @@ def col_items(spec):
 
 
 def min_cell_policy(text, n):
-    """An example policy's text with its agreement's threshold set to n
+    """An example policy's text with every agreement's threshold set to n
     (the gateway applies the strictest of its own and the policies')."""
-    check(text.count("min_cell_count: 11\n") == 1,
-          "the example policy does not set min_cell_count: 11 once")
-    return text.replace("min_cell_count: 11\n", f"min_cell_count: {n}\n")
+    def edit(pol):
+        for ag in pol["agreements"]:
+            ag["release"]["min_cell_count"] = n
+    return ri.edit_policy_text(text, edit)
 
 
 def min_cell_one(h):

@@ -715,7 +715,8 @@ def write_policy(h, path, doc, key_agency=None):
         write_text(path, doc)
         agency = yaml.safe_load(doc)["policy"]["agency"]
     else:
-        write_yaml(path, doc)
+        write_text(path, yaml.dump(doc, Dumper=NoAliasDumper,
+                                   sort_keys=False))
         agency = doc["policy"]["agency"]
     sign_policy(h, path, key_agency or agency)
     return Path(path)
@@ -753,6 +754,21 @@ def with_policy_section(text, agency):
         return text
     return text.rstrip("\n") + "\n" + yaml.safe_dump(
         {"policy": example_policy_section(agency)}, sort_keys=False)
+
+
+def edit_policy_text(text, fn):
+    """A policy's text after fn(its policy: mapping) edited it in place
+    (comments are lost; the keys keep their order)."""
+    doc = yaml.safe_load(text)
+    fn(doc["policy"])
+    return yaml.dump(doc, Dumper=NoAliasDumper, sort_keys=False)
+
+
+class NoAliasDumper(yaml.SafeDumper):
+    """Writes an object used twice twice: policies allow no anchors."""
+
+    def ignore_aliases(self, data):
+        return True
 
 
 def install_example_policy(h, cfg_path, edit=None, key_agency=None):
