@@ -548,6 +548,16 @@ def policy_review(h):
                         f"{c.stdout!r} {tail(c.stderr)}")
         qid2 = ids[0]
         check(qid2 != qid, "two queries, one id")
+        # The agent holds it under its id: the same request is PENDING
+        # again, another one under that id is refused.
+        x = execute(h, fed, "dss", REVIEW_SQL, query_id=qid,
+                    pooled_with=["dss"])
+        check(p.agent.ReviewState.Name(x.review) == "REVIEW_STATE_PENDING"
+              and not x.groups, f"Execute of the held query: review "
+                                f"{x.review}, {len(x.groups)} groups")
+        e = refused(execute, h, fed, "dss", DSS_COLS, query_id=qid,
+                    pooled_with=["dss"])
+        expect_status(e, grpc.StatusCode.FAILED_PRECONDITION, qid)
         c = h.fedq("result", qid, config=fed.client_cfg)
         check(c.returncode == 4 and qid in c.stdout,
               f"fedq result of a pending query: rc {c.returncode}, "
@@ -623,6 +633,12 @@ def policy_review(h):
         got = qt.proto_table(p, r)
         qt.compare(src, REVIEW_SPEC, got, want, ["dss"])
         check_policies(r, fed, ["dss"])
+        x = execute(h, fed, "dss", REVIEW_SQL, query_id=qid,
+                    pooled_with=["dss"])
+        check(p.agent.ReviewState.Name(x.review) == "REVIEW_STATE_APPROVED"
+              and len(x.groups) == len(want),
+              f"Execute of the approved query: review {x.review}, "
+              f"{len(x.groups)} groups, the oracle has {len(want)}")
         c = h.fedq("result", qid, "--format", "json", config=fed.client_cfg)
         check(c.returncode == 0, f"fedq result: rc {c.returncode}: "
                                  f"{tail(c.stderr)}")
@@ -637,6 +653,9 @@ def policy_review(h):
         e = refused(get_result, fed, qid2)
         expect_status(e, P, f"agency dss refused the query: the steward "
                             f"denied query {qid2}: {DENIAL}")
+        e = refused(execute, h, fed, "dss", REVIEW_SQL, query_id=qid2,
+                    pooled_with=["dss"])
+        expect_status(e, P, f"the steward denied query {qid2}: {DENIAL}")
         c = h.fedq("result", qid2, config=fed.client_cfg)
         check(c.returncode == 1 and DENIAL in c.stderr and
               not c.stdout.strip(), f"fedq result of a denied query: rc "
@@ -721,3 +740,33 @@ def policy_reload_sighup(h):
               "Describe does not serve the policy in force (version 2)")
     finally:
         fed.close()
+
+
+# ---- the fixture federation's own policies ---------------------------------
+
+
+@test
+def policy_test_federation(h):
+    """The fixture federation runs a permissive signed policy per agency
+    (TEST-2026, purpose testing, alice): its queries, pooled over hied
+    too, are released under it with each policy's hash; the example
+    agreement is not one of its agencies'."""
+    fed = ri.shared_federation(h)
+    p = h.proto
+    stub = fed.stub()
+    for sql, agencies in (
+            ("SELECT quarter, COUNT(*) FROM dol.wages GROUP BY quarter",
+             ["dol"]),
+            ("SELECT term, COUNT(*), AVG(credits) FROM hied.enrollment "
+             "GROUP BY term", HIED)):
+        r = stub.Query(fed.qreq(sql), timeout=CALL_TIMEOUT)
+        got = [(x.agency, x.hash, x.version) for x in r.policies]
+        want = [(a, policy_sha(ri.test_policy_path(h, a)), 1)
+                for a in agencies]
+        check(r.state == p.gw.QUERY_STATE_RELEASED and
+              r.agreement == ri.TEST_TERMS.agreement and got == want and
+              r.min_cell_count == 11,
+              f"{sql!r}: state {r.state}, agreement {r.agreement!r}, "
+              f"policies {got}, expected {want}")
+        e = refused(stub.Query, ri.qreq(p, sql), timeout=CALL_TIMEOUT)
+        expect_status(e, grpc.StatusCode.PERMISSION_DENIED, AGREEMENT)
