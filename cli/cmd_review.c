@@ -145,6 +145,26 @@ parse_args(struct cli *c, int argc, char **argv, bool want_id,
 }
 
 /*
+ * The other agencies the query pools this agency's answer with. The
+ * request may list every agency of the query, this one included; a steward
+ * wants to see the others.
+ */
+static const char *
+pooled_text(struct cli *c, struct fq_arena *a, const Fedq__V1__Review *r)
+{
+    char **others = fq_arena_alloc(a, (r->n_pooled_with + 1) * sizeof(char *));
+    size_t n = 0;
+
+    if (!others)
+        return "?";
+    for (size_t i = 0; i < r->n_pooled_with; i++) {
+        if (strcmp(r->pooled_with[i], c->tls.self.agency) != 0)
+            others[n++] = r->pooled_with[i];
+    }
+    return cli_join(a, others, n, ", ");
+}
+
+/*
  * A "review" section. For people (table, CSV) one field per line, since a
  * review has more fields than fit across; in JSON one object with a key per
  * field. min_cell_count < 0: not known (a decision's answer).
@@ -163,7 +183,7 @@ add_review(struct cli *c, struct cli_out *o, struct fq_arena *a,
     FIELD("analyst", r->analyst);
     FIELD("agreement", r->agreement);
     FIELD("purpose", r->purpose);
-    FIELD("pooled_with", cli_join(a, r->pooled_with, r->n_pooled_with, ", "));
+    FIELD("pooled_with", pooled_text(c, a, r));
     FIELD("received", r->received);
     FIELD("decided", r->decided);
     FIELD("decided_by", r->decided_by);
@@ -227,16 +247,15 @@ review_list(struct cli *c, struct fq_rpc_channel *ch, int argc, char **argv)
     rc = o ? cli_out_section(o, "reviews", cols) : FQ_ENOMEM;
     for (size_t i = 0; rc == 0 && i < r->n_reviews; i++) {
         const Fedq__V1__Review *v = r->reviews[i];
-        const char *row[] = {
-            v->query_id,
-            state_name(v->state),
-            v->received,
-            v->analyst,
-            v->agreement,
-            v->purpose,
-            v->plan ? v->plan->dataset : "",
-            cli_join(res.arena, v->pooled_with, v->n_pooled_with, ", "),
-            v->decided_by};
+        const char *row[] = {v->query_id,
+                             state_name(v->state),
+                             v->received,
+                             v->analyst,
+                             v->agreement,
+                             v->purpose,
+                             v->plan ? v->plan->dataset : "",
+                             pooled_text(c, res.arena, v),
+                             v->decided_by};
         rc = cli_out_row(o, row);
     }
     if (o)

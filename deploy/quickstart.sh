@@ -3,8 +3,8 @@
 # installs what is missing, builds, creates a PKI, synthetic agencies and
 # each agency's signed release policy, starts one agent per agency and the
 # gateway (mutual TLS everywhere), asks for the catalogs and the
-# federation's health, runs queries under the P-20 workforce agreement,
-# then stops what it started.
+# federation's health, runs queries under the P-20 workforce agreement and
+# one round of steward review, then stops what it started.
 #
 #   deploy/quickstart.sh            run, show, stop
 #   deploy/quickstart.sh --keep     leave the federation running
@@ -143,6 +143,44 @@ for q in "$q1" "$q2" "$q3" "$q4" "$q5"; do
 done
 step "fedq explain --agreement P20W-2026-01 --purpose \"program evaluation\" \"$q4\""
 "$BUILD/fedq" explain "${terms[@]}" "$q4"
+
+# Steward review: dss's agreement DSS-REVIEW-2026-02 says every query waits
+# for a dss steward. alice's query is held (exit 4); sam lists, inspects
+# and approves it on dss's agent; alice fetches the answer. A second query
+# is denied, and alice gets the steward's reason.
+review=(--agreement DSS-REVIEW-2026-02 --purpose "program evaluation")
+steward=("$BUILD/fedq" --config "$FEDQ_HOME/steward-dss.yaml")
+# held SQL: runs the query under the review agreement and prints what alice
+# sees; sets held_id to the query's id, or stops unless it was held.
+held() {
+    local out rc=0
+    step "fedq query --agreement DSS-REVIEW-2026-02 --purpose \"program evaluation\" \"$1\""
+    out=$("$BUILD/fedq" query "${review[@]}" "$1") || rc=$?
+    printf '%s\n' "$out"
+    held_id=$(printf '%s\n' "$out" | grep -o 'q-[0-9a-f]\{16\}' | head -n 1)
+    if [ $rc -ne 4 ] || [ -z "$held_id" ]; then
+        fq_stop_all
+        fq_die "the query was not held for review (exit $rc)"
+    fi
+}
+held "SELECT program, COUNT(*) FROM dss.enrollment WHERE month = '2024-06' AND town = 'T169' GROUP BY program"
+approved=$held_id
+held "SELECT sex, COUNT(*) FROM dss.enrollment WHERE month = '2024-06' AND town = 'T002' GROUP BY sex"
+denied=$held_id
+step "fedq --config steward-dss.yaml review list   (sam, steward of dss, on dss's agent)"
+"${steward[@]}" review list
+step "fedq --config steward-dss.yaml review show $approved"
+"${steward[@]}" review show "$approved"
+step "fedq --config steward-dss.yaml review approve $approved"
+"${steward[@]}" review approve "$approved" --reason "aggregate counts of a large town"
+step "fedq --config steward-dss.yaml review deny $denied --reason ..."
+"${steward[@]}" review deny "$denied" --reason "T002 is too small to publish by sex"
+step "fedq result $approved   (alice)"
+"$BUILD/fedq" result "$approved"
+step "fedq result $denied   (alice)"
+rc=0
+"$BUILD/fedq" result "$denied" 2>&1 || rc=$?
+[ $rc -eq 1 ] || { fq_stop_all; fq_die "a denied query answered (exit $rc)"; }
 
 if [ $keep -eq 1 ]; then
     cat <<EOT
