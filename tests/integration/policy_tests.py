@@ -522,8 +522,11 @@ def policy_review(h):
     review, answers at once."""
     p = h.proto
     P = grpc.StatusCode.PERMISSION_DENIED
+    # The default places: the agents' ../state/AGENCY and the gateway's
+    # ../state/gateway.
     fed = ExampleFed(h, "pol-review", ["dss", "dol"],
-                     policy_edit=policy_edit({"dss": every_query}))
+                     policy_edit=policy_edit({"dss": every_query}),
+                     gw_extra={"state_dir": None})
     try:
         src = fed.catalog.source("dss", "enrollment")
         want = qt.oracle(src, REVIEW_SPEC)
@@ -548,6 +551,14 @@ def policy_review(h):
                         f"{c.stdout!r} {tail(c.stderr)}")
         qid2 = ids[0]
         check(qid2 != qid, "two queries, one id")
+        # Held durably, in private files, where the defaults say.
+        for d in (fed.root / "state" / "dss", fed.root / "state" / "gateway"):
+            files = [f for f in d.iterdir() if f.is_file()] \
+                if d.is_dir() else []
+            check(files, f"nothing kept in {d}")
+            loose = [f"{f.name} {f.stat().st_mode & 0o777:o}" for f in files
+                     if f.stat().st_mode & 0o077]
+            check(not loose, f"files others may read in {d}: {loose}")
         # The agent holds it under its id: the same request is PENDING
         # again, another one under that id is refused.
         x = execute(h, fed, "dss", REVIEW_SQL, query_id=qid,
@@ -770,3 +781,85 @@ def policy_test_federation(h):
               f"policies {got}, expected {want}")
         e = refused(stub.Query, ri.qreq(p, sql), timeout=CALL_TIMEOUT)
         expect_status(e, grpc.StatusCode.PERMISSION_DENIED, AGREEMENT)
+
+
+def decide(h, fed, agency, qid, approve, reason=""):
+    steward = {"dss": "carol", "uhs": "dave", "csu": "erin"}[agency]
+    st = agent_stub(h, fed, agency, party=f"steward-{agency}-{steward}")
+    return st.DecideReview(h.proto.agent.DecideReviewRequest(
+        query_id=qid, approve=approve, reason=reason), timeout=CALL_TIMEOUT)
+
+
+@test
+def policy_review_pooled(h):
+    """hied pools uhs, csu and ccs; uhs' and csu's agreements say review:
+    every_query. The query is PENDING until both stewards approved (each
+    approval leaves the other pending); the released table is the pooled
+    oracle's, naming all three policies. One denial refuses the whole
+    query with that agency's reason. An approved query whose agreement
+    has expired since (a new policy, SIGHUP) is refused."""
+    p = h.proto
+    fed = ExampleFed(h, "pol-pooled", HIED,
+                     policy_edit=policy_edit({"uhs": every_query,
+                                              "csu": every_query}))
+    try:
+        sql = ("SELECT institution, term, COUNT(*), SUM(credits) FROM "
+               "hied.enrollment GROUP BY institution, term")
+        spec = {"items": [("dim", "institution"), ("dim", "term"),
+                          ("agg", "COUNT", None), ("agg", "SUM", "credits")],
+                "group_by": ["institution", "term"], "filters": []}
+        src = fed.catalog.source("hied", "enrollment")
+        check(src.dims[:2] and "credits" in src.measures,
+              f"hied.enrollment: dims {src.dims}, measures {src.measures}")
+        want = qt.oracle(src, spec)
+
+        def pending(qid):
+            r = get_result(fed, qid)
+            check(p.gw.QueryState.Name(r.state) == "QUERY_STATE_PENDING"
+                  and not r.rows and r.query_id == qid,
+                  f"{qid}: state {p.gw.QueryState.Name(r.state)}, "
+                  f"{len(r.rows)} rows")
+            return sorted(r.pending)
+        r = fed.stub().Query(fed.qreq(sql), timeout=CALL_TIMEOUT)
+        qid = r.query_id
+        check(p.gw.QueryState.Name(r.state) == "QUERY_STATE_PENDING" and
+              sorted(r.pending) == ["csu", "uhs"] and not r.rows,
+              f"pooled query under review: state {r.state}, pending "
+              f"{list(r.pending)}, {len(r.rows)} rows")
+        check(pending(qid) == ["csu", "uhs"], "GetResult before decisions")
+        decide(h, fed, "uhs", qid, True)
+        check(pending(qid) == ["csu"], f"after uhs approved: pending "
+                                       f"{pending(qid)}, expected [csu]")
+        decide(h, fed, "csu", qid, True)
+        r = get_result(fed, qid)
+        qt.compare(src, spec, qt.proto_table(p, r), want, HIED)
+        check_policies(r, fed, HIED)
+
+        # One denial refuses the pooled query, with its reason.
+        r = fed.stub().Query(fed.qreq(sql), timeout=CALL_TIMEOUT)
+        qid2 = r.query_id
+        decide(h, fed, "uhs", qid2, True)
+        decide(h, fed, "csu", qid2, False, DENIAL)
+        e = refused(get_result, fed, qid2)
+        expect_status(e, grpc.StatusCode.PERMISSION_DENIED,
+                      f"agency csu refused the query: the steward denied "
+                      f"query {qid2}: {DENIAL}")
+
+        # uhs' agreement expires (a new signed policy, SIGHUP): the
+        # approved answer is no longer released.
+        path = fed.policies["uhs"]
+        doc = yaml.safe_load(path.read_text())
+        doc["policy"]["version"] += 1
+        ag = agreement_of(doc["policy"])
+        ag["valid_from"], ag["valid_until"] = days(-400), days(-1)
+        ri.write_policy(h, path, doc)
+        log_at = len(fed.agents["uhs"].stderr_text())
+        fed.agents["uhs"].signal(signal.SIGHUP)
+        wait_until(lambda: "reloaded" in
+                   fed.agents["uhs"].stderr_text()[log_at:], 15,
+                   "uhs to reload", 0.1, watch=fed.procs())
+        e = refused(get_result, fed, qid)
+        expect_status(e, grpc.StatusCode.FAILED_PRECONDITION, AGREEMENT,
+                      str(ag["valid_until"]))
+    finally:
+        fed.close()

@@ -313,7 +313,9 @@ class Harness:
         self.pki_sh("analyst", str(self.pki), "alice")
         self.pki_sh("analyst", str(self.pki), "bob")  # in no policy
         self.pki_sh("steward", str(self.pki), "dol", "bob")
-        self.pki_sh("steward", str(self.pki), "dss", "carol")
+        for agency, name in (("dss", "carol"), ("uhs", "dave"),
+                             ("csu", "erin")):
+            self.pki_sh("steward", str(self.pki), agency, name)
         # A second CA, same federation name: nothing it signs may get in.
         self.other_pki = self.root / "pki-other-ca"
         self.pki_sh("init", str(self.other_pki), FED)
