@@ -863,3 +863,84 @@ def policy_review_pooled(h):
                       str(ag["valid_until"]))
     finally:
         fed.close()
+
+
+@test
+def policy_review_bad_input(h):
+    """The review methods and held ids reject what they cannot hold:
+    query ids outside [a-z0-9-]{1,64} (INVALID_ARGUMENT), unknown ones
+    (NOT_FOUND), a denial without a reason or with one over 1000 bytes
+    (INVALID_ARGUMENT, the review stays pending); GetResult of what is
+    no gateway query id is INVALID_ARGUMENT, of an unknown one
+    NOT_FOUND."""
+    p = h.proto
+    I, N = grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND
+    fed = ExampleFed(h, "pol-badrev", ["dss"],
+                     policy_edit=policy_edit({"dss": every_query}))
+    try:
+        for bad in ("Q-UPPER", "a" * 65, "../x", "q 1", "q\n1"):
+            e = refused(execute, h, fed, "dss", DSS_COLS, query_id=bad,
+                        pooled_with=["dss"])
+            expect_status(e, I)
+        ok = "x" * 64
+        x = execute(h, fed, "dss", DSS_COLS, query_id=ok, pooled_with=["dss"])
+        check(p.agent.ReviewState.Name(x.review) == "REVIEW_STATE_PENDING",
+              f"a 64-character id: review {x.review}")
+        st = agent_stub(h, fed, "dss", party="steward-dss-carol")
+        for qid in ("nope", "q-0123456789abcdef"):
+            e = rpc_error(st.GetReview, p.agent.GetReviewRequest(
+                query_id=qid), timeout=CALL_TIMEOUT)
+            expect_status(e, N)
+            e = rpc_error(st.DecideReview, p.agent.DecideReviewRequest(
+                query_id=qid, approve=True), timeout=CALL_TIMEOUT)
+            expect_status(e, N)
+        for reason in ("", "x" * 1001):
+            e = rpc_error(st.DecideReview, p.agent.DecideReviewRequest(
+                query_id=ok, approve=False, reason=reason),
+                timeout=CALL_TIMEOUT)
+            expect_status(e, I)
+        check(review_state(h, fed, ok) == "REVIEW_STATE_PENDING",
+              "a refused decision changed the review")
+        r = st.DecideReview(p.agent.DecideReviewRequest(
+            query_id=ok, approve=False, reason="y" * 1000),
+            timeout=CALL_TIMEOUT)
+        check(r.reason == "y" * 1000 and
+              p.agent.ReviewState.Name(r.state) == "REVIEW_STATE_DENIED" and
+              r.decided_by == identity("steward/dss/carol") and r.decided,
+              f"DecideReview answered {r.state} by {r.decided_by!r}")
+        for qid in ("", "../../etc/passwd", "q-" + "0" * 5000, ok):
+            e = rpc_error(get_result, fed, qid)
+            expect_status(e, I, "not a query id")
+        e = rpc_error(get_result, fed, "q-00000000000000ff")
+        expect_status(e, N)
+        r = st.ListReviews(p.agent.ListReviewsRequest(limit=5000),
+                           timeout=CALL_TIMEOUT)
+        check([x.query_id for x in r.reviews] == [ok],
+              f"ListReviews: {[x.query_id for x in r.reviews]}")
+
+        # fedq review: a steward's configuration needs agent: (gateway:
+        # it may leave out); an analyst's certificate is refused by the CLI.
+        agent = f"ipv4:{fed.agents['dss'].addr}"
+        only = h.etc / "pol-badrev-review-only.yaml"
+        ri.write_yaml(only, {"federation": ri.FED, "agent": agent,
+                             "tls": h.tls("steward-dss-carol")})
+        out, _ = h.fedq_json("review", "list", "--state", "all",
+                             config=only)
+        check([x["query_id"] for x in out["reviews"]] == [ok],
+              f"fedq review list: {out['reviews']}")
+        c = h.fedq("review", "list", config=fed.client_cfg)
+        check(c.returncode == 2 and "agent:" in c.stderr,
+              f"fedq review without agent: rc {c.returncode}: "
+              f"{tail(c.stderr)}")
+        c = h.fedq("review", "list", config=h.client_config(
+            fed.gateway.addr, name="pol-badrev-analyst",
+            extra={"agent": agent}))
+        check(c.returncode == 2 and "steward" in c.stderr,
+              f"fedq review as an analyst: rc {c.returncode}: "
+              f"{tail(c.stderr)}")
+        c = h.fedq("review", "deny", ok, config=only)
+        check(c.returncode == 2 and "--reason" in c.stderr,
+              f"fedq review deny without --reason: rc {c.returncode}: "
+              f"{tail(c.stderr)}")
+    finally:
+        fed.close()
