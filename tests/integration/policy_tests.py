@@ -690,8 +690,10 @@ def policy_reload_sighup(h):
     """A new signed policy (version 2, without dss' column sex) is applied
     on SIGHUP by the same agent process: sex is refused, answers name the
     new hash. A policy whose signature does not verify is not applied:
-    the agent logs why and keeps serving version 2."""
-    fed = ExampleFed(h, "pol-reload", ["dss"])
+    the agent logs why and keeps serving version 2. Version 5 lists sex
+    again: once the gateway's copy is renewed (catalog_ttl 1s here) sex
+    is released again."""
+    fed = ExampleFed(h, "pol-reload", ["dss"], gw_extra={"catalog_ttl": "1s"})
     try:
         dss = fed.agents["dss"]
         path = fed.policies["dss"]
@@ -749,6 +751,22 @@ def policy_reload_sighup(h):
             h.proto.agent.DescribeRequest(), timeout=CALL_TIMEOUT)
         check(ri.hashlib.sha256(d.policy).hexdigest() == v2,
               "Describe does not serve the policy in force (version 2)")
+
+        doc["policy"]["version"] = 5
+        ri.write_policy(h, path, doc)
+        v5 = policy_sha(path)
+        dss.signal(signal.SIGHUP)
+
+        def sex_released():
+            try:
+                return fed.stub().Query(fed.qreq(DSS_SEX),
+                                        timeout=CALL_TIMEOUT)
+            except grpc.RpcError:
+                return None
+        r = wait_until(sex_released, 15, "sex to be released under version "
+                       "5", 0.2, watch=fed.procs())
+        check([(x.agency, x.hash, x.version) for x in r.policies] ==
+              [("dss", v5, 5)], f"under version 5: policies {r.policies}")
     finally:
         fed.close()
 
