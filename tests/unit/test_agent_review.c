@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <pthread.h>
 #include <sys/stat.h>
 
 #define STEWARD "spiffe://fedq.test/steward/dol/sam"
@@ -438,6 +439,62 @@ test_cap(void **state)
     fq_arena_free(arena);
 }
 
+/* Calls race to hold one id and an id each: one wins the shared id, the
+ * others are told it is held; every own id is held. */
+#define RACERS 8
+
+struct racer {
+    struct ag_review_store *s;
+    int n;
+    int shared_rc, own_rc;
+};
+
+static void *
+race(void *arg)
+{
+    struct racer *r = arg;
+    char id[32], err[1024];
+
+    r->shared_rc = hold(r->s, "q-shared", T0, err, sizeof(err));
+    snprintf(id, sizeof(id), "q-own-%d", r->n);
+    r->own_rc = hold(r->s, id, T0, err, sizeof(err));
+    return NULL;
+}
+
+static void
+test_concurrent(void **state)
+{
+    struct ag_review_store *s = open_store(AG_REVIEW_MAX_PENDING);
+    struct fq_arena *arena = fq_arena_new(1 << 20);
+    struct racer r[RACERS];
+    pthread_t t[RACERS];
+    Fedq__V1__Review **list = NULL;
+    size_t n = 0, won = 0;
+    char err[1024] = "";
+
+    (void)state;
+    for (int i = 0; i < RACERS; i++) {
+        r[i] = (struct racer){.s = s, .n = i};
+        assert_int_equal(pthread_create(&t[i], NULL, race, &r[i]), 0);
+    }
+    for (int i = 0; i < RACERS; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_int_equal(r[i].own_rc, 0);
+        if (r[i].shared_rc == 0)
+            won++;
+        else
+            assert_int_equal(r[i].shared_rc, FQ_EAGAIN);
+    }
+    assert_int_equal(won, 1);
+    assert_int_equal(
+        ag_review_list(s, FEDQ__V1__REVIEW_STATE__REVIEW_STATE_PENDING, 0,
+                       arena, &list, &n, err, sizeof(err)),
+        0);
+    assert_int_equal(n, RACERS + 1);
+    ag_review_close(s);
+    fq_arena_free(arena);
+}
+
 static void
 test_preview(void **state)
 {
@@ -500,6 +557,7 @@ main(void)
         cmocka_unit_test(test_digest),
         cmocka_unit_test_setup(test_hold_decide_reopen, fresh),
         cmocka_unit_test_setup(test_cap, fresh),
+        cmocka_unit_test_setup(test_concurrent, fresh),
         cmocka_unit_test(test_preview),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
