@@ -26,7 +26,7 @@ while [ $# -gt 0 ]; do
     --stop) stop=1 ;;
     --persons) persons=$2; shift ;;
     --seed) seed=$2; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
     *) fq_die "unknown option '$1' (see --help)" ;;
     esac
     shift
