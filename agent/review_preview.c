@@ -192,39 +192,6 @@ preview_row(const Fedq__V1__Plan *plan, const Fedq__V1__PartialGroup *g,
     return row;
 }
 
-/* The gateway's order of keys: no value first, then integers, decimals,
- * text (bytewise); never an aggregate, so order says nothing of a value. */
-static int
-key_cmp(const Fedq__V1__Literal *a, const Fedq__V1__Literal *b)
-{
-    if (a->value_case != b->value_case)
-        return a->value_case < b->value_case ? -1 : 1;
-    if (a->value_case == FEDQ__V1__LITERAL__VALUE_INT_VALUE)
-        return (a->int_value > b->int_value) - (a->int_value < b->int_value);
-    if (a->value_case == FEDQ__V1__LITERAL__VALUE_DECIMAL_VALUE)
-        return (a->decimal_value > b->decimal_value) -
-               (a->decimal_value < b->decimal_value);
-    if (a->value_case == FEDQ__V1__LITERAL__VALUE_TEXT_VALUE)
-        return strcmp(a->text_value, b->text_value);
-    return 0;
-}
-
-static int
-row_cmp(const void *pa, const void *pb)
-{
-    const Fedq__V1__PartialGroup *a =
-        *(const Fedq__V1__PartialGroup *const *)pa;
-    const Fedq__V1__PartialGroup *b =
-        *(const Fedq__V1__PartialGroup *const *)pb;
-
-    for (size_t i = 0; i < a->n_key && i < b->n_key; i++) {
-        int c = key_cmp(a->key[i], b->key[i]);
-        if (c)
-            return c;
-    }
-    return (a->n_key > b->n_key) - (a->n_key < b->n_key);
-}
-
 int
 ag_review_preview(const Fedq__V1__Plan *plan,
                   const Fedq__V1__ExecuteResponse *answer,
@@ -244,7 +211,7 @@ ag_review_preview(const Fedq__V1__Plan *plan,
     /* A copy: the answer stays as the agent computed it. */
     if (n)
         memcpy(groups, answer->groups, n * sizeof(*groups));
-    qsort(groups, n, sizeof(*groups), row_cmp);
+    qsort(groups, n, sizeof(*groups), fq_group_key_cmp);
     for (size_t i = 0; i < n; i++) {
         if (!(resp->rows[resp->n_rows++] =
                   preview_row(plan, groups[i], ds, k, n_cols, arena)))

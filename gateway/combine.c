@@ -15,40 +15,6 @@
 
 #include "fedq/v1/agent.pb-c.h"
 
-/* Total order on literals: no value first, then integers, decimals, text. */
-static int
-literal_cmp(const Fedq__V1__Literal *a, const Fedq__V1__Literal *b)
-{
-    if (a->value_case != b->value_case)
-        return a->value_case < b->value_case ? -1 : 1;
-    switch (a->value_case) {
-    case FEDQ__V1__LITERAL__VALUE_INT_VALUE:
-        return (a->int_value > b->int_value) - (a->int_value < b->int_value);
-    case FEDQ__V1__LITERAL__VALUE_DECIMAL_VALUE:
-        return (a->decimal_value > b->decimal_value) -
-               (a->decimal_value < b->decimal_value);
-    case FEDQ__V1__LITERAL__VALUE_TEXT_VALUE:
-        return strcmp(a->text_value, b->text_value);
-    default:
-        return 0;
-    }
-}
-
-static int
-group_cmp(const void *pa, const void *pb)
-{
-    const Fedq__V1__PartialGroup *a = *(Fedq__V1__PartialGroup *const *)pa;
-    const Fedq__V1__PartialGroup *b = *(Fedq__V1__PartialGroup *const *)pb;
-    size_t n = a->n_key < b->n_key ? a->n_key : b->n_key;
-
-    for (size_t i = 0; i < n; i++) {
-        int c = literal_cmp(a->key[i], b->key[i]);
-        if (c)
-            return c;
-    }
-    return (a->n_key > b->n_key) - (a->n_key < b->n_key);
-}
-
 static int
 add_checked(int64_t *acc, int64_t v)
 {
@@ -261,9 +227,9 @@ gw_combine(struct fq_arena *a, Fedq__V1__ExecuteResponse *const *parts,
 
     if (rc < 0)
         return rc;
-    qsort(all, n, sizeof(*all), group_cmp);
+    qsort(all, n, sizeof(*all), fq_group_key_cmp);
     for (size_t i = 0; i < n; i++) {
-        if (out > 0 && group_cmp(&all[out - 1], &all[i]) == 0) {
+        if (out > 0 && fq_group_key_cmp(&all[out - 1], &all[i]) == 0) {
             if ((rc = merge_into(a, all[out - 1], all[i])) < 0)
                 return rc;
             continue;

@@ -471,3 +471,37 @@ fq_plan_aggregate_name(const Fedq__V1__Aggregate *agg, struct fq_arena *arena)
     return fq_arena_printf(arena, "%s%s%s)", names[k], distinct ? " " : "(",
                            agg->column);
 }
+
+int
+fq_literal_cmp(const Fedq__V1__Literal *a, const Fedq__V1__Literal *b)
+{
+    if (a->value_case != b->value_case)
+        return a->value_case < b->value_case ? -1 : 1;
+    switch (a->value_case) {
+    case FEDQ__V1__LITERAL__VALUE_INT_VALUE:
+        return (a->int_value > b->int_value) - (a->int_value < b->int_value);
+    case FEDQ__V1__LITERAL__VALUE_DECIMAL_VALUE:
+        return (a->decimal_value > b->decimal_value) -
+               (a->decimal_value < b->decimal_value);
+    case FEDQ__V1__LITERAL__VALUE_TEXT_VALUE:
+        return strcmp(a->text_value, b->text_value);
+    default:
+        return 0;
+    }
+}
+
+int
+fq_group_key_cmp(const void *pa, const void *pb)
+{
+    const Fedq__V1__PartialGroup *a =
+        *(const Fedq__V1__PartialGroup *const *)pa;
+    const Fedq__V1__PartialGroup *b =
+        *(const Fedq__V1__PartialGroup *const *)pb;
+
+    for (size_t i = 0; i < a->n_key && i < b->n_key; i++) {
+        int c = fq_literal_cmp(a->key[i], b->key[i]);
+        if (c)
+            return c;
+    }
+    return (a->n_key > b->n_key) - (a->n_key < b->n_key);
+}

@@ -114,6 +114,16 @@ int fq_quantile_pick(const Fedq__V1__Column *col, double q,
 char *fq_histogram_bin_name(const Fedq__V1__Aggregate *agg, size_t i,
                             struct fq_arena *arena);
 
+/*
+ * The order of group keys everywhere (the gateway's pooling and rows, the
+ * agent's review preview): by value kind (no value first, then integers,
+ * decimals, text), then by value, text bytewise. Never by an aggregate,
+ * so the order of rows says nothing about a hidden value.
+ */
+int fq_literal_cmp(const Fedq__V1__Literal *a, const Fedq__V1__Literal *b);
+/* Two partial groups by key, as qsort wants them (const PartialGroup **). */
+int fq_group_key_cmp(const void *pa, const void *pb);
+
 /* "COUNT(*)", "SUM(wages)", "AVG(benefit)"; static or in arena. */
 const char *fq_plan_aggregate_name(const Fedq__V1__Aggregate *agg,
                                    struct fq_arena *arena);
