@@ -15,6 +15,7 @@ SHA-256 of the files the agents run.
 """
 
 import datetime
+import itertools
 import re
 import signal
 
@@ -107,14 +108,13 @@ def execute(h, fed, agency, sql, analyst="analyst/alice", query_id=None,
     p = h.proto
     kw.setdefault("agreement", AGREEMENT)
     kw.setdefault("purpose", PURPOSE)
-    execute.n += 1
     req = p.agent.ExecuteRequest(
-        query_id=query_id or f"direct-{execute.n}", plan=plan_of(fed, sql),
-        analyst=identity(analyst), **kw)
+        query_id=query_id or f"direct-{next(DIRECT_IDS)}",
+        plan=plan_of(fed, sql), analyst=identity(analyst), **kw)
     return agent_stub(h, fed, agency).Execute(req, timeout=CALL_TIMEOUT)
 
 
-execute.n = 0
+DIRECT_IDS = itertools.count(1)  # ids of the Executes sent directly
 
 
 def refused(fn, *args, **kw):
