@@ -268,7 +268,11 @@ def terms_changes():
 
     def uhs(pol):  # pools with csu only, not ccs
         agreement_of(pol)["pool_with"] = ["csu", "doe", "dol"]
-    return {"dss": dss, "dol": dol, "doe": doe, "uhs": uhs}
+
+    def csu(pol):  # valid today only (both dates are inclusive)
+        ag = agreement_of(pol)
+        ag["valid_from"] = ag["valid_until"] = days(0)
+    return {"dss": dss, "dol": dol, "doe": doe, "uhs": uhs, "csu": csu}
 
 
 @test
@@ -278,9 +282,11 @@ def policy_terms_refused(h):
     aggregate not listed, pooling outside pool_with, an unknown agreement
     -> PERMISSION_DENIED naming it; an agreement expired or not yet valid
     -> FAILED_PRECONDITION naming its dates; no agreement or purpose ->
-    INVALID_ARGUMENT. What the terms cover is released."""
+    INVALID_ARGUMENT. What the terms cover is released, also under an
+    agreement valid from today until today."""
     P, F = grpc.StatusCode.PERMISSION_DENIED, \
         grpc.StatusCode.FAILED_PRECONDITION
+    signed_on = today()
     fed = ExampleFed(h, "pol-terms", ["dss", "dol", "doe"] + HIED,
                      policy_edit=policy_edit(terms_changes()))
     try:
@@ -289,8 +295,9 @@ def policy_terms_refused(h):
         r = released(fed, DSS_COLS)
         check(r.rows, "dss released no rows")
         check_policies(r, fed, ["dss"])
-        r = released(fed, HIED_SQL.replace("hied", "csu"))
-        check_policies(r, fed, ["csu"])
+        if today() == signed_on:  # csu's agreement: valid today only
+            r = released(fed, HIED_SQL.replace("hied", "csu"))
+            check_policies(r, fed, ["csu"])
 
         # An analyst the agreement does not list.
         query_refused(fed, DSS_COLS, P, AGREEMENT, bob, party="analyst-bob")
@@ -380,14 +387,17 @@ def policy_result_terms(h):
     (SHA-256 of the signed file the agent runs) and version of the policy
     applied; the threshold is the agreement's when it is above the
     gateway's (dss: 15, version 7), on the wire, in JSON and in the
-    table's footer."""
+    table's footer. dol's agreement lists the analysts as "*": bob may
+    query dol, not dss."""
     p = h.proto
 
     def dss(pol):
         pol["version"] = 7
         agreement_of(pol)["release"]["min_cell_count"] = 15
+    def dol(pol):
+        agreement_of(pol)["analysts"] = ["*"]
     fed = ExampleFed(h, "pol-result", ["dss", "dol"],
-                     policy_edit=policy_edit({"dss": dss}))
+                     policy_edit=policy_edit({"dss": dss, "dol": dol}))
     try:
         # Every town: some groups have 11 to 14 persons.
         sql = ("SELECT program, town, COUNT(*), SUM(benefit) FROM "
@@ -415,11 +425,14 @@ def policy_result_terms(h):
         check(want_check in x.checks and
               any("fewer than 15 contributors" in c for c in x.checks),
               f"Explain checks {list(x.checks)}")
-        # dol's agreement keeps 11.
-        r = released(fed, DOL_SQL)
-        check(r.min_cell_count == 11, f"dol: min_cell_count "
-                                      f"{r.min_cell_count}")
-        check_policies(r, fed, ["dol"])
+        # dol's agreement keeps 11, and lets every analyst ("*") query.
+        for party in ("analyst-alice", "analyst-bob"):
+            r = released(fed, DOL_SQL, party=party)
+            check(r.min_cell_count == 11, f"dol: min_cell_count "
+                                          f"{r.min_cell_count}")
+            check_policies(r, fed, ["dol"])
+        query_refused(fed, sql, grpc.StatusCode.PERMISSION_DENIED,
+                      identity("analyst/bob"), party="analyst-bob")
         # The CLI: JSON and the table's footer.
         c = cli_query(h, fed, sql, *fed.cli_terms())
         check(c.returncode == 0, f"fedq query: rc {c.returncode}: "
