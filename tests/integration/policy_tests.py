@@ -14,6 +14,7 @@ against query_tests' oracle over the SQLite files; policy hashes against
 SHA-256 of the files the agents run.
 """
 
+import concurrent.futures
 import datetime
 import itertools
 import re
@@ -974,4 +975,39 @@ def policy_review_bad_input(h):
               f"fedq review deny without --reason: rc {c.returncode}: "
               f"{tail(c.stderr)}")
     finally:
+        fed.close()
+
+
+@test
+def policy_review_concurrent(h):
+    """16 analysts' queries held at once (concurrent Query calls), each
+    under its own id; all listed; approved from 16 threads at once; each
+    GetResult is the same released table."""
+    p = h.proto
+    n = 16
+    fed = ExampleFed(h, "pol-conc", ["dss"],
+                     policy_edit=policy_edit({"dss": every_query}))
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=n)
+    try:
+        stub = fed.stub()
+        futs = [stub.Query.future(fed.qreq(DSS_COLS), timeout=CALL_TIMEOUT)
+                for _ in range(n)]
+        ids = [check_pending(fed, f.result()) for f in futs]
+        check(len(set(ids)) == n, f"{len(set(ids))} distinct ids of {n}")
+        st = agent_stub(h, fed, "dss", party="steward-dss-carol")
+        r = st.ListReviews(p.agent.ListReviewsRequest(), timeout=CALL_TIMEOUT)
+        check(sorted(x.query_id for x in r.reviews) == sorted(ids),
+              f"ListReviews lists {len(r.reviews)} of {n}")
+        done = list(pool.map(lambda q: decide(h, fed, "dss", q, True), ids))
+        check(all(p.agent.ReviewState.Name(x.state) ==
+                  "REVIEW_STATE_APPROVED" for x in done),
+              f"states {[x.state for x in done]}")
+        tables = list(pool.map(
+            lambda q: qt.proto_table(p, get_result(fed, q)), ids))
+        for t in tables:
+            t["query_id"] = ""
+        check(all(t == tables[0] for t in tables) and tables[0]["rows"],
+              "the approved queries' tables differ")
+    finally:
+        pool.shutdown()
         fed.close()
