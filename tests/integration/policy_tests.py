@@ -692,6 +692,12 @@ def policy_review(h):
         carol = identity("steward/dss/carol")
         check(got == {qid: ("approved", carol), qid2: ("denied", carol)},
               f"review list --state all: {got}")
+        # Both decisions survive a restart too.
+        restart(fed)
+        qt.compare(src, REVIEW_SPEC, qt.proto_table(p, get_result(fed, qid)),
+                   want, ["dss"])
+        e = refused(get_result, fed, qid2)
+        expect_status(e, P, f"denied query {qid2}: {DENIAL}")
     finally:
         fed.close()
 
