@@ -246,6 +246,15 @@ def policy_fail_closed(h):
         r = released(fed, HIED_SQL.replace("hied", "ccs"))
         check(r.rows, "ccs released no rows")
         check_policies(r, fed, ["ccs"])
+        # The steward's own check agrees, offline.
+        for a, rc, say in (("ccs", 0, policy_sha(fed.policies["ccs"])),
+                           ("doe", 1, "does not verify"),
+                           ("dol", 1, "does not verify")):
+            c = h.fedq("policy", "verify", "--pubkey",
+                       str(h.pki / f"policy-{a}.pub"), str(fed.policies[a]))
+            check(c.returncode == rc and say in c.stdout + c.stderr,
+                  f"fedq policy verify {a}: rc {c.returncode}: "
+                  f"{tail(c.stdout + c.stderr)}")
     finally:
         fed.close()
 
