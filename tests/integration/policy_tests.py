@@ -796,6 +796,31 @@ def policy_reload_sighup(h):
                        "5", 0.2, watch=fed.procs())
         check([(x.agency, x.hash, x.version) for x in r.policies] ==
               [("dss", v5, 5)], f"under version 5: policies {r.policies}")
+
+        # The gateway's policy_key is reloaded too: with dol's key for dss
+        # nothing of dss is released, with dss' own again it is.
+        gw = fed.gateway
+        gcfg = yaml.safe_load(fed.gw_cfg_path.read_text())
+        good = gcfg["agents"][0]["policy_key"]
+        for key, want in ((str(h.pki / "policy-dol.pub"), False),
+                          (good, True)):
+            gcfg["agents"][0]["policy_key"] = key
+            ri.write_yaml(fed.gw_cfg_path, gcfg)
+            gw.signal(signal.SIGHUP)
+
+            def answer_is(want=want):
+                try:
+                    fed.stub().Query(fed.qreq(DSS_COLS), timeout=CALL_TIMEOUT)
+                    return want
+                except grpc.RpcError as e:
+                    if e.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                        raise
+                    return not want and e
+            e = wait_until(answer_is, 15, f"the gateway to verify dss' "
+                           f"policy with {key}", 0.2, watch=fed.procs())
+            if not want:
+                expect_status(e, grpc.StatusCode.FAILED_PRECONDITION,
+                              "agency dss serves nothing")
     finally:
         fed.close()
 
