@@ -596,6 +596,11 @@ def policy_review(h):
         check(c.returncode == 4 and qid in c.stdout,
               f"fedq result of a pending query: rc {c.returncode}, "
               f"{c.stdout!r} {tail(c.stderr)}")
+        out, _ = h.fedq_json("result", qid, config=fed.client_cfg,
+                             expect_rc=(4,))
+        check((out["query_id"], out["state"], out["pending"], out["rows"],
+               out["agreement"]) == (qid, "pending", ["dss"], [], AGREEMENT),
+              f"fedq result --format json of a pending query: {out}")
 
         # dss' steward: list, show, and the preview over gRPC.
         scfg = steward_config(h, fed)
