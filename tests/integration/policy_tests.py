@@ -947,7 +947,8 @@ def policy_review_bad_input(h):
     """The review methods and held ids reject what they cannot hold:
     query ids outside [a-z0-9-]{1,64} (INVALID_ARGUMENT), unknown ones
     (NOT_FOUND), a denial without a reason or with one over 1000 bytes
-    (INVALID_ARGUMENT, the review stays pending); GetResult of what is
+    (INVALID_ARGUMENT, the review stays pending); a query the terms do
+    not cover is refused, not held; GetResult of what is
     no gateway query id is INVALID_ARGUMENT, of an unknown one
     NOT_FOUND."""
     p = h.proto
@@ -959,6 +960,12 @@ def policy_review_bad_input(h):
             e = refused(execute, h, fed, "dss", DSS_COLS, query_id=bad,
                         pooled_with=["dss"])
             expect_status(e, I)
+        # What the terms do not cover is refused at once, not held.
+        query_refused(fed, DSS_COLS, grpc.StatusCode.PERMISSION_DENIED,
+                      "marketing", purpose="marketing")
+        e = refused(execute, h, fed, "dss", DSS_COLS, purpose="marketing",
+                    pooled_with=["dss"])
+        expect_status(e, grpc.StatusCode.PERMISSION_DENIED, "marketing")
         ok = "x" * 64
         x = execute(h, fed, "dss", DSS_COLS, query_id=ok, pooled_with=["dss"])
         check(p.agent.ReviewState.Name(x.review) == "REVIEW_STATE_PENDING",
@@ -1056,3 +1063,48 @@ def policy_review_concurrent(h):
     finally:
         pool.shutdown()
         fed.close()
+
+
+@test
+def policy_signature_and_federation(h):
+    """In the fixture federation: a signature file where `signature:`
+    says (not beside the policy) is found and verified; a policy naming
+    another federation, though signed with the agency's key, is not
+    served."""
+    p = h.proto
+    fed = ri.Federation(h, "pol-sigfed", agencies=["dol", "dss"])
+    d = fed.etc
+    dss = ri.write_policy(h, d / "dss-policy.yaml",
+                          ri.policy_doc("dss", [ri.test_agreement("dss")]))
+    sig = d / "signatures" / "dss.sig"
+    sig.parent.mkdir(parents=True)
+    (d / "dss-policy.yaml.sig").rename(sig)
+    dol = ri.write_policy(h, d / "dol-policy.yaml", ri.policy_doc(
+        "dol", [ri.test_agreement("dol", analysts=["*"])], fed="other.fed"))
+    fed.start_agent("dss", policy=dict(ri.policy_section(h, "dss", dss),
+                                       signature=str(sig)))
+    fed.start_agent("dol", policy=dol)
+    fed.gw_cfg_path = d / "gateway.yaml"
+    ri.write_yaml(fed.gw_cfg_path, fed.gateway_cfg())
+    fed.gateway = h.start_gateway(fed.gw_cfg_path)
+    stub = fed.stub()
+    r = stub.Query(fed.qreq("SELECT county, COUNT(*) FROM dss.snap GROUP BY "
+                            "county"), timeout=CALL_TIMEOUT)
+    check([(x.agency, x.hash) for x in r.policies] ==
+          [("dss", policy_sha(dss))], f"dss: policies {r.policies}")
+    e = refused(stub.Query, fed.qreq(DOL_SQL), timeout=CALL_TIMEOUT)
+    expect_status(e, grpc.StatusCode.FAILED_PRECONDITION,
+                  "agency dol serves nothing")
+    fed.channels = []  # what agent_stub() keeps for close()
+    try:
+        e = refused(execute, h, fed, "dol", DOL_SQL,
+                    agreement=ri.TEST_TERMS.agreement,
+                    purpose=ri.TEST_TERMS.purpose)
+        expect_status(e, grpc.StatusCode.FAILED_PRECONDITION,
+                      "agency dol serves nothing", "other.fed")
+        d = agent_stub(h, fed, "dol").Describe(p.agent.DescribeRequest(),
+                                               timeout=CALL_TIMEOUT)
+        check(not d.policy, "dol publishes another federation's policy")
+    finally:
+        for ch in fed.channels:
+            ch.close()
