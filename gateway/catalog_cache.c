@@ -74,7 +74,8 @@ verify_policy(struct gw_catalog *c, const struct gw_config *cfg,
 
     if (r->policy.len == 0) {
         snprintf(c->why, sizeof(c->why),
-                 "agency %s publishes no valid signed policy", conf->agency);
+                 "it publishes no valid signed policy (its agent's log says "
+                 "why)");
         return;
     }
     snprintf(name, sizeof(name), "the policy of agency %s", conf->agency);
@@ -87,13 +88,13 @@ verify_policy(struct gw_catalog *c, const struct gw_config *cfg,
     } else if (strcmp(c->policy->agency, conf->agency) != 0 ||
                strcmp(c->policy->federation, cfg->federation) != 0) {
         snprintf(c->why, sizeof(c->why),
-                 "agency %s publishes the policy of %s in %s", conf->agency,
+                 "it publishes the policy of agency %s in federation %s",
                  c->policy->agency, c->policy->federation);
         fq_policy_free(c->policy);
         c->policy = NULL;
     }
     if (!c->policy)
-        fq_log_warnx("%s", c->why);
+        fq_log_warnx("agency %s: %s", conf->agency, c->why);
 }
 
 struct gw_catalog *
