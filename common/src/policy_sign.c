@@ -210,8 +210,8 @@ fq_policy_verify_buf(const char *name, const char *data, size_t len,
     int rc;
 
     if (len > FQ_POLICY_MAX_BYTES) {
-        snprintf(err, errlen, "policy '%s' is too large (limit %d bytes)",
-                 name, FQ_POLICY_MAX_BYTES);
+        snprintf(err, errlen, "policy '%s' is too large (limit %d bytes)", name,
+                 FQ_POLICY_MAX_BYTES);
         return FQ_ETOOBIG;
     }
     if (parse_sig(sig_text, sig_len, sig) < 0) {
