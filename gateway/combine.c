@@ -3,9 +3,12 @@
  * equal keys merged, adding records, contributors, counts, sums, histogram
  * bins and quantile sketch bins, and pooling (n, mean, M2) exactly (an
  * integer sum that leaves int64 is an error, never a wrap). Every answer
- * is first checked for the plan's shape. The result is
- * in key order, which is also the order rows are released in: ordering
- * never looks at aggregate values, so it cannot leak a suppressed one.
+ * is first checked for the plan's shape. On request each agency's own
+ * group of every pooled key is kept beside it: the insider rule
+ * (query.c) weighs the pooled cell against each agency's part, since
+ * every agency knows its own. The result is in key order, which is also
+ * the order rows are released in: ordering never looks at aggregate
+ * values, so it cannot leak a suppressed one.
  */
 #include "fq/compat.h"
 #include "fq/arena.h"
@@ -188,18 +191,40 @@ group_ok(const Fedq__V1__PartialGroup *g, const Fedq__V1__Plan *plan,
     return true;
 }
 
+/* One agency's group and the part (agency) it came from. */
+struct entry {
+    Fedq__V1__PartialGroup *g;
+    size_t part;
+};
+
+/*
+ * Key order, equal keys in part order: pooling then adds them in one
+ * order whatever qsort does (decimal sums and moments are not
+ * associative), and a part that sent one key twice is found next to
+ * itself.
+ */
+static int
+entry_cmp(const void *pa, const void *pb)
+{
+    const struct entry *a = pa, *b = pb;
+    int c = fq_group_key_cmp(&a->g, &b->g);
+
+    if (c)
+        return c;
+    return (a->part > b->part) - (a->part < b->part);
+}
+
 /* Every group of every part, checked for the plan's shape. */
 static int
 gather(struct fq_arena *a, Fedq__V1__ExecuteResponse *const *parts,
        size_t nparts, const Fedq__V1__Plan *plan, const Fedq__V1__Dataset *ds,
-       Fedq__V1__PartialGroup ***ret, size_t *ret_n)
+       struct entry **ret, size_t *ret_n)
 {
     size_t total = 0, n = 0;
 
     for (size_t p = 0; p < nparts; p++)
         total += parts[p]->n_groups;
-    Fedq__V1__PartialGroup **all =
-        fq_arena_alloc(a, (total + 1) * sizeof(*all));
+    struct entry *all = fq_arena_alloc(a, (total + 1) * sizeof(*all));
     if (!all)
         return FQ_ENOMEM;
     for (size_t p = 0; p < nparts; p++) {
@@ -207,11 +232,75 @@ gather(struct fq_arena *a, Fedq__V1__ExecuteResponse *const *parts,
             Fedq__V1__PartialGroup *grp = parts[p]->groups[g];
             if (!group_ok(grp, plan, ds))
                 return FQ_EPROTO;
-            all[n++] = grp;
+            all[n].g = grp;
+            all[n++].part = p;
         }
     }
     *ret = all;
     *ret_n = n;
+    return 0;
+}
+
+/*
+ * The number of distinct keys in sorted all[0..n), or FQ_ETOOBIG past max;
+ * FQ_EPROTO if one part holds a key twice: its part of the pooled cell
+ * would then be unknown (an agent groups each key once).
+ */
+static int
+count_keys(const struct entry *all, size_t n, size_t max, size_t *ret)
+{
+    size_t keys = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && entry_cmp(&all[i - 1], &all[i]) == 0)
+            return FQ_EPROTO;
+        if (i > 0 && fq_group_key_cmp(&all[i - 1].g, &all[i].g) == 0)
+            continue;
+        if (keys++ == max)
+            return FQ_ETOOBIG;
+    }
+    *ret = keys;
+    return 0;
+}
+
+int
+gw_combine_parts(struct fq_arena *a, Fedq__V1__ExecuteResponse *const *parts,
+                 size_t nparts, const Fedq__V1__Plan *plan,
+                 const Fedq__V1__Dataset *ds, size_t max_groups,
+                 Fedq__V1__PartialGroup ***ret, size_t *ret_n,
+                 const Fedq__V1__PartialGroup ***own_ret)
+{
+    struct entry *all;
+    size_t n, keys, cells, out = 0;
+    int rc = gather(a, parts, nparts, plan, ds, &all, &n);
+
+    if (rc < 0)
+        return rc;
+    qsort(all, n, sizeof(*all), entry_cmp);
+    if ((rc = count_keys(all, n, max_groups, &keys)) < 0)
+        return rc;
+    if (__builtin_mul_overflow(keys, nparts, &cells))
+        return FQ_ETOOBIG;
+    Fedq__V1__PartialGroup **groups =
+        fq_arena_alloc(a, (keys + 1) * sizeof(*groups));
+    const Fedq__V1__PartialGroup **own =
+        own_ret ? fq_arena_alloc(a, (cells + 1) * sizeof(*own)) : NULL;
+    if (!groups || (own_ret && !own))
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (out > 0 && fq_group_key_cmp(&groups[out - 1], &all[i].g) == 0) {
+            if ((rc = merge_into(a, groups[out - 1], all[i].g)) < 0)
+                return rc;
+        } else if (!(groups[out++] = group_copy(a, all[i].g))) {
+            return FQ_ENOMEM;
+        }
+        if (own)
+            own[(out - 1) * nparts + all[i].part] = all[i].g;
+    }
+    *ret = groups;
+    *ret_n = out;
+    if (own_ret)
+        *own_ret = own;
     return 0;
 }
 
@@ -221,25 +310,6 @@ gw_combine(struct fq_arena *a, Fedq__V1__ExecuteResponse *const *parts,
            const Fedq__V1__Dataset *ds, size_t max_groups,
            Fedq__V1__PartialGroup ***ret, size_t *ret_n)
 {
-    Fedq__V1__PartialGroup **all;
-    size_t n, out = 0;
-    int rc = gather(a, parts, nparts, plan, ds, &all, &n);
-
-    if (rc < 0)
-        return rc;
-    qsort(all, n, sizeof(*all), fq_group_key_cmp);
-    for (size_t i = 0; i < n; i++) {
-        if (out > 0 && fq_group_key_cmp(&all[out - 1], &all[i]) == 0) {
-            if ((rc = merge_into(a, all[out - 1], all[i])) < 0)
-                return rc;
-            continue;
-        }
-        if (out == max_groups)
-            return FQ_ETOOBIG;
-        if (!(all[out++] = group_copy(a, all[i])))
-            return FQ_ENOMEM;
-    }
-    *ret = all;
-    *ret_n = out;
-    return 0;
+    return gw_combine_parts(a, parts, nparts, plan, ds, max_groups, ret, ret_n,
+                            NULL);
 }

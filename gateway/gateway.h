@@ -75,6 +75,21 @@ void gw_federation_unref(struct gw_federation *fed);
 /* Index of an agency, or -1. */
 int gw_federation_find(const struct gw_federation *fed, const char *agency);
 
+/* ---- state files (state_db.c) ------------------------------------------- */
+
+struct sqlite3;
+
+/*
+ * Opens state_dir/file (created 0600, the directory 0700) and runs schema;
+ * what names it in errors. *ret is the caller's to sqlite3_close. 0 or
+ * FQ_E* with err.
+ */
+int gw_state_db_open(const struct gw_config *cfg, const char *file,
+                     const char *what, const char *schema, struct sqlite3 **ret,
+                     char *err, size_t errlen);
+/* Now in UTC as 2026-12-06T10:07:24Z: when state rows were written. */
+void gw_utc_now(char out[32]);
+
 /* ---- queries held for review (held.c) ----------------------------------- */
 
 struct gw_held;
@@ -97,6 +112,63 @@ int gw_held_get(struct gw_held *h, const char *id, const char *analyst,
 /* Notes how the query last ended: "pending", "released" or "refused". */
 void gw_held_set_state(struct gw_held *h, const char *id, const char *state);
 
+/* ---- the cell budget (budget.c) ------------------------------------------ */
+
+struct gw_budget;
+struct Fedq__V1__Plan;
+struct Fedq__V1__PartialGroup;
+struct Fedq__V1__ResultColumn;
+struct Fedq__V1__Row;
+
+#define GW_BUDGET_MAX_CELLS 5000000 /* cells one table may be charged */
+
+/* Opens (creating) state_dir/cell-budget.db. 0 or FQ_E* with err. */
+int gw_budget_open(const struct gw_config *cfg, struct gw_budget **ret,
+                   char *err, size_t errlen);
+void gw_budget_close(struct gw_budget *b);
+
+/* One pooled agency of a released table: where its cells are charged. */
+struct gw_budget_scope {
+    const char *agency;
+    const char *agreement; /* the agreement covering the query there */
+    const char *vintage;   /* ExecuteResponse.data_vintage ("live" too) */
+    int64_t budget;        /* that agreement's cell_budget */
+};
+
+/* A table about to be released, as the budget sees it (nothing owned). */
+struct gw_budget_table {
+    const char *query_id;
+    const char *analyst;
+    const struct Fedq__V1__Plan *plan;    /* dataset, filter, group-by, aggs */
+    const struct gw_budget_scope *scopes; /* every agency pooled */
+    size_t n_scopes;
+    struct Fedq__V1__ResultColumn *const *columns;
+    size_t n_columns;
+    /* all_rows[i] was built from groups[i]; rows are those returned
+     * (after ORDER BY and LIMIT), a subset of all_rows in any order. */
+    struct Fedq__V1__PartialGroup *const *groups;
+    struct Fedq__V1__Row *const *all_rows;
+    size_t n_groups;
+    struct Fedq__V1__Row *const *rows;
+    size_t n_rows;
+};
+
+/*
+ * The ids (32 bytes each, sorted, distinct) of the cells t releases: every
+ * aggregate cell of the returned rows not SUPPRESSED. In a. 0, FQ_ETOOBIG
+ * (over GW_BUDGET_MAX_CELLS), FQ_ENOMEM or FQ_EINTERNAL.
+ */
+int gw_budget_cells(const struct gw_budget_table *t, struct fq_arena *a,
+                    unsigned char **ret, size_t *ret_n);
+/*
+ * Charges t's cells to every scope, or none: 0 (recorded, and logged),
+ * FQ_ETOOBIG (a scope's budget would be exceeded by new cells, or the
+ * table is too large; nothing recorded), FQ_EPROTO (a malformed vintage),
+ * FQ_EIO or FQ_ENOMEM; the message for the analyst in err. Scratch in a.
+ */
+int gw_budget_charge(struct gw_budget *b, const struct gw_budget_table *t,
+                     struct fq_arena *a, char *err, size_t errlen);
+
 /* ---- process state shared by handlers ------------------------------------ */
 
 struct gw_state {
@@ -106,6 +178,7 @@ struct gw_state {
     void *mu;                  /* pthread_mutex_t *, guards fed */
     struct gw_federation *fed; /* current; swapped by reload */
     struct gw_held *held;      /* queries held for review */
+    struct gw_budget *budget;  /* cells released per analyst */
 };
 
 /* The current federation, with a reference the caller drops. */
@@ -189,6 +262,18 @@ int gw_combine(struct fq_arena *arena,
                const struct Fedq__V1__Plan *plan,
                const struct Fedq__V1__Dataset *ds, size_t max_groups,
                struct Fedq__V1__PartialGroup ***ret, size_t *ret_n);
+/*
+ * gw_combine, and in *own (allocated in arena, n * nparts entries) each
+ * agency's own group of every pooled key: own[i * nparts + p] is part p's
+ * group of the key of (*ret)[i], or NULL where that agency returned none.
+ * FQ_EPROTO also when one part holds a key twice.
+ */
+int gw_combine_parts(struct fq_arena *arena,
+                     struct Fedq__V1__ExecuteResponse *const *parts,
+                     size_t nparts, const struct Fedq__V1__Plan *plan,
+                     const struct Fedq__V1__Dataset *ds, size_t max_groups,
+                     struct Fedq__V1__PartialGroup ***ret, size_t *ret_n,
+                     const struct Fedq__V1__PartialGroup ***own);
 
 /* ---- methods ------------------------------------------------------------- */
 

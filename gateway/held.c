@@ -16,10 +16,8 @@
 #include "fq/error.h"
 #include "gateway.h"
 
-#include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
-#include <sys/stat.h>
 
 #include "fedq/v1/gateway.pb-c.h"
 
@@ -46,60 +44,25 @@ static const char held_schema[] =
     " updated TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS held_analyst ON held (analyst, state);";
 
-/* Creates the file 0600 before SQLite opens it: the queries' literals are
- * the analysts'. */
-static int
-create_private(const char *path, char *err, size_t errlen)
-{
-    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
-
-    if (fd < 0) {
-        int rc = fq_error_from_errno(errno);
-        snprintf(err, errlen, "cannot create '%s': %s", path, strerror(errno));
-        return rc;
-    }
-    close(fd);
-    return 0;
-}
-
 int
 gw_held_open(const struct gw_config *cfg, struct gw_held **ret, char *err,
              size_t errlen)
 {
     struct gw_held *h = calloc(1, sizeof(*h));
-    char *dir = cfg->state_dir
-                    ? strdup(cfg->state_dir)
-                    : fq_daemon_default_dir(cfg->doc.path, "../state/gateway");
-    char *path = NULL;
-    int rc = FQ_ENOMEM;
+    int rc;
 
-    if (!h || !dir || asprintf(&path, "%s/%s", dir, HELD_FILE) < 0) {
-        path = NULL;
+    if (!h) {
         snprintf(err, errlen, "out of memory");
-        goto out;
+        return FQ_ENOMEM;
     }
     pthread_mutex_init(&h->mu, NULL);
-    if ((rc = fq_daemon_make_dir("state", dir, err, errlen)) < 0 ||
-        (rc = create_private(path, err, errlen)) < 0)
-        goto out;
-    rc = FQ_EIO;
-    if (sqlite3_open_v2(path, &h->db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_FULLMUTEX,
-                        NULL) != SQLITE_OK ||
-        sqlite3_busy_timeout(h->db, 5000) != SQLITE_OK ||
-        sqlite3_exec(h->db, held_schema, NULL, NULL, NULL) != SQLITE_OK) {
-        snprintf(err, errlen, "cannot open the held-query store '%s': %s", path,
-                 h->db ? sqlite3_errmsg(h->db) : "out of memory");
-        goto out;
+    if ((rc = gw_state_db_open(cfg, HELD_FILE, "held-query store", held_schema,
+                               &h->db, err, errlen)) < 0) {
+        gw_held_close(h);
+        return rc;
     }
     *ret = h;
-    h = NULL;
-    rc = 0;
-out:
-    gw_held_close(h);
-    free(path);
-    free(dir);
-    return rc;
+    return 0;
 }
 
 void
@@ -110,16 +73,6 @@ gw_held_close(struct gw_held *h)
     sqlite3_close(h->db);
     pthread_mutex_destroy(&h->mu);
     free(h);
-}
-
-static void
-utc_now(char out[32])
-{
-    time_t t = time(NULL);
-    struct tm tm;
-
-    gmtime_r(&t, &tm);
-    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
 /* Pending queries of analyst; -1 on a database error. */
@@ -148,7 +101,7 @@ gw_held_put(struct gw_held *h, const char *id, const char *analyst,
     char now[32];
     int rc = FQ_EIO;
 
-    utc_now(now);
+    gw_utc_now(now);
     pthread_mutex_lock(&h->mu);
     int64_t n = count_pending(h, analyst);
     if (n >= HELD_PER_ANALYST) {
@@ -248,7 +201,7 @@ gw_held_set_state(struct gw_held *h, const char *id, const char *state)
     sqlite3_stmt *st = NULL;
     char now[32];
 
-    utc_now(now);
+    gw_utc_now(now);
     pthread_mutex_lock(&h->mu);
     /* Best effort: the state is a note for operators; GetResult asks the
      * agencies again whatever it says. */

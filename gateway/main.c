@@ -104,12 +104,17 @@ state_open(struct gw_state *st, const char *path, bool serving, char *err,
         return rc;
     }
     /* --check creates nothing. */
-    return serving ? gw_held_open(cfg, &st->held, err, errlen) : 0;
+    if (!serving)
+        return 0;
+    if ((rc = gw_held_open(cfg, &st->held, err, errlen)) < 0)
+        return rc;
+    return gw_budget_open(cfg, &st->budget, err, errlen);
 }
 
 static void
 state_close(struct gw_state *st)
 {
+    gw_budget_close(st->budget);
     gw_held_close(st->held);
     gw_federation_unref(st->fed);
     fq_tls_material_release(&st->tls);

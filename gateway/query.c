@@ -567,6 +567,21 @@ collect(struct query *q, struct gw_fanout *f, Fedq__V1__ExecuteResponse **parts,
     return true;
 }
 
+/* One pooled group and each answering agency's own group of its key
+ * (own[a] NULL where agency a has none): what the rules weigh. */
+struct pooled {
+    const Fedq__V1__PartialGroup *g;
+    const Fedq__V1__PartialGroup *const *own;
+    size_t n_own;
+};
+
+/* Aggregate cells hidden, by the rule that hid them: logged for stewards,
+ * never in the answer. */
+struct suppression {
+    size_t primary; /* fewer than k contributors pooled */
+    size_t insider; /* 1 to k - 1 besides one agency's part */
+};
+
 static Fedq__V1__Cell *
 key_cell(struct fq_arena *a, const Fedq__V1__Literal *k)
 {
@@ -671,21 +686,65 @@ count_cell(struct fq_arena *a, int64_t v, bool suppress)
     return c;
 }
 
-/* A HISTOGRAM's bins are count cells of their own: each passes the
- * minimum-cell rule on its pooled contributors, or is suppressed (zeros
- * are released). Appended to row. */
-static int
-histogram_cells(struct query *q, const Fedq__V1__AggregateState *s,
-                bool suppress, Fedq__V1__Row *row, size_t *suppressed)
+/*
+ * The insider rule: every agency knows its own part of a pooled count, so
+ * what the others hold, the pooled count less that part, must not be 1 to
+ * k - 1 either. An agency without the group holds 0: the rest is then
+ * the pooled count, which the primary rule weighs. For a single agency
+ * the rest is always 0.
+ */
+static bool
+rest_small(int64_t pooled, int64_t own, int64_t k)
 {
-    int64_t k = q->min_cell_count;
+    int64_t rest = pooled - own;
+    return rest > 0 && rest < k;
+}
+
+/* Some agency's part of the group's contributors leaves 1..k-1 others. */
+static bool
+insider_group(const struct query *q, const struct pooled *p)
+{
+    for (size_t a = 0; a < p->n_own; a++) {
+        if (p->own[a] && rest_small(p->g->contributors, p->own[a]->contributors,
+                                    q->min_cell_count))
+            return true;
+    }
+    return false;
+}
+
+/* The same for bin b of the HISTOGRAM that is aggregate k. */
+static bool
+insider_bin(const struct query *q, const struct pooled *p, size_t k, size_t b)
+{
+    for (size_t a = 0; a < p->n_own; a++) {
+        if (p->own[a] &&
+            rest_small(p->g->aggregates[k]->bin_contributors[b],
+                       p->own[a]->aggregates[k]->bin_contributors[b],
+                       q->min_cell_count))
+            return true;
+    }
+    return false;
+}
+
+/* A HISTOGRAM's bins (aggregate k) are count cells of their own: each
+ * passes the minimum-cell rule on its pooled contributors and the insider
+ * rule on each agency's part, or is suppressed (zeros are released).
+ * Appended to row. */
+static int
+histogram_cells(struct query *q, const struct pooled *p, size_t k,
+                bool suppress, Fedq__V1__Row *row, struct suppression *sup)
+{
+    const Fedq__V1__AggregateState *s = p->g->aggregates[k];
 
     for (size_t b = 0; b < s->n_bins; b++) {
         int64_t who = s->bin_contributors[b];
-        bool hide = suppress || (who > 0 && who < k);
+        bool primary = !suppress && who > 0 && who < q->min_cell_count;
+        bool insider = !suppress && !primary && insider_bin(q, p, k, b);
+        bool hide = suppress || primary || insider;
         if (!(row->cells[row->n_cells++] = count_cell(q->a, s->bins[b], hide)))
             return FQ_ENOMEM;
-        *suppressed += hide && !suppress;
+        sup->primary += primary;
+        sup->insider += insider;
     }
     return 0;
 }
@@ -715,9 +774,10 @@ quantile_cell(struct query *q, const Fedq__V1__Aggregate *ag,
 
 /* Appends select item i's cells (a key, or an aggregate's) to row. */
 static int
-item_cells(struct query *q, size_t i, const Fedq__V1__PartialGroup *g,
-           bool suppress, Fedq__V1__Row *row, size_t *suppressed)
+item_cells(struct query *q, size_t i, const struct pooled *p, bool suppress,
+           Fedq__V1__Row *row, struct suppression *sup)
 {
+    const Fedq__V1__PartialGroup *g = p->g;
     const struct fq_sql_item *it = &q->sql->items[i];
     Fedq__V1__Cell *c = NULL;
 
@@ -726,7 +786,7 @@ item_cells(struct query *q, size_t i, const Fedq__V1__PartialGroup *g,
         const Fedq__V1__Aggregate *ag = q->plan->aggregates[k];
         const Fedq__V1__AggregateState *s = g->aggregates[k];
         if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM)
-            return histogram_cells(q, s, suppress, row, suppressed);
+            return histogram_cells(q, p, k, suppress, row, sup);
         if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE)
             c = quantile_cell(q, ag, s, suppress);
         else
@@ -744,12 +804,15 @@ item_cells(struct query *q, size_t i, const Fedq__V1__PartialGroup *g,
 }
 
 static Fedq__V1__Row *
-build_row(struct query *q, const Fedq__V1__PartialGroup *g, size_t *suppressed)
+build_row(struct query *q, const struct pooled *p, struct suppression *sup)
 {
     Fedq__V1__Row *row = fq_arena_alloc(q->a, sizeof(*row));
-    /* The rule runs on the pooled true contributor count, whatever the
-     * query asked for. */
-    bool suppress = g->contributors < q->min_cell_count;
+    /* The rules run on the pooled true contributor count, whatever the
+     * query asked for, and on each agency's part of it. */
+    bool primary = p->g->contributors < q->min_cell_count;
+    bool insider = !primary && insider_group(q, p);
+    bool suppress = primary || insider;
+    size_t hidden = 0;
 
     if (!row)
         return NULL;
@@ -758,10 +821,13 @@ build_row(struct query *q, const Fedq__V1__PartialGroup *g, size_t *suppressed)
     if (!row->cells)
         return NULL;
     for (size_t i = 0; i < q->sql->n_items; i++) {
-        if (item_cells(q, i, g, suppress, row, suppressed) < 0)
+        if (item_cells(q, i, p, suppress, row, sup) < 0)
             return NULL;
+        if (suppress && q->sql->items[i].is_aggregate)
+            hidden += item_width(q, i);
     }
-    *suppressed += suppress;
+    sup->primary += primary ? hidden : 0;
+    sup->insider += insider ? hidden : 0;
     return row;
 }
 
@@ -872,10 +938,12 @@ build_policies(struct query *q, Fedq__V1__ExecuteResponse **parts,
     return 0;
 }
 
+/* own[i * n_parts + a]: agency a's own group of groups[i], or NULL. */
 static int
 build_response(struct query *q, Fedq__V1__PartialGroup **groups, size_t n,
+               const Fedq__V1__PartialGroup **own,
                Fedq__V1__ExecuteResponse **parts, size_t n_parts,
-               Fedq__V1__QueryResponse *resp, size_t *suppressed)
+               Fedq__V1__QueryResponse *resp, struct suppression *sup)
 {
     resp->query_id = q->id;
     resp->state = FEDQ__V1__QUERY_STATE__QUERY_STATE_RELEASED;
@@ -890,7 +958,8 @@ build_response(struct query *q, Fedq__V1__PartialGroup **groups, size_t n,
         result_columns(q, &resp->columns, &resp->n_columns) < 0)
         return FQ_ENOMEM;
     for (size_t i = 0; i < n; i++) {
-        if (!(resp->rows[resp->n_rows++] = build_row(q, groups[i], suppressed)))
+        struct pooled p = {groups[i], own + i * n_parts, n_parts};
+        if (!(resp->rows[resp->n_rows++] = build_row(q, &p, sup)))
             return FQ_ENOMEM;
     }
     for (size_t i = 0; i < n_parts; i++)
@@ -1038,6 +1107,69 @@ hold_for_review(struct query *q, Fedq__V1__ExecuteResponse **parts,
     return true;
 }
 
+/*
+ * ORDER BY and LIMIT, then the cell budget (budget.c) on the rows returned,
+ * since only they are released: each pooled agency's scope is charged
+ * under the cell_budget of its agreement found by check_policies. False
+ * if the query ended (a budget is spent, or the ledger failed).
+ */
+static bool
+release_within_budget(struct query *q, Fedq__V1__PartialGroup **groups,
+                      Fedq__V1__ExecuteResponse **parts, size_t n_parts,
+                      Fedq__V1__QueryResponse *resp)
+{
+    struct gw_budget_scope *s =
+        fq_arena_alloc(q->a, (n_parts + 1) * sizeof(*s));
+    Fedq__V1__Row **all =
+        fq_arena_alloc(q->a, (resp->n_rows + 1) * sizeof(*all));
+    struct gw_budget_table t = {
+        .query_id = q->id,
+        .analyst = fq_rpc_call_peer(q->call)->uri,
+        .plan = q->plan,
+        .scopes = s,
+        .n_scopes = n_parts,
+        .groups = groups,
+        .all_rows = all,
+        .n_groups = resp->n_rows, /* one row per group, in group order */
+    };
+    char err[512];
+    int rc;
+
+    if (!s || !all) {
+        query_end(q, FQ_ENOMEM, NULL, "out of memory");
+        return false;
+    }
+    memcpy(all, resp->rows, resp->n_rows * sizeof(*all));
+    order_and_limit(q, resp);
+    for (size_t i = 0; i < n_parts; i++) {
+        for (size_t k = 0; q->agreements && k < q->n_which && !s[i].agency;
+             k++) {
+            const struct fq_policy_agreement *ag = q->agreements[k];
+            const char *agency = q->fed->agents[q->which[k]].conf->agency;
+            if (ag && strcmp(agency, parts[i]->agency) == 0)
+                s[i] = (struct gw_budget_scope){agency, ag->id,
+                                                parts[i]->data_vintage,
+                                                ag->release.cell_budget};
+        }
+        if (!s[i].agency) {
+            query_end(q, FQ_EPROTO, NULL,
+                      "an agency answered as %s, which was not asked",
+                      parts[i]->agency);
+            return false;
+        }
+    }
+    t.columns = resp->columns;
+    t.n_columns = resp->n_columns;
+    t.rows = resp->rows;
+    t.n_rows = resp->n_rows;
+    if ((rc = gw_budget_charge(q->st->budget, &t, q->a, err, sizeof(err))) <
+        0) {
+        query_end(q, rc, NULL, "%s", err);
+        return false;
+    }
+    return true;
+}
+
 static void
 execute_done(struct gw_fanout *f, void *arg)
 {
@@ -1046,7 +1178,9 @@ execute_done(struct gw_fanout *f, void *arg)
     Fedq__V1__ExecuteResponse **parts =
         fq_arena_alloc(q->a, (gw_fanout_count(f) + 1) * sizeof(void *));
     Fedq__V1__PartialGroup **groups = NULL;
-    size_t n_parts = 0, n_groups = 0, suppressed = 0;
+    const Fedq__V1__PartialGroup **own = NULL;
+    struct suppression sup = {0, 0};
+    size_t n_parts = 0, n_groups = 0;
     int rc;
 
     if (!parts) {
@@ -1062,13 +1196,12 @@ execute_done(struct gw_fanout *f, void *arg)
     }
     if (!accept_terms(q, parts, n_parts) || hold_for_review(q, parts, n_parts))
         goto out;
-    rc = gw_combine(q->a, parts, n_parts, q->plan, q->ds,
-                    (size_t)q->fed->cfg->max_groups, &groups, &n_groups);
+    rc = gw_combine_parts(q->a, parts, n_parts, q->plan, q->ds,
+                          (size_t)q->fed->cfg->max_groups, &groups, &n_groups,
+                          &own);
     if (rc == 0)
-        rc = build_response(q, groups, n_groups, parts, n_parts, &resp,
-                            &suppressed);
-    if (rc == 0)
-        order_and_limit(q, &resp);
+        rc = build_response(q, groups, n_groups, own, parts, n_parts, &resp,
+                            &sup);
     if (rc < 0) {
         query_end(q, rc, NULL, "%s",
                   rc == FQ_ETOOBIG  ? "the pooled result has too many groups "
@@ -1078,11 +1211,15 @@ execute_done(struct gw_fanout *f, void *arg)
                                     : "out of memory");
         goto out;
     }
-    /* The reason for suppression is kept here for stewards, never in the
-     * answer: there is one rule so far. */
-    fq_log_info("query %s: %zu groups, %zu suppressed (primary: fewer than "
-                "%" PRId64 " contributors), %zu agencies%s",
-                q->id, n_groups, suppressed, q->min_cell_count, n_parts,
+    if (!release_within_budget(q, groups, parts, n_parts, &resp))
+        goto out;
+    /* Why cells were suppressed is kept here for stewards, never in the
+     * answer. */
+    fq_log_info("query %s: %zu groups, cells suppressed: %zu primary (fewer "
+                "than %" PRId64 " contributors), %zu insider (1 to %" PRId64
+                " besides one agency's part), %zu agencies%s",
+                q->id, n_groups, sup.primary, q->min_cell_count, sup.insider,
+                q->min_cell_count - 1, n_parts,
                 q->n_missing ? ", partial" : "");
     if (q->resumed)
         gw_held_set_state(q->st->held, q->id, "released");
@@ -1139,6 +1276,13 @@ explain_checks(struct query *q, size_t *ret_n)
         "every aggregate of a group with fewer than %" PRId64
         " contributors (pooled over the agencies) is suppressed",
         q->min_cell_count);
+    if (q->n_which > 1)
+        c[n++] = fq_arena_printf(
+            q->a,
+            "each agency knows its own part of a pooled cell: a group, or a "
+            "HISTOGRAM bin, where the other agencies hold 1 to %" PRId64
+            " contributors is suppressed too",
+            q->min_cell_count - 1);
     c[n++] = fq_arena_printf(q->a, "identifier columns are never released");
     if (plan_has(q->plan, FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM))
         c[n++] = fq_arena_printf(

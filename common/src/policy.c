@@ -24,6 +24,7 @@
 #define POLICY_MAX_ITEMS   256
 #define POLICY_MAX_AGREE   256
 #define POLICY_MIN_CELL    1000000
+#define POLICY_CELL_BUDGET 1000000000
 #define POLICY_MAX_VERSION 1000000000
 
 static const char *const review_names[] = {"none", "every_query", NULL};
@@ -95,6 +96,21 @@ static const struct fq_cfg_directive release_table[] = {
      .min = 1,
      .max = POLICY_TEXT_MAX,
      .doc = "why this threshold (the agreement's clause, a standard)"},
+    /* No default in the table: absent must be told from given, since a
+     * given budget needs its rationale; check_release sets the default. */
+    {.key = "cell_budget",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct fq_policy_release, cell_budget),
+     .min = 1,
+     .max = POLICY_CELL_BUDGET,
+     .doc = "most distinct cells one analyst may have released from one "
+            "dataset of the agency per data vintage (absent: 10000)"},
+    {.key = "cell_budget_rationale",
+     .type = FQ_CFG_STRING,
+     .offset = offsetof(struct fq_policy_release, cell_budget_rationale),
+     .min = 1,
+     .max = POLICY_TEXT_MAX,
+     .doc = "why this budget (required with cell_budget)"},
     {0},
 };
 
@@ -326,10 +342,17 @@ check_dataset(void *obj, struct fq_cfg_error *err)
 static int
 check_release(void *obj, struct fq_cfg_error *err)
 {
-    const struct fq_policy_release *r = obj;
+    struct fq_policy_release *r = obj;
 
     if (blank(r->min_cell_count_rationale))
         FQ_CFG_FAIL(err, "min_cell_count_rationale must say why");
+    if (r->cell_budget == 0) { /* not given (the bounds refuse 0) */
+        r->cell_budget = FQ_POLICY_CELL_BUDGET_DEFAULT;
+    } else if (!r->cell_budget_rationale) {
+        FQ_CFG_FAIL(err, "cell_budget needs cell_budget_rationale");
+    } else if (blank(r->cell_budget_rationale)) {
+        FQ_CFG_FAIL(err, "cell_budget_rationale must say why");
+    }
     return 0;
 }
 

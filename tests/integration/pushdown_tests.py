@@ -236,8 +236,7 @@ def run_random(h, fed, n_queries, n_trees, seed_offset):
             refused += 1
             continue
         answered += 1
-        released += sum(g["contributors"] >= qt.MIN_CELL
-                        for g in want.values())
+        released += sum(not qt.group_hidden(g) for g in want.values())
     if failures:
         kinds = {}
         for f in failures:

@@ -323,13 +323,16 @@ def raw_data(src):
 def oracle(src, spec, agencies=None, skip_below=0):
     """{key tuple: group} over the raw rows of src (only those of
     `agencies` if given); a group is {"records", "contributors",
-    "sum:<m>", "count:<m>"; "n:<m>", "var:<m>" (None under two values)
-    for VAR and STDDEV; "distinct:<c>" for COUNT(DISTINCT c);
-    ("hist", m, edges): (counts, contributors) per bin;
-    ("quantile", m, q): a Quantile or None without values}. Groups of
-    fewer than skip_below contributors (suppressed whole, so none of their
-    values is ever compared) get only the first four."""
+    "parts": {agency: its own contributors}, "sum:<m>", "count:<m>";
+    "n:<m>", "var:<m>" (None under two values) for VAR and STDDEV;
+    "distinct:<c>" for COUNT(DISTINCT c); ("hist", m, edges): (counts,
+    contributors) per bin; ("hist_parts", m, edges): {agency: its own
+    contributors per bin}; ("quantile", m, q): a Quantile or None without
+    values}. Groups of fewer than skip_below contributors (suppressed
+    whole, so none of their values is ever compared) get only the first
+    five."""
     raw = raw_data(src)
+    members = [a for a, _, _ in src.files(agencies)]
     named = (spec["group_by"] + [f[1] for f in spec["filters"]] +
              [it[2] for it in spec["items"] if it[0] == "agg" and it[2]])
     # (SQLite would read an unknown "name" as a string.)
@@ -340,6 +343,13 @@ def oracle(src, spec, agencies=None, skip_below=0):
     sel = keys + ["COUNT(*)",
                   f"COUNT(DISTINCT {q_ident(src.contributor)})"
                   if src.contributor else "COUNT(*)"]
+    # Each agency's own contributors to the group: what it knows of the
+    # pooled cell (the insider rule).
+    for a in members:
+        lit = "'" + a.replace("'", "''") + "'"
+        sel.append(f"COUNT(DISTINCT CASE WHEN _agency = {lit} THEN "
+                   f"{q_ident(src.contributor)} END)" if src.contributor
+                   else f"SUM(_agency = {lit})")
     ms = spec_measures(spec)
     for m in ms:
         sel += [f"SUM({q_ident(m)})", f"COUNT({q_ident(m)})"]
@@ -354,8 +364,8 @@ def oracle(src, spec, agencies=None, skip_below=0):
         sel.append(f"group_concat({q_ident(c)}, '{SEP}')")
     who = q_ident(src.contributor) if src.contributor else "rowid"
     for m in hms:
-        sel.append(f"group_concat({q_ident(m)} || '{PAIR}' || {who}, "
-                   f"'{SEP}')")
+        sel.append(f"group_concat({q_ident(m)} || '{PAIR}' || {who} || "
+                   f"'{PAIR}' || _agency, '{SEP}')")
     where, params = [], []
     for f in spec["filters"]:
         if f[0] == "cmp":
@@ -389,8 +399,9 @@ def oracle(src, spec, agencies=None, skip_below=0):
         rest = row[nk:]
         if rest[0] == 0:
             continue  # no GROUP BY and no record: no group
-        g = {"records": rest[0], "contributors": rest[1]}
-        j = 2
+        g = {"records": rest[0], "contributors": rest[1],
+             "parts": dict(zip(members, rest[2:2 + len(members)]))}
+        j = 2 + len(members)
         for m in ms:
             g[f"sum:{m}"], g[f"count:{m}"] = rest[j], rest[j + 1]
             j += 2
@@ -415,12 +426,17 @@ def oracle(src, spec, agencies=None, skip_below=0):
         for m in hms:
             flat = [] if rest[j] is None else \
                 rest[j].replace(PAIR, SEP).split(SEP)
-            vs, ws = list(map(int, flat[0::2])), flat[1::2]
+            vs, ws = list(map(int, flat[0::3])), flat[1::3]
+            at = flat[2::3]
             for edges in hists[m]:
                 h = g[("hist", m, edges)] = histogram(vs, ws, edges)
                 check(sum(h[0]) == g[f"count:{m}"],
                       f"oracle: histogram of {m} holds {sum(h[0])} values, "
                       f"SQLite counts {g[f'count:{m}']}")
+                g[("hist_parts", m, edges)] = {
+                    a: histogram([v for v, x in zip(vs, at) if x == a],
+                                 [w for w, x in zip(ws, at) if x == a],
+                                 edges)[1] for a in members}
             j += 1
         for m, q in quants:
             g[("quantile", m, q)] = quantile(values[m], q,
@@ -621,12 +637,36 @@ SUPPRESSED = ("suppressed", None, None)
 NOT_APPLICABLE = ("not_applicable", None, None)
 
 
+def insider_small(pooled, parts, min_cell):
+    """The insider rule: each agency knows its own part of a pooled count,
+    so the rest, pooled less one agency's part, must not be 1 to
+    min_cell - 1 (an agency without the group holds 0)."""
+    return any(0 < pooled - p < min_cell for p in parts)
+
+
+def group_hidden(g, min_cell=MIN_CELL):
+    """Every aggregate of group g is suppressed: fewer than min_cell
+    contributors pooled, or the insider rule."""
+    return g["contributors"] < min_cell or insider_small(
+        g["contributors"], g["parts"].values(), min_cell)
+
+
+def bin_hidden(g, hist, b, min_cell=MIN_CELL):
+    """Bin b of HISTOGRAM hist = ("hist", m, edges) of a released group g
+    is suppressed: 1 to min_cell - 1 contributors, or the insider rule on
+    each agency's part of the bin."""
+    w = g[hist][1][b]
+    parts = g[("hist_parts",) + hist[1:]]
+    return 0 < w < min_cell or insider_small(
+        w, [p[b] for p in parts.values()], min_cell)
+
+
 def expected_row(src, spec, k, g, min_cell=MIN_CELL):
     """The cells fedq must release for the oracle's group g (key k), one
     (status, kind, value) per result column; a "decimal" value is matched
     within 1e-9 relative."""
     gb = spec["group_by"]
-    small = g["contributors"] < min_cell
+    small = group_hidden(g, min_cell)
     cells = []
     for it in spec["items"]:
         if it[0] == "dim":
@@ -640,11 +680,11 @@ def expected_row(src, spec, k, g, min_cell=MIN_CELL):
             if small:
                 cells += [SUPPRESSED] * (len(it[3]) + 1)
                 continue
-            counts, people = g[("hist", it[2], it[3])]
-            # A bin of 1 to min_cell - 1 contributors hides; an empty bin
-            # is an exact 0.
-            cells += [SUPPRESSED if 0 < w < min_cell else
-                      ("exact", "int", c) for c, w in zip(counts, people)]
+            hist = ("hist", it[2], it[3])
+            # A bin of 1 to min_cell - 1 contributors hides, as does one
+            # the insider rule hides; an empty bin is an exact 0.
+            cells += [SUPPRESSED if bin_hidden(g, hist, b, min_cell) else
+                      ("exact", "int", c) for b, c in enumerate(g[hist][0])]
             continue
         if small:
             cells.append(SUPPRESSED)
@@ -699,7 +739,10 @@ def _cell_detail(spec, g, it, b):
         return ""
     if it[1] == "HISTOGRAM":
         counts, people = g[("hist", it[2], it[3])]
-        return f" (bin of {counts[b]} values, {people[b]} contributors)"
+        parts = {a: p[b] for a, p in
+                 g[("hist_parts", it[2], it[3])].items()}
+        return (f" (bin of {counts[b]} values, {people[b]} contributors, "
+                f"parts {parts})")
     if it[1] == "QUANTILE":
         return f" ({g[('quantile', it[2], it[3])]!r})"
     if it[1] in ("VAR", "STDDEV"):
@@ -860,7 +903,8 @@ def compare(src, spec, got, want, agencies, via_json=False,
             for i, (c, e) in enumerate(zip(r, exp)):
                 if not same_cell(c, e, via_json):
                     raise TestFailure(
-                        f"group {k} ({g['contributors']} contributors), "
+                        f"group {k} ({g['contributors']} contributors, "
+                        f"parts {g['parts']}), "
                         f"column {ecols[i][0]}: {c}, expected {e}"
                         f"{cell_detail(spec, g, *col_item[i])}")
         for i, it in quants:
@@ -1352,10 +1396,10 @@ def explicit_sketch_aggregates(h, fed, stub):
             seen["bins"] += sum(c[0] == "exact" and c[2] > 0
                                 for c, (it, _) in zip(row, col_items(spec))
                                 if it[1] == H)
-            seen["hidden_bins"] += g["contributors"] >= MIN_CELL and sum(
+            seen["hidden_bins"] += not group_hidden(g) and sum(
                 c[0] == "suppressed"
                 for c, (it, _) in zip(row, col_items(spec)) if it[1] == H)
-            seen["quantiles"] += g["contributors"] >= MIN_CELL and sum(
+            seen["quantiles"] += not group_hidden(g) and sum(
                 it[1] == Q for it in items)
     check(all(seen.values()), f"explicit HISTOGRAM/QUANTILE cases: {seen}")
     return seen
@@ -1490,7 +1534,8 @@ def run_oracle(h, name="oracle", n_queries=N_QUERIES, edit=None,
         seen = {"ops": set(), "suppressed": 0, "exact": 0, "groups": set(),
                 "cli": 0, "null_key": 0, "empty": 0, "sources": set(),
                 "aggs": {}, "pooled": {}, "refused": 0, "refused_cli": 0,
-                "bins": {"exact": 0, "zero": 0, "hidden": 0}, "big": 0}
+                "bins": {"exact": 0, "zero": 0, "hidden": 0}, "big": 0,
+                "insider": 0}
         watch = Stopwatch()
         t0 = time.monotonic()
         for i in range(n_queries):
@@ -1549,8 +1594,9 @@ def run_oracle(h, name="oracle", n_queries=N_QUERIES, edit=None,
             seen["big"] += len(want) > 1000
             cols = col_items(spec)
             for k, g in want.items():
-                if g["contributors"] < MIN_CELL:
+                if group_hidden(g):
                     seen["suppressed"] += 1
+                    seen["insider"] += g["contributors"] >= MIN_CELL
                     continue
                 seen["exact"] += 1
                 for it in spec["items"]:
@@ -1620,7 +1666,8 @@ def run_oracle(h, name="oracle", n_queries=N_QUERIES, edit=None,
               f"{seen['refused']} pooled COUNT(DISTINCT) refused")
         ri.print_note(f"seed {SEED}; {n_queries} queries in {took:.1f}s "
                       f"({watch}), {seen['cli']} via CLI; {seen['exact']} "
-                      f"released and {seen['suppressed']} suppressed groups; "
+                      f"released and {seen['suppressed']} suppressed groups "
+                      f"({seen['insider']} by the insider rule); "
                       f"{seen['big']} queries of over 1000 groups; "
                       f"{seen['empty']} empty; {seen['null_key']} with a "
                       f"NULL key; released cells by aggregate "
@@ -2143,5 +2190,131 @@ def query_roles(h):
             p.gw.ListDatasetsRequest(), timeout=CALL_TIMEOUT)
         check([d.name for d in r.datasets] == ["k12_enrollment"],
               f"steward ListDatasets: {[d.name for d in r.datasets]}")
+    finally:
+        fed.close()
+
+
+# ---- the insider rule -------------------------------------------------------
+
+# Planted hied data: per town, each agency's persons (one record each) and
+# their credits. With k = 11: T001 pools 25, of which uhs holds 20, so csu's
+# 5 would be known to uhs (insider); T002 pools 34 with 14 outside uhs
+# (released), its bin under 12 credits 23 of which uhs holds 20 (insider),
+# the other 11 at csu alone (released); T003 is uhs's alone (released);
+# T004 pools 12 with every agency's part leaving 7 to 9 (insider); T005
+# pools 28, no agency leaving fewer than 12 (released), its bin of 12
+# credits or more 1 (primary); T006 pools 5 (primary).
+INSIDER_PLANT = {
+    "T001": {"uhs": [6] * 20, "csu": [6] * 5},
+    "T002": {"uhs": [6] * 20, "csu": [6] * 3 + [15] * 11},
+    "T003": {"uhs": [6] * 20},
+    "T004": {"uhs": [6] * 5, "csu": [6] * 3, "ccs": [6] * 4},
+    "T005": {"uhs": [6] * 15, "csu": [6] * 12, "ccs": [15]},
+    "T006": {"uhs": [6] * 5},
+}
+INSIDER_SQL = ("SELECT town, COUNT(*), SUM(credits), HISTOGRAM(credits, 12) "
+               "FROM hied.enrollment GROUP BY town")
+S, E = SUPPRESSED, lambda v: ("exact", "int", v)  # noqa: E731
+INSIDER_WANT = [  # (town, COUNT(*), SUM(credits), bins [-inf,12), [12,+inf))
+    ("T001", S, S, S, S),
+    ("T002", E(34), E(303), S, E(11)),
+    ("T003", E(20), E(120), E(20), E(0)),
+    ("T004", S, S, S, S),
+    ("T005", E(28), E(177), E(27), S),
+    ("T006", S, S, S, S),
+]
+
+
+def plant_hied(d):
+    """One SQLite file per hied agency in d holding INSIDER_PLANT (the
+    table fedq-synth writes); {agency: path}."""
+    d.mkdir(parents=True, exist_ok=True)
+    out = {}
+    for a in HIED:
+        path = out[a] = d / f"{a}.sqlite"
+        con = sqlite3.connect(path)
+        con.execute("CREATE TABLE enrollment (person_id TEXT NOT NULL, "
+                    "institution TEXT NOT NULL, term TEXT NOT NULL, "
+                    "credential TEXT NOT NULL, graduation_year INTEGER, "
+                    "birth_year INTEGER NOT NULL, town TEXT NOT NULL, "
+                    "credits INTEGER)")
+        for town, parts in INSIDER_PLANT.items():
+            for i, credits in enumerate(parts.get(a, [])):
+                con.execute("INSERT INTO enrollment VALUES (?, ?, ?, ?, ?, "
+                            "?, ?, ?)", (f"{a}-{town}-{i}",
+                                         f"{a.upper()}01", "2024FA", "BA",
+                                         None, 2000, town, credits))
+        con.commit()
+        con.close()
+    return out
+
+
+@test
+def query_insider_rule(h):
+    """The insider rule on planted hied data: a pooled group (or HISTOGRAM
+    bin) where one agency holds all but 1 to 10 contributors is suppressed
+    whole, while the same shape with 11 or more outside that agency is
+    released; a group of one agency only is released; the oracle agrees.
+    Asked of uhs alone, the same group is released (one agency knows the
+    whole of its own cells). The analyst sees only "suppressed"; the
+    gateway's log counts the insider cells apart from the primary ones;
+    Explain names the rule for the pooled source only."""
+    p = h.proto
+    files = plant_hied(h.root / "insider-data")
+
+    def edit(agency, text):
+        return text.replace(f"sqlite: ../data/{agency}/{agency}.sqlite",
+                            f"sqlite: {files[agency]}")
+    fed = ExampleFed(h, "insider", HIED, edit=edit)
+    try:
+        stub = fed.stub()
+        src = fed.catalog.source("hied", "enrollment")
+        spec = {"items": [("dim", "town"), ("agg", "COUNT", None),
+                          ("agg", "SUM", "credits"),
+                          ("agg", "HISTOGRAM", "credits", (12,))],
+                "group_by": ["town"], "filters": []}
+        want = oracle(src, spec)
+        check(set(want) == {(t,) for t in INSIDER_PLANT},
+              f"oracle groups {sorted(want)}")
+        # The oracle's own reading of the rule, on the planted shapes.
+        hidden = {k[0] for k, g in want.items() if group_hidden(g)}
+        check(hidden == {"T001", "T004", "T006"},
+              f"oracle hides {sorted(hidden)}")
+        r = stub.Query(fed.qreq(INSIDER_SQL), timeout=CALL_TIMEOUT)
+        got = proto_table(p, r)
+        compare(src, spec, got, want, HIED)
+        rows = [tuple([c[2] for c in row[:1]] + list(row[1:]))
+                for row in got["rows"]]
+        check(rows == INSIDER_WANT, f"rows {rows}, expected {INSIDER_WANT}")
+        # Nothing says why: a suppressed cell is a status without a value.
+        text = str(r)
+        check("insider" not in text and "primary" not in text,
+              "the answer names a reason")
+        # The reason is in the gateway's log: 9 insider cells (T001 and
+        # T004 whole, T002's first bin), 5 primary (T006, T005's bin).
+        log = fed.gateway.stderr_text()
+        check(re.search(r"cells suppressed: 5 primary \(fewer than 11 "
+                        r"contributors\), 9 insider", log),
+              f"gateway log: {tail(log)}")
+        # uhs alone: T001 is 20 of its own, released.
+        r = stub.Query(fed.qreq("SELECT town, COUNT(*) FROM uhs.enrollment "
+                                "GROUP BY town"), timeout=CALL_TIMEOUT)
+        uhs = {row[0][2]: row[1] for row in proto_table(p, r)["rows"]}
+        check(uhs == {"T001": E(20), "T002": E(20), "T003": E(20),
+                      "T004": S, "T005": E(15), "T006": S},
+              f"uhs alone: {uhs}")
+        usrc = fed.catalog.source("uhs", "enrollment")
+        uspec = {"items": [("dim", "town"), ("agg", "COUNT", None)],
+                 "group_by": ["town"], "filters": []}
+        compare(usrc, uspec, proto_table(p, r), oracle(usrc, uspec), ["uhs"])
+        rule = "each agency knows its own part of a pooled cell"
+        x = stub.Explain(fed.ereq(INSIDER_SQL), timeout=CALL_TIMEOUT)
+        check(any(c.startswith(rule) for c in x.checks),
+              f"Explain hied: {list(x.checks)}")
+        x = stub.Explain(fed.ereq("SELECT town, COUNT(*) FROM "
+                                  "uhs.enrollment GROUP BY town"),
+                         timeout=CALL_TIMEOUT)
+        check(not any(c.startswith(rule) for c in x.checks),
+              f"Explain uhs: {list(x.checks)}")
     finally:
         fed.close()

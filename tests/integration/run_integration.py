@@ -684,7 +684,8 @@ def test_agreement(agency, **changes):
     """The permissive agreement of a fixture agency: TEST-2026 for
     purpose "testing" by alice, every dataset of CATALOG with all its
     columns and every aggregate, threshold 11, no review, pooled with
-    every other fixture agency. changes replace keys."""
+    every other fixture agency, a cell budget of 10^8. changes replace
+    keys."""
     ag = {"id": TEST_TERMS.agreement,
           "title": f"fedq integration tests ({agency})",
           "legal_basis": ["synthetic fixtures, no personal data"],
@@ -698,7 +699,12 @@ def test_agreement(agency, **changes):
           "release": {"min_cell_count": 11,
                       "min_cell_count_rationale":
                           "the federation's default threshold; the fixture "
-                          "data is synthetic"},
+                          "data is synthetic",
+                      # thousands of oracle queries per run
+                      "cell_budget": 100000000,
+                      "cell_budget_rationale":
+                          "the oracle tests' thousands of random queries; "
+                          "the fixture data is synthetic"},
           "review": "none",
           "pool_with": [a for a in AGENCIES if a != agency]}
     ag.update(changes)
@@ -2103,6 +2109,7 @@ import language_tests  # noqa: E402,F401
 import pushdown_tests  # noqa: E402,F401
 import store_tests  # noqa: E402,F401
 import policy_tests  # noqa: E402,F401
+import budget_tests  # noqa: E402,F401
 
 
 # ---- runner -----------------------------------------------------------------

@@ -1,7 +1,8 @@
 /*
  * Unit tests for pooling (gateway/combine.c): groups of several agencies
- * merge by key, counters add up, integer overflow is an error, and the
- * result comes in key order.
+ * merge by key, counters add up, integer overflow is an error, the
+ * result comes in key order, and each agency's own group of a pooled key
+ * is known.
  */
 #include "fq/compat.h"
 #include "fq/arena.h"
@@ -287,6 +288,60 @@ test_quantile_sketches(void **state)
     fq_arena_free(a);
 }
 
+/* Each agency's own group of every pooled key, in the order of the parts,
+ * NULL where an agency has none; a part holding a key twice is refused. */
+static void
+test_own_parts(void **state)
+{
+    struct fq_arena *a = fq_arena_new(1 << 20);
+    Fedq__V1__PartialGroup *p1[] = {group(a, "T2", 1, 9, 9, 0),
+                                    group(a, "T1", 1, 2, 2, 0)};
+    Fedq__V1__PartialGroup *p2[] = {group(a, "T3", 1, 4, 4, 0)};
+    Fedq__V1__PartialGroup *p3[] = {group(a, "T2", 1, 3, 3, 0),
+                                    group(a, "T3", 1, 1, 1, 0)};
+    Fedq__V1__ExecuteResponse *parts[] = {part(a, p1, 2), part(a, p2, 1),
+                                          part(a, p3, 2)};
+    const Fedq__V1__PartialGroup **own;
+    Fedq__V1__PartialGroup **out;
+    size_t n;
+
+    (void)state;
+    assert_int_equal(gw_combine_parts(a, parts, 3, plan_of(a, 2, &sum_agg),
+                                      NULL, 100, &out, &n, &own),
+                     0);
+    assert_int_equal(n, 3);
+    /* T1: uhs only */
+    assert_ptr_equal(own[0 * 3 + 0], p1[1]);
+    assert_null(own[0 * 3 + 1]);
+    assert_null(own[0 * 3 + 2]);
+    /* T2: parts 0 and 2, pooled 12 */
+    assert_int_equal(out[1]->contributors, 12);
+    assert_ptr_equal(own[1 * 3 + 0], p1[0]);
+    assert_null(own[1 * 3 + 1]);
+    assert_ptr_equal(own[1 * 3 + 2], p3[0]);
+    /* T3: parts 1 and 2 */
+    assert_null(own[2 * 3 + 0]);
+    assert_ptr_equal(own[2 * 3 + 1], p2[0]);
+    assert_ptr_equal(own[2 * 3 + 2], p3[1]);
+    /* the own groups are the agencies' unmodified */
+    assert_int_equal(p1[0]->contributors, 9);
+
+    /* one agency answering a key twice: its part would be unknown */
+    Fedq__V1__PartialGroup *dup[] = {group(a, "T2", 1, 5, 5, 0),
+                                     group(a, "T2", 1, 6, 6, 0)};
+    parts[1] = part(a, dup, 2);
+    assert_int_equal(gw_combine_parts(a, parts, 3, plan_of(a, 2, &sum_agg),
+                                      NULL, 100, &out, &n, &own),
+                     FQ_EPROTO);
+    /* the same key from two agencies is pooling, as before */
+    parts[1] = part(a, p2, 1);
+    assert_int_equal(
+        gw_combine(a, parts, 3, plan_of(a, 2, &sum_agg), NULL, 100, &out, &n),
+        0);
+    assert_int_equal(n, 3);
+    fq_arena_free(a);
+}
+
 int
 main(void)
 {
@@ -296,6 +351,7 @@ main(void)
         cmocka_unit_test(test_moments),
         cmocka_unit_test(test_histogram_bins),
         cmocka_unit_test(test_quantile_sketches),
+        cmocka_unit_test(test_own_parts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

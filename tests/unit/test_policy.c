@@ -184,12 +184,55 @@ test_parse_ok(void **state)
     assert_int_equal(a->valid_from_time, T_FROM);
     assert_int_equal(a->valid_until_time, T_UNTIL);
     assert_int_equal(a->release.min_cell_count, 11);
+    /* No cell_budget: the default, with no rationale to show. */
+    assert_int_equal(a->release.cell_budget, FQ_POLICY_CELL_BUDGET_DEFAULT);
+    assert_int_equal(a->release.cell_budget, 10000);
+    assert_null(a->release.cell_budget_rationale);
     assert_int_equal(a->review, FQ_POLICY_REVIEW_NONE);
     assert_int_equal(p->agreements[1].review, FQ_POLICY_REVIEW_EVERY_QUERY);
     assert_int_equal(p->agreements[1].n_pool_with, 0);
     assert_int_equal(strlen(p->hash), 64);
     fq_policy_free(p);
     fq_policy_free(NULL);
+}
+
+/* A given cell_budget is kept with its rationale; the bounds are 1 and
+ * 10^9. */
+static void
+test_cell_budget(void **state)
+{
+    static const int64_t ok[] = {1, 50000, 1000000000};
+    char text[64];
+
+    (void)state;
+    for (size_t i = 0; i < FQ_ARRAY_LEN(ok); i++) {
+        struct fq_policy *p = NULL;
+        char err[1024] = "";
+        snprintf(text, sizeof(text),
+                 "min_cell_count: 20, cell_budget: %" PRId64 ", ", ok[i]);
+        char *doc = edited("min_cell_count: 20, ", text);
+        char *doc2 = NULL;
+        /* and a rationale, after the threshold's */
+        const char *at = strstr(doc, "public}");
+        assert_non_null(at);
+        assert_true(asprintf(&doc2,
+                             "%.*spublic, cell_budget_rationale: "
+                             "\"ten tables a month\"}%s",
+                             (int)(at - doc), doc, at + strlen("public}")) > 0);
+        write_text("p.yaml", doc2);
+        free(doc);
+        free(doc2);
+        int rc = fq_policy_parse(path_of("p.yaml"), &p, err, sizeof(err));
+        if (rc != 0)
+            fail_msg("%" PRId64 ": %d %s", ok[i], rc, err);
+        const struct fq_policy_agreement *a = &p->agreements[1];
+        assert_int_equal(a->release.cell_budget, ok[i]);
+        assert_string_equal(a->release.cell_budget_rationale,
+                            "ten tables a month");
+        /* The other agreement sets none: the default. */
+        assert_int_equal(p->agreements[0].release.cell_budget, 10000);
+        fq_policy_free(p);
+    }
 }
 
 static void
@@ -238,6 +281,25 @@ test_parse_errors(void **state)
          "p.yaml:6: agreement id 'DSA 1' must be letters, digits, '-', '_' "
          "and '.'"},
         {"min_cell_count: 11", "min_cell_count: 0", NULL},
+        {"        min_cell_count_rationale: CMS cell-size policy\n",
+         "        min_cell_count_rationale: CMS cell-size policy\n"
+         "        cell_budget: 5000\n",
+         "p.yaml:18: cell_budget needs cell_budget_rationale"},
+        {"        min_cell_count_rationale: CMS cell-size policy\n",
+         "        min_cell_count_rationale: CMS cell-size policy\n"
+         "        cell_budget: 5000\n"
+         "        cell_budget_rationale: \" \"\n",
+         "p.yaml:18: cell_budget_rationale must say why"},
+        {"        min_cell_count_rationale: CMS cell-size policy\n",
+         "        min_cell_count_rationale: CMS cell-size policy\n"
+         "        cell_budget: 0\n"
+         "        cell_budget_rationale: none at all\n",
+         NULL},
+        {"        min_cell_count_rationale: CMS cell-size policy\n",
+         "        min_cell_count_rationale: CMS cell-size policy\n"
+         "        cell_budget: 1000000001\n"
+         "        cell_budget_rationale: too many\n",
+         NULL},
         {"agency: dss", "agency: Dss",
          "p.yaml:2: agency 'Dss' must match [a-z0-9][a-z0-9_-]*"},
         {"policy:\n", "polcy:\n", NULL},
@@ -757,6 +819,10 @@ test_examples_parse(void **state)
         assert_string_equal(a->valid_from, "2026-01-01");
         assert_string_equal(a->valid_until, "2027-12-31");
         assert_int_equal(a->release.min_cell_count, 11);
+        /* Explicit, and large enough for the example federation's
+         * oracle tests (thousands of random queries). */
+        assert_true(a->release.cell_budget >= 1000000);
+        assert_non_null(a->release.cell_budget_rationale);
         assert_string_equal(a->analysts[0],
                             "spiffe://fedq.local/analyst/alice");
         fq_policy_free(p);
@@ -769,6 +835,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_ok),
         cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_cell_budget),
         cmocka_unit_test(test_parse_too_big),
         cmocka_unit_test(test_sign_verify),
         cmocka_unit_test(test_verify_refusals),

@@ -30,6 +30,8 @@
  *         release:
  *           min_cell_count: 11
  *           min_cell_count_rationale: "..."
+ *           cell_budget: 50000         # optional, default 10000
+ *           cell_budget_rationale: "..." # required with cell_budget
  *         review: none                 # or every_query
  *         pool_with: [dol]             # agencies results may be pooled with
  */
@@ -60,10 +62,18 @@ struct fq_policy_dataset {
     size_t n_aggregates;
 };
 
+/* cell_budget when the agreement sets none. */
+#define FQ_POLICY_CELL_BUDGET_DEFAULT 10000
+
 struct fq_policy_release {
     int line;
     int64_t min_cell_count;
     char *min_cell_count_rationale; /* required */
+    /* The most distinct cells one analyst may have released from one
+     * dataset of the agency per data vintage (the gateway's ledger,
+     * gateway/budget.c); FQ_POLICY_CELL_BUDGET_DEFAULT when not given. */
+    int64_t cell_budget;
+    char *cell_budget_rationale; /* required with cell_budget, else NULL */
 };
 
 struct fq_policy_agreement {
