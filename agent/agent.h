@@ -49,7 +49,9 @@ struct ag_column_conf {
     char *unit;
     struct ag_domain domain;
     struct ag_bounds bounds;
-    int64_t quantile_bins; /* 0: QUANTILE not allowed */
+    int64_t quantile_bins;  /* 0: QUANTILE not allowed */
+    char *contributor_unit; /* measures: identifier the dominance rules
+                               weigh; NULL: the dataset's contributor */
 };
 
 /* Exactly one of sqlite, csv and postgres is set (agent_config.c). */
@@ -92,6 +94,7 @@ struct ag_policy_conf {
 
 struct ag_config {
     struct fq_cfg_doc doc;       /* first: arena and file path */
+    int line;                    /* of the top-level mapping */
     struct fq_cfg_server server; /* listen, tls, threads, limits, logs */
     char *agency;
     char *federation;
@@ -107,7 +110,8 @@ struct ag_config {
     int64_t max_query_memory;   /* bytes one query's working state may use */
     int64_t max_result_bytes;   /* encoded size of one Execute answer */
     struct ag_policy_conf policy;
-    char *review_dir; /* held queries; NULL: ../state/AGENCY */
+    char *review_dir;      /* held queries; NULL: ../state/AGENCY */
+    char *cell_key_secret; /* the agency's cell-key secret (cellkey.h) */
 };
 
 /* Loads and checks a config file. 0, or FQ_E* with "FILE:LINE: ..." in err.
@@ -140,6 +144,14 @@ struct ag_source {
      * ag_catalog_adopt_config). */
     const struct ag_dataset_conf *conf;
 };
+
+/* The agency's cell-key secret the SQL engines key cell keys with (the
+ * agent's, loaded once at start; it outlives every catalog). Without one
+ * every record key is 0 (unit tests that do not look at cell keys). */
+struct ag_cell_secret;
+void ag_catalog_set_secret(struct ag_catalog *cat,
+                           const struct ag_cell_secret *secret);
+const struct ag_cell_secret *ag_catalog_secret(const struct ag_catalog *cat);
 
 /* The configuration the catalog was built from. */
 const struct ag_config *ag_catalog_config(const struct ag_catalog *cat);

@@ -114,6 +114,15 @@ static const struct fq_cfg_directive column_table[] = {
      .doc = "allow QUANTILE on this integer measure, from a sketch of this "
             "many equal bins over its bounds (error: half a bin); 0: not "
             "allowed"},
+    {.key = "contributor_unit",
+     .type = FQ_CFG_STRING,
+     .offset = offsetof(struct ag_column_conf, contributor_unit),
+     .min = 1,
+     .max = 63,
+     .doc = "measures only: the identifier column whose values are the "
+            "contributors the dominance rules weigh (e.g. employer_id: "
+            "wages are added up per employer first); default the dataset's "
+            "contributor (persons)"},
     {0},
 };
 
@@ -239,6 +248,9 @@ static const struct fq_cfg_directive policy_table[] = {
 };
 
 const struct fq_cfg_directive ag_config_table[] = {
+    {.key = "",
+     .type = FQ_CFG_LINE,
+     .offset = offsetof(struct ag_config, line)},
     {.key = "agency",
      .type = FQ_CFG_STRING,
      .flags = FQ_CFG_REQUIRED,
@@ -325,6 +337,15 @@ const struct fq_cfg_directive ag_config_table[] = {
             "agent answers Describe but refuses every Execute with "
             "FAILED_PRECONDITION, and --check fails); SIGHUP reloads it, "
             "keeping the running policy if the new one does not load"},
+    {.key = "cell_key_secret",
+     .type = FQ_CFG_PATH,
+     .flags = FQ_CFG_REQUIRED,
+     .offset = offsetof(struct ag_config, cell_key_secret),
+     .min = 1,
+     .doc = "the agency's cell-key secret (64 hex digits, mode 0600, from "
+            "'deploy/pki.sh cell-key'): record keys for the cell-key "
+            "perturbation derive from it; never shared; restart to "
+            "change"},
     {.key = "review_dir",
      .type = FQ_CFG_PATH,
      .offset = offsetof(struct ag_config, review_dir),
@@ -499,6 +520,22 @@ check_dataset(void *obj, struct fq_cfg_error *err)
                     "contributor '%s' is not an identifier column of "
                     "dataset '%s'",
                     d->contributor, d->name);
+    for (size_t i = 0; i < d->n_columns; i++) {
+        const struct ag_column_conf *c = &d->columns[i];
+        if (!c->contributor_unit)
+            continue;
+        err->line = c->line;
+        if (c->role != AG_ROLE_MEASURE)
+            FQ_CFG_FAIL(err,
+                        "column '%s': only a measure has a "
+                        "contributor_unit",
+                        c->name);
+        if (!has_identifier(d, c->contributor_unit))
+            FQ_CFG_FAIL(err,
+                        "measure '%s': contributor_unit '%s' is not an "
+                        "identifier column of dataset '%s'",
+                        c->name, c->contributor_unit, d->name);
+    }
     if (visible == 0)
         FQ_CFG_FAIL(err, "dataset '%s' exposes no dimension, measure or date",
                     d->name);

@@ -27,7 +27,8 @@ struct ag_catalog {
     struct ag_config *owned;     /* freed with the catalog, or NULL */
     struct fq_arena *arena;
     Fedq__V1__DescribeResponse resp;
-    struct ag_source *sources; /* one per dataset, in resp's order */
+    struct ag_source *sources;           /* one per dataset, in resp's order */
+    const struct ag_cell_secret *secret; /* the agent's; not owned */
 };
 
 static const Fedq__V1__ColumnRole role_map[] = {
@@ -170,6 +171,8 @@ render_column(struct fq_arena *a, const struct ag_column_conf *c)
         col->bounds->min = c->bounds.min;
         col->bounds->max = c->bounds.max;
         col->quantile_bins = (uint32_t)c->quantile_bins;
+        if (c->contributor_unit)
+            col->contributor_unit = c->contributor_unit;
     }
     return col;
 }
@@ -304,6 +307,19 @@ ag_catalog_unref(struct ag_catalog *cat)
         ag_config_free(cat->owned);
         free(cat);
     }
+}
+
+void
+ag_catalog_set_secret(struct ag_catalog *cat,
+                      const struct ag_cell_secret *secret)
+{
+    cat->secret = secret;
+}
+
+const struct ag_cell_secret *
+ag_catalog_secret(const struct ag_catalog *cat)
+{
+    return cat->secret;
 }
 
 const struct ag_config *

@@ -286,6 +286,9 @@ compile(struct en_query *q, const struct ag_engine_limits *lim)
     if ((rc = en_filter_compile(q, q->plan->filter)) < 0 ||
         (rc = en_group_compile(q)) < 0 || (rc = en_agg_compile(q)) < 0)
         return rc;
+    if (lim->secret && !(q->rk = ag_extract_record_keys(q->x, lim->secret)))
+        return en_fail(q, FQ_ENOMEM, "out of memory for record keys");
+    q->rk_by_row = ag_extract_keys_by_row(q->x);
     q->n_threads = thread_count(lim, q->x->n_rows);
     choose_layout(q);
     q->threads = en_qalloc(q, q->n_threads * sizeof(*q->threads));
@@ -309,6 +312,8 @@ scratch_init(struct en_thread *t)
     if (!(s->u64 = en_qalloc(q, EN_BLOCK * 8)) ||
         !(s->dbl = en_qalloc(q, EN_BLOCK * 8)) ||
         !(s->runs = en_qalloc(q, EN_BLOCK * 8)) ||
+        !(s->rkj = en_qalloc(q, EN_BLOCK * 4)) ||
+        !(s->pcode = en_qalloc(q, EN_BLOCK * 8)) ||
         !(s->sel = en_qalloc(q, EN_BLOCK / 8)) ||
         !(s->keys = en_qalloc(q, EN_BLOCK * words * 8)) ||
         !(s->iota = en_qalloc(q, EN_BLOCK * 4)) ||
@@ -374,6 +379,8 @@ run_slice(struct en_thread *t)
             return rc;
         }
     }
+    if (t->phase == 1)
+        en_agg_slice_end(t);
     return 0;
 }
 

@@ -20,18 +20,23 @@ struct Fedq__V1__Dataset;
 struct Fedq__V1__Plan;
 struct Fedq__V1__ExecuteResponse;
 
+struct ag_cell_secret;
+
 struct ag_engine_limits {
     size_t max_groups; /* more groups: FQ_ETOOBIG */
     size_t threads;    /* 0: one per core */
     size_t max_memory; /* working state of one query; more: FQ_ETOOBIG */
+    /* The agency's cell-key secret (cellkey.h); NULL: cell keys are 0. */
+    const struct ag_cell_secret *secret;
 };
 
 /*
  * Runs plan (already checked with fq_plan_check against ds, the catalog
  * entry of the extract's dataset) over x; fills resp->groups (allocated in
- * arena; groups without records are left out, order unspecified) and
- * nothing else. 0, or FQ_ETOOBIG (groups, memory, an integer sum outside
- * 64 bits) / FQ_EINVAL / FQ_ENOMEM with a message in err.
+ * arena; groups without records are left out, order unspecified), with
+ * the disclosure fields of cellstats.h, and nothing else. 0, or FQ_ETOOBIG
+ * (groups, memory, an integer sum outside 64 bits) / FQ_EINVAL / FQ_ENOMEM with
+ * a message in err.
  */
 int ag_engine_execute(const struct ag_extract *x,
                       const struct Fedq__V1__Dataset *ds,

@@ -20,6 +20,7 @@
 #include "fq/arena.h"
 #include "fq/error.h"
 #include "fq/plan.h"
+#include "cellstats.h"
 #include "engine_internal.h"
 
 #include <math.h>
@@ -218,6 +219,8 @@ agg_compile(struct en_query *q, struct en_agg *a, const Fedq__V1__Aggregate *ag)
     a->kind = ag->kind;
     a->a_cnt = a->a_sum = a->a_mean = a->a_m2 = -1;
     a->a_bins = a->a_binc = a->a_binlast = a->a_q = a->a_bits = -1;
+    a->a_pcnt = a->a_plast = a->a_pck = a->a_binck = -1;
+    a->a_top = a->a_abs = a->a_units = a->a_ucur = a->a_usum = -1;
     if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT)
         return 0;
     if (!(a->col = en_column(q, ag->column)))
@@ -243,6 +246,38 @@ agg_compile(struct en_query *q, struct en_agg *a, const Fedq__V1__Aggregate *ag)
     return en_fail(q, FQ_EINVAL, "unknown aggregate on '%s'", ag->column);
 }
 
+/* The disclosure fields' state (cellstats.h): an aggregate's own
+ * contributors where its column has NULLs, bins' cell keys, and a
+ * magnitude's units with its unit column, if the catalog declares one. */
+static int
+cells_compile(struct en_query *q, struct en_agg *a)
+{
+    if (a->col && a->col->nulls && a->distinct != EN_D_CONTRIB &&
+        ((a->a_pcnt = arr_add(q, 8, 1, EN_M_I64, 0, 1)) < 0 ||
+         (a->a_plast = arr_add(q, 8, 1, EN_M_NONE, 0, 1)) < 0 ||
+         (a->a_pck = arr_add(q, 4, 1, EN_M_U32, 0, 1)) < 0))
+        return FQ_ENOMEM;
+    if (a->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM &&
+        (a->a_binck = arr_add(q, 4, a->n_bins, EN_M_U32, 0, 1)) < 0)
+        return FQ_ENOMEM;
+    if (!ag_cellstats_is_magnitude(a->kind))
+        return 0;
+    const Fedq__V1__Column *col = fq_catalog_column(q->ds, a->col->name);
+    if (col && col->contributor_unit[0] &&
+        !(a->unit = en_column(q, col->contributor_unit)))
+        return en_fail(q, FQ_EINVAL, "unit column '%s' is not in the extract",
+                       col->contributor_unit);
+    if ((a->a_top = arr_add(q, 8, 2, EN_M_TOP2, 0, 1)) < 0 ||
+        (a->a_abs = arr_add(q, 8, 1, EN_M_F64, 0, 1)) < 0 ||
+        (a->a_units = arr_add(q, 8, 1, EN_M_I64, 0, 1)) < 0)
+        return FQ_ENOMEM;
+    if (!a->unit && q->contrib &&
+        ((a->a_ucur = arr_add(q, 8, 1, EN_M_NONE, 0, 1)) < 0 ||
+         (a->a_usum = arr_add(q, 8, 1, EN_M_NONE, 0, 1)) < 0))
+        return FQ_ENOMEM;
+    return 0;
+}
+
 int
 en_agg_compile(struct en_query *q)
 {
@@ -263,6 +298,8 @@ en_agg_compile(struct en_query *q)
     if (q->contrib && ((q->a_contrib = arr_add(q, 8, 1, EN_M_I64, 0, 1)) < 0 ||
                        (q->a_last = arr_add(q, 8, 1, EN_M_NONE, 0, 1)) < 0))
         return FQ_ENOMEM;
+    if ((q->a_ck = arr_add(q, 4, 1, EN_M_U32, 0, 1)) < 0)
+        return FQ_ENOMEM;
     q->n_aggs = plan->n_aggregates;
     if (!(q->aggs = en_qalloc(q, (q->n_aggs + 1) * sizeof(*q->aggs))))
         return FQ_ENOMEM;
@@ -270,6 +307,8 @@ en_agg_compile(struct en_query *q)
     for (size_t i = 0; i < q->n_aggs; i++) {
         struct en_agg *a = &q->aggs[i];
         int rc = agg_compile(q, a, plan->aggregates[i]);
+        if (rc == 0)
+            rc = cells_compile(q, a);
         if (rc < 0)
             return rc;
         q->counting &= !a->col || a->distinct == EN_D_CONTRIB;
@@ -310,6 +349,21 @@ pairs_init(struct en_query *q, struct en_pairset *ps, size_t entries)
     return 0;
 }
 
+static int
+units_init(struct en_query *q, struct en_unitset *us, size_t entries)
+{
+    void *p;
+    int rc = en_alloc(&q->budget, entries * sizeof(struct en_unitsum), &p);
+    if (rc < 0)
+        return rc;
+    us->slots = p;
+    us->mask = entries - 1;
+    us->n = 0;
+    for (size_t i = 0; i < entries; i++)
+        us->slots[i].g = UINT32_MAX;
+    return 0;
+}
+
 int
 en_state_init(struct en_query *q, struct en_state *st, size_t cap)
 {
@@ -319,7 +373,8 @@ en_state_init(struct en_query *q, struct en_state *st, size_t cap)
     st->n_groups = 0;
     st->p = en_qalloc(q, (q->n_arrs + 1) * sizeof(*st->p));
     st->pairs = en_qalloc(q, (q->n_aggs + 1) * sizeof(*st->pairs));
-    if (!st->p || !st->pairs)
+    st->units = en_qalloc(q, (q->n_aggs + 1) * sizeof(*st->units));
+    if (!st->p || !st->pairs || !st->units)
         return FQ_ENOMEM;
     for (size_t i = 0; i < q->n_arrs; i++) {
         size_t n = arr_bytes(&q->arrs[i], cap);
@@ -333,6 +388,9 @@ en_state_init(struct en_query *q, struct en_state *st, size_t cap)
                 FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT &&
             q->aggs[i].distinct == EN_D_SET &&
             (rc = pairs_init(q, &st->pairs[i], PAIRS_FIRST)) < 0)
+            return rc;
+        if (q->aggs[i].unit &&
+            (rc = units_init(q, &st->units[i], PAIRS_FIRST)) < 0)
             return rc;
     }
     return 0;
@@ -361,8 +419,14 @@ en_state_release(struct en_query *q, struct en_state *st)
             en_free(&q->budget, st->pairs[i].slots,
                     (st->pairs[i].mask + 1) * sizeof(struct en_pair));
     }
+    for (size_t i = 0; st->units && i < q->n_aggs; i++) {
+        if (st->units[i].slots)
+            en_free(&q->budget, st->units[i].slots,
+                    (st->units[i].mask + 1) * sizeof(struct en_unitsum));
+    }
     st->p = NULL;
     st->pairs = NULL;
+    st->units = NULL;
 }
 
 /* ---- the distinct-pair set ---------------------------------------------- */
@@ -408,6 +472,57 @@ pairs_add(struct en_query *q, struct en_pairset *ps, uint32_t g, uint64_t v)
     ps->slots[i] = (struct en_pair){v, g};
     if (++ps->n * 2 > ps->mask + 1)
         return pairs_rehash(q, ps);
+    return 0;
+}
+
+/* ---- the unit totals ------------------------------------------------------
+ */
+
+static size_t
+unit_slot(const struct en_unitset *us, uint32_t g, uint64_t u)
+{
+    uint64_t h = (u ^ ((uint64_t)g << 32 | g)) * 0x9E3779B97F4A7C15ULL;
+    return (size_t)(h ^ h >> 29) & us->mask;
+}
+
+static int
+units_rehash(struct en_query *q, struct en_unitset *us)
+{
+    struct en_unitset old = *us;
+    int rc = units_init(q, us, (old.mask + 1) * 2);
+
+    if (rc < 0) {
+        *us = old;
+        return rc;
+    }
+    for (size_t i = 0; i <= old.mask; i++) {
+        if (old.slots[i].g == UINT32_MAX)
+            continue;
+        size_t j = unit_slot(us, old.slots[i].g, old.slots[i].unit);
+        while (us->slots[j].g != UINT32_MAX)
+            j = (j + 1) & us->mask;
+        us->slots[j] = old.slots[i];
+    }
+    us->n = old.n;
+    en_free(&q->budget, old.slots, (old.mask + 1) * sizeof(struct en_unitsum));
+    return 0;
+}
+
+/* Adds x to unit u's total in group g. */
+static int
+units_add(struct en_query *q, struct en_unitset *us, uint32_t g, uint64_t u,
+          double x)
+{
+    size_t i = unit_slot(us, g, u);
+    for (; us->slots[i].g != UINT32_MAX; i = (i + 1) & us->mask) {
+        if (us->slots[i].g == g && us->slots[i].unit == u) {
+            us->slots[i].total += x;
+            return 0;
+        }
+    }
+    us->slots[i] = (struct en_unitsum){u, g, x};
+    if (++us->n * 2 > us->mask + 1)
+        return units_rehash(q, us);
     return 0;
 }
 
@@ -506,39 +621,60 @@ run_numbers(struct en_thread *t, uint64_t b, const uint32_t *idx, size_t n)
     t->runs_upto = b + rows;
 }
 
-/* Records per group, and distinct contributors: run numbers left in
- * s.runs for the histograms. */
+/* Each selected row's record key into s.rkj: its contributor's, or its
+ * own without a contributor (a NULL contributor's row gets a key never
+ * used: such rows count for no contributor). */
+static void
+record_keys(struct en_thread *t, uint64_t b, const uint32_t *idx, size_t n)
+{
+    const struct en_query *q = t->q;
+    uint32_t *rkj = t->s.rkj;
+
+    if (!q->rk) {
+        memset(rkj, 0, n * sizeof(*rkj));
+        return;
+    }
+    if (q->rk_by_row) {
+        for (size_t j = 0; j < n; j++)
+            rkj[j] = q->rk[b + idx[j]];
+        return;
+    }
+    en_gather_u64(q->contrib, b, idx, n, t->s.pcode);
+    for (size_t j = 0; j < n; j++)
+        rkj[j] = q->rk[t->s.pcode[j]];
+}
+
+/* Records per group, distinct contributors and their cell key: run
+ * numbers and record keys are left in s.runs and s.rkj for the
+ * aggregates. */
 static void
 count_rows(struct en_thread *t, uint64_t b, const uint32_t *idx,
            const uint32_t *g, size_t n)
 {
     const struct en_query *q = t->q;
     int64_t *rec = ARR(t, q->a_rec, int64_t);
+    uint32_t *ck = ARR(t, q->a_ck, uint32_t);
+    const uint32_t *rkj = t->s.rkj;
 
-    if (!q->contrib || q->n_keys == 0) {
-        rec[0] += (int64_t)n * (q->n_keys == 0);
-        for (size_t j = 0; q->n_keys && j < n; j++)
+    record_keys(t, b, idx, n);
+    if (!q->contrib) { /* every record is a contributor */
+        for (size_t j = 0; j < n; j++) {
             rec[g[j]]++;
-        if (!q->contrib)
-            return;
+            ck[g[j]] += rkj[j];
+        }
+        return;
     }
     run_numbers(t, b, idx, n);
     const uint64_t *run = t->s.runs;
     uint64_t *last = ARR(t, q->a_last, uint64_t);
     int64_t *cnt = ARR(t, q->a_contrib, int64_t);
-    if (q->n_keys == 0) {
-        int64_t k = run[0] != last[0];
-        for (size_t j = 1; j < n; j++)
-            k += run[j] != run[j - 1];
-        cnt[0] += k;
-        last[0] = run[n - 1];
-        return;
-    }
     for (size_t j = 0; j < n; j++) {
         uint32_t gg = g[j];
         uint64_t v = run[j];
+        bool fresh = v != last[gg];
         rec[gg]++;
-        cnt[gg] += v != last[gg];
+        cnt[gg] += fresh;
+        ck[gg] += fresh ? rkj[j] : 0;
         last[gg] = v;
     }
 }
@@ -652,19 +788,26 @@ histogram(struct en_thread *t, const struct en_agg *a, const uint32_t *g,
     size_t nb = a->n_bins;
     int64_t *bins = ARR(t, a->a_bins, int64_t);
 
+    const uint32_t *rkj = t->s.rkj;
+    uint32_t *ck = ARR(t, a->a_binck, uint32_t);
+
     if (a->void_bins)
         return;
     bin_values(t, a, n);
     for (size_t j = 0; j < n; j++)
         bins[g[j] * nb + bin[j]] += ok[j];
-    if (a->a_binc < 0)
+    if (a->a_binc < 0) { /* every record is a contributor */
+        for (size_t j = 0; j < n; j++)
+            ck[g[j] * nb + bin[j]] += ok[j] ? rkj[j] : 0;
         return;
+    }
     int64_t *cnt = ARR(t, a->a_binc, int64_t);
     uint64_t *last = ARR(t, a->a_binlast, uint64_t);
     for (size_t j = 0; j < n; j++) {
         size_t i = g[j] * nb + bin[j];
-        if (ok[j]) { /* run 0, NULL contributors, is never counted */
-            cnt[i] += run[j] != last[i];
+        if (ok[j] && run[j] != last[i]) { /* run 0 (NULL) never counts */
+            cnt[i]++;
+            ck[i] += rkj[j];
             last[i] = run[j];
         }
     }
@@ -755,6 +898,141 @@ is_var(const struct en_agg *a)
     return is_var_kind(a->kind);
 }
 
+/* ---- disclosure fields, per block ---------------------------------------- */
+
+/* An aggregate's own contributors: those with a non-NULL value. */
+static void
+agg_contributors(struct en_thread *t, const struct en_agg *a, const uint32_t *g,
+                 size_t n)
+{
+    const uint8_t *ok = t->s.ok;
+    const uint32_t *rkj = t->s.rkj;
+    const uint64_t *run = t->s.runs;
+    int64_t *cnt = ARR(t, a->a_pcnt, int64_t);
+    uint32_t *ck = ARR(t, a->a_pck, uint32_t);
+
+    if (!t->q->contrib) {
+        for (size_t j = 0; j < n; j++) {
+            cnt[g[j]] += ok[j];
+            ck[g[j]] += ok[j] ? rkj[j] : 0;
+        }
+        return;
+    }
+    uint64_t *last = ARR(t, a->a_plast, uint64_t);
+    for (size_t j = 0; j < n; j++) {
+        uint32_t gg = g[j];
+        if (ok[j] && run[j] != last[gg]) { /* run 0 (NULL) never counts */
+            cnt[gg]++;
+            ck[gg] += rkj[j];
+            last[gg] = run[j];
+        }
+    }
+}
+
+/* One unit's total into group g's two largest, absolute total and units. */
+static void
+unit_push(struct en_thread *t, const struct en_agg *a, size_t g, double total)
+{
+    double *top = ARR(t, a->a_top, double) + 2 * g, v = fabs(total);
+
+    ARR(t, a->a_units, int64_t)[g]++;
+    ARR(t, a->a_abs, double)[g] += v;
+    if (v > top[0]) {
+        top[1] = top[0];
+        top[0] = v;
+    } else if (v > top[1]) {
+        top[1] = v;
+    }
+}
+
+/* The gathered values of a magnitude's column as doubles in s.dbl. */
+static void
+values_as_double(struct en_thread *t, const struct en_agg *a, size_t n)
+{
+    if (a->col->kind != AG_COL_INT)
+        return;
+    uint64_t base = (uint64_t)a->col->base;
+    for (size_t j = 0; j < n; j++)
+        t->s.dbl[j] = (double)(int64_t)(base + t->s.u64[j]);
+}
+
+/* Per-person totals: rows of one person are adjacent (the same run), so a
+ * group's running total is pushed when its person changes (and at the
+ * slice's end). Without a contributor each record is a unit. */
+static void
+person_units(struct en_thread *t, const struct en_agg *a, const uint32_t *g,
+             size_t n)
+{
+    const uint8_t *ok = t->s.ok;
+    const double *x = t->s.dbl;
+    const uint64_t *run = t->s.runs;
+
+    if (!t->q->contrib) {
+        for (size_t j = 0; j < n; j++) {
+            if (ok[j])
+                unit_push(t, a, g[j], x[j]);
+        }
+        return;
+    }
+    uint64_t *cur = ARR(t, a->a_ucur, uint64_t);
+    double *sum = ARR(t, a->a_usum, double);
+    for (size_t j = 0; j < n; j++) {
+        uint32_t gg = g[j];
+        if (!ok[j] || run[j] == 0)
+            continue;
+        if (run[j] != cur[gg]) {
+            if (cur[gg])
+                unit_push(t, a, gg, sum[gg]);
+            cur[gg] = run[j];
+            sum[gg] = 0;
+        }
+        sum[gg] += x[j];
+    }
+}
+
+/* Totals per (group, unit) of the unit column; rows without a unit are
+ * one unit, as SQL's GROUP BY has it. */
+static int
+column_units(struct en_thread *t, const struct en_agg *a, size_t i, uint64_t b,
+             const uint32_t *idx, const uint32_t *g, size_t n)
+{
+    const uint8_t *ok = t->s.ok;
+    const double *x = t->s.dbl;
+    uint64_t *u = t->s.pcode; /* the contributor codes are used up */
+
+    en_gather_u64(a->unit, b, idx, n, u);
+    for (size_t j = 0; j < n; j++) {
+        if (!ok[j])
+            continue;
+        uint64_t unit =
+            ag_xcol_is_null(a->unit, b + idx[j]) ? UINT64_MAX : u[j];
+        int rc = units_add(t->q, &t->st.units[i], g[j], unit, x[j]);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int
+cells_block(struct en_thread *t, size_t i, uint64_t b, const uint32_t *idx,
+            const uint32_t *g, size_t n)
+{
+    const struct en_agg *a = &t->q->aggs[i];
+
+    if (a->a_pcnt < 0 && a->a_top < 0)
+        return 0;
+    gather_column(t, a->col, b, idx, n);
+    if (a->a_pcnt >= 0)
+        agg_contributors(t, a, g, n);
+    if (a->a_top < 0)
+        return 0;
+    values_as_double(t, a, n);
+    if (a->unit)
+        return column_units(t, a, i, b, idx, g, n);
+    person_units(t, a, g, n);
+    return 0;
+}
+
 static int
 agg_block(struct en_thread *t, size_t i, uint64_t b, const uint32_t *idx,
           const uint32_t *g, size_t n)
@@ -810,10 +1088,54 @@ en_agg_block(struct en_thread *t, uint64_t b, const uint32_t *idx, size_t n)
         if (rc < 0)
             return rc;
     }
+    for (size_t i = 0; t->phase == 1 && i < q->n_aggs; i++) {
+        int rc = cells_block(t, i, b, idx, g, n);
+        if (rc < 0)
+            return rc;
+    }
     return 0;
 }
 
+void
+en_agg_slice_end(struct en_thread *t)
+{
+    const struct en_query *q = t->q;
+    size_t groups = q->dense ? q->slots : t->st.n_groups;
+
+    for (size_t i = 0; i < q->n_aggs; i++) {
+        const struct en_agg *a = &q->aggs[i];
+        if (a->a_ucur < 0)
+            continue;
+        uint64_t *cur = ARR(t, a->a_ucur, uint64_t);
+        const double *sum = ARR(t, a->a_usum, double);
+        for (size_t g = 0; g < groups; g++) {
+            if (cur[g])
+                unit_push(t, a, g, sum[g]);
+            cur[g] = 0;
+        }
+    }
+}
+
 /* ---- counting plans ----------------------------------------------------- */
+
+/* The sum of the record keys of the rows b + i whose bit i is set in
+ * sw: their contributors' (by), or their own. */
+static uint32_t
+selected_keys(const struct en_query *q, uint64_t b, const uint64_t *sw,
+              size_t words, bool by_contributor)
+{
+    uint32_t sum = 0;
+
+    for (size_t w = 0; q->rk && w < words; w++) {
+        for (uint64_t bits = sw[w]; bits; bits &= bits - 1) {
+            uint64_t r = b + w * 64 + (uint64_t)__builtin_ctzll(bits);
+            sum += q->rk[by_contributor && !q->rk_by_row
+                             ? ag_xcol_stored(q->contrib, r)
+                             : r];
+        }
+    }
+    return sum;
+}
 
 void
 en_agg_count_block(struct en_thread *t, uint64_t b, size_t n,
@@ -834,17 +1156,34 @@ en_agg_count_block(struct en_thread *t, uint64_t b, size_t n,
     for (size_t w = 0; w < words; w++)
         k += en_popcount(sw[w]);
     ARR(t, q->a_rec, int64_t)[0] += k;
-    if (!q->contrib)
+    if (!q->contrib) {
+        ARR(t, q->a_ck, uint32_t)[0] += selected_keys(q, b, sw, words, false);
         return;
+    }
     run_bits(t, b, n, rw);
     first_selected(sw, rw, words, &t->run_carry);
     k = 0;
     for (size_t w = 0; w < words; w++)
         k += en_popcount(sw[w]);
     ARR(t, q->a_contrib, int64_t)[0] += k;
+    ARR(t, q->a_ck, uint32_t)[0] += selected_keys(q, b, sw, words, true);
 }
 
 /* ---- merging ------------------------------------------------------------ */
+
+/* The two largest of d's and x's two largest, into d. */
+static void
+top2_merge(double *d, const double *x)
+{
+    for (int k = 0; k < 2; k++) {
+        if (x[k] > d[0]) {
+            d[1] = d[0];
+            d[0] = x[k];
+        } else if (x[k] > d[1]) {
+            d[1] = x[k];
+        }
+    }
+}
 
 static void
 merge_flat(enum en_merge m, void *dst, const void *src, size_t n)
@@ -869,6 +1208,14 @@ merge_flat(enum en_merge m, void *dst, const void *src, size_t n)
     case EN_M_OR64:
         for (size_t i = 0; i < n; i++)
             ((uint64_t *)dst)[i] |= ((const uint64_t *)src)[i];
+        break;
+    case EN_M_U32:
+        for (size_t i = 0; i < n; i++)
+            ((uint32_t *)dst)[i] += ((const uint32_t *)src)[i];
+        break;
+    case EN_M_TOP2:
+        for (size_t i = 0; i < n; i += 2)
+            top2_merge((double *)dst + i, (const double *)src + i);
         break;
     default:
         break;
@@ -896,19 +1243,43 @@ en_agg_merge(struct en_thread *t0, const struct en_thread *t, int phase)
     }
 }
 
+/* t's unit totals into t0's, group ids mapped. */
+static int
+merge_units(struct en_thread *t0, const struct en_thread *t)
+{
+    const struct en_query *q = t->q;
+
+    for (size_t i = 0; i < q->n_aggs; i++) {
+        const struct en_unitset *us = &t->st.units[i];
+        for (size_t j = 0; us->slots && j <= us->mask; j++) {
+            const struct en_unitsum *e = &us->slots[j];
+            if (e->g == UINT32_MAX)
+                continue;
+            int rc = units_add(t0->q, &t0->st.units[i],
+                               t->map ? t->map[e->g] : e->g, e->unit, e->total);
+            if (rc < 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
 int
 en_agg_merge_sets(struct en_thread *t0, const struct en_thread *t)
 {
     const struct en_query *q = t->q;
+    int rc = merge_units(t0, t);
 
+    if (rc < 0)
+        return rc;
     for (size_t i = 0; i < q->n_aggs; i++) {
         const struct en_pairset *ps = &t->st.pairs[i];
         for (size_t j = 0; ps->slots && j <= ps->mask; j++) {
             uint32_t g = ps->slots[j].g;
             if (g == UINT32_MAX)
                 continue;
-            int rc = pairs_add(t0->q, &t0->st.pairs[i], t->map ? t->map[g] : g,
-                               ps->slots[j].v);
+            rc = pairs_add(t0->q, &t0->st.pairs[i], t->map ? t->map[g] : g,
+                           ps->slots[j].v);
             if (rc < 0)
                 return rc;
         }
@@ -1026,8 +1397,8 @@ emit_bins(struct fq_arena *arena, const struct en_thread *t0,
         return FQ_ENOMEM;
     for (size_t b = 0; b < nb; b++) {
         s->bins[b] = bins[b];
-        /* without a contributor column SQLite's bins say 0 */
-        s->bin_contributors[b] = binc ? binc[b] : 0;
+        /* without a contributor every record is one */
+        s->bin_contributors[b] = binc ? binc[b] : bins[b];
         s->count += bins[b];
     }
     s->n_bins = s->n_bin_contributors = nb;
@@ -1110,6 +1481,39 @@ emit_state(struct fq_arena *arena, const struct en_thread *t0,
     }
 }
 
+/* The disclosure fields of aggregate a in group g (cellstats.h). */
+static int
+emit_cells(struct fq_arena *arena, const struct en_thread *t0,
+           const struct en_agg *a, size_t g, Fedq__V1__AggregateState *s)
+{
+    const struct en_query *q = t0->q;
+
+    if (a->a_pcnt >= 0) {
+        s->contributors = ARR(t0, a->a_pcnt, int64_t)[g];
+        s->cell_key = ARR(t0, a->a_pck, uint32_t)[g];
+    } else {
+        s->contributors =
+            ARR(t0, q->contrib ? q->a_contrib : q->a_rec, int64_t)[g];
+        s->cell_key = ARR(t0, q->a_ck, uint32_t)[g];
+    }
+    if (a->a_binck >= 0) {
+        s->n_bin_cell_keys = a->n_bins;
+        s->bin_cell_keys =
+            fq_arena_alloc(arena, (a->n_bins + 1) * sizeof(uint32_t));
+        if (!s->bin_cell_keys)
+            return FQ_ENOMEM;
+        memcpy(s->bin_cell_keys, ARR(t0, a->a_binck, uint32_t) + g * a->n_bins,
+               a->n_bins * sizeof(uint32_t));
+    }
+    if (a->a_top >= 0) {
+        s->units = ARR(t0, a->a_units, int64_t)[g];
+        s->top1 = ARR(t0, a->a_top, double)[2 * g];
+        s->top2 = ARR(t0, a->a_top, double)[2 * g + 1];
+        s->abs_total = ARR(t0, a->a_abs, double)[g];
+    }
+    return 0;
+}
+
 int
 en_agg_emit_group(struct fq_arena *arena, struct en_thread *t0, size_t g,
                   Fedq__V1__PartialGroup *pg, Fedq__V1__AggregateState *states,
@@ -1125,6 +1529,8 @@ en_agg_emit_group(struct fq_arena *arena, struct en_thread *t0, size_t g,
     for (size_t i = 0; i < q->n_aggs; i++) {
         fedq__v1__aggregate_state__init(&states[i]);
         int rc = emit_state(arena, t0, &q->aggs[i], g, &states[i]);
+        if (rc == 0)
+            rc = emit_cells(arena, t0, &q->aggs[i], g, &states[i]);
         if (rc < 0)
             return rc;
         ptrs[i] = &states[i];
@@ -1132,11 +1538,27 @@ en_agg_emit_group(struct fq_arena *arena, struct en_thread *t0, size_t g,
     return 0;
 }
 
+/* The merged unit totals into each group's two largest and the rest. */
+static void
+finish_units(struct en_thread *t0)
+{
+    const struct en_query *q = t0->q;
+
+    for (size_t i = 0; i < q->n_aggs; i++) {
+        const struct en_unitset *us = &t0->st.units[i];
+        for (size_t j = 0; q->aggs[i].unit && j <= us->mask; j++) {
+            if (us->slots[j].g != UINT32_MAX)
+                unit_push(t0, &q->aggs[i], us->slots[j].g, us->slots[j].total);
+        }
+    }
+}
+
 /* Per-group results that need a pass over the merged state. */
 void
 en_agg_finish(struct en_thread *t0)
 {
     count_pairs(t0);
+    finish_units(t0);
 }
 
 /* Records of group g in thread 0's state. */

@@ -134,6 +134,8 @@ enum en_merge {
     EN_M_U128,
     EN_M_F64,
     EN_M_OR64,
+    EN_M_U32,  /* cell keys: added mod 2^32 */
+    EN_M_TOP2, /* two doubles, the largest first: the top two of both */
 };
 
 /* One array of per-group state: elem bytes times per_group per group. */
@@ -152,6 +154,18 @@ struct en_pair {
 };
 struct en_pairset {
     struct en_pair *slots;
+    size_t mask, n;
+};
+
+/* Per (group, unit) totals of a magnitude whose column declares a
+ * contributor_unit (employers): open addressing like en_pairset. */
+struct en_unitsum {
+    uint64_t unit; /* the unit column's stored value; UINT64_MAX: NULL */
+    uint32_t g;
+    double total;
+};
+struct en_unitset {
+    struct en_unitsum *slots;
     size_t mask, n;
 };
 
@@ -179,6 +193,15 @@ struct en_agg {
     double *dedges;   /* thresholds (double columns) */
     int64_t qmin, qw;
     uint32_t qused;
+    /* Disclosure fields (cellstats.h): the aggregate's contributors and
+     * their cell key, -1 where they are the group's (a column without
+     * NULLs, or COUNT(*)); bins' cell keys; a magnitude's per-unit top
+     * two, absolute total and units, with the unit being summed (person
+     * units) or the unit column (unitset). */
+    int a_pcnt, a_plast, a_pck;
+    int a_binck;
+    int a_top, a_abs, a_units, a_ucur, a_usum;
+    const struct ag_xcol *unit;
 };
 
 /* A thread's groups: cap groups in every array. */
@@ -186,6 +209,7 @@ struct en_state {
     size_t cap, n_groups;
     void **p;                 /* one per en_query.arrs */
     struct en_pairset *pairs; /* one per aggregate (EN_D_SET only) */
+    struct en_unitset *units; /* one per aggregate (a unit column only) */
 };
 
 /* Per-thread block buffers. */
@@ -195,7 +219,9 @@ struct en_scratch {
     uint32_t *iota, *idx, *g, *gfull, *bin;
     uint64_t *sel; /* the block's selected rows, 64 a word */
     uint64_t *u64, *keys;
-    uint64_t *runs; /* per selected row: its contributor run's number */
+    uint64_t *runs;  /* per selected row: its contributor run's number */
+    uint32_t *rkj;   /* per selected row: its contributor's record key */
+    uint64_t *pcode; /* per selected row: its contributor's code */
     double *dbl;
     uint8_t *ok; /* per selected row: the value is not NULL */
 };
@@ -240,6 +266,11 @@ struct en_query {
     size_t slots;   /* dense: groups by index; else 0 */
     size_t n_words; /* hash: key words per group */
     const struct ag_xcol *contrib;
+    /* Record keys (cellkey.h): per contributor code, or per row without a
+     * contributor; NULL: every key is 0. */
+    const uint32_t *rk;
+    bool rk_by_row; /* rk is per row, not per contributor code */
+    int a_ck;       /* the group's cell key */
     size_t n_aggs;
     struct en_agg *aggs;
     size_t n_arrs, cap_arrs;
@@ -301,6 +332,9 @@ int en_agg_block(struct en_thread *t, uint64_t b, const uint32_t *idx,
  * by mask (NULL: all) straight from bit masks. */
 void en_agg_count_block(struct en_thread *t, uint64_t b, size_t n,
                         const uint8_t *mask);
+/* After a thread's first pass: what it still holds of its last
+ * contributor (a magnitude's per-person total) goes into its state. */
+void en_agg_slice_end(struct en_thread *t);
 /* Adds t's state of pass phase into t0's (t->map says where). */
 void en_agg_merge(struct en_thread *t0, const struct en_thread *t, int phase);
 int en_agg_merge_sets(struct en_thread *t0, const struct en_thread *t);

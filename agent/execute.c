@@ -15,6 +15,8 @@
 #include "fq/error.h"
 #include "fq/plan.h"
 #include "agent.h"
+#include "cellkey.h"
+#include "cellstats.h"
 
 #include <sqlite3.h>
 
@@ -157,19 +159,24 @@ compile_bin_test(struct compiled *c, struct fq_arena *a,
 }
 
 /* Bin b of a HISTOGRAM: its value count, then its distinct contributors
- * (the disclosure rules count these, bin by bin). */
+ * (the disclosure rules count these, bin by bin; without a contributor
+ * every record is one, so the count again). */
 static int
 compile_bin(struct compiled *c, struct fq_arena *a,
             const Fedq__V1__Aggregate *ag, size_t b, const char *contributor)
 {
-    int rc = fq_buf_append_str(&c->sql, ", SUM(CASE WHEN ");
-    if (rc == 0)
-        rc = compile_bin_test(c, a, ag, b);
-    if (rc == 0 && contributor)
-        rc = fq_buf_printf(&c->sql,
-                           " THEN 1 ELSE 0 END), COUNT(DISTINCT CASE WHEN ");
-    else if (rc == 0)
-        return fq_buf_append_str(&c->sql, " THEN 1 ELSE 0 END), 0");
+    int rc = 0;
+
+    for (int twice = 0; rc == 0 && twice < (contributor ? 1 : 2); twice++) {
+        rc = fq_buf_append_str(&c->sql, ", SUM(CASE WHEN ");
+        if (rc == 0)
+            rc = compile_bin_test(c, a, ag, b);
+        if (rc == 0)
+            rc = fq_buf_append_str(&c->sql, " THEN 1 ELSE 0 END)");
+    }
+    if (rc < 0 || !contributor)
+        return rc;
+    rc = fq_buf_append_str(&c->sql, ", COUNT(DISTINCT CASE WHEN ");
     if (rc == 0)
         rc = compile_bin_test(c, a, ag, b);
     if (rc == 0)
@@ -313,6 +320,130 @@ compile(struct compiled *c, struct fq_arena *a, const Fedq__V1__Plan *plan,
         rc = fq_buf_printf(&c->sql, "%s\"%s\"", i ? ", " : " GROUP BY ",
                            plan->group_by[i]);
     return rc;
+}
+
+/* ---- the disclosure fields (cellstats.h) ------------------------------- */
+
+/* " WHERE filter [AND extra]" over the table itself. */
+static int
+compile_where(struct compiled *c, struct fq_arena *a,
+              const Fedq__V1__Plan *plan, const struct ag_source *src,
+              const char *extra)
+{
+    int rc = fq_buf_printf(&c->sql, " FROM \"%s\"", src->table);
+
+    if (rc == 0 && (plan->filter || extra))
+        rc = fq_buf_append_str(&c->sql, " WHERE ");
+    if (rc == 0 && plan->filter) {
+        rc = fq_buf_append_str(&c->sql, "(");
+        if (rc == 0)
+            rc = compile_predicate(c, a, plan->filter);
+        if (rc == 0)
+            rc = fq_buf_append_str(&c->sql, extra ? ") AND " : ")");
+    }
+    if (rc == 0 && extra)
+        rc = fq_buf_append_str(&c->sql, extra);
+    return rc;
+}
+
+static int
+compile_keys(struct compiled *c, const Fedq__V1__Plan *plan, const char *lead)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < plan->n_group_by; i++)
+        rc = fq_buf_printf(&c->sql, "%s\"%s\"", i ? ", " : lead,
+                           plan->group_by[i]);
+    return rc;
+}
+
+/* Per aggregate its column's count and total (COUNT(*): the records),
+ * then every HISTOGRAM's bin counts. */
+static int
+compile_person_values(struct compiled *c, struct fq_arena *a,
+                      const Fedq__V1__Plan *plan)
+{
+    int rc = 0;
+
+    for (size_t k = 0; rc == 0 && k < plan->n_aggregates; k++) {
+        const char *m = plan->aggregates[k]->column;
+        rc = m[0] ? fq_buf_printf(&c->sql, ", COUNT(\"%s\"), TOTAL(\"%s\")", m,
+                                  m)
+                  : fq_buf_append_str(&c->sql, ", COUNT(*), 0");
+    }
+    for (size_t k = 0; rc == 0 && k < plan->n_aggregates; k++) {
+        const Fedq__V1__Aggregate *ag = plan->aggregates[k];
+        if (ag->kind != FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM)
+            continue;
+        for (size_t b = 0; rc == 0 && b <= ag->n_edges; b++) {
+            rc = fq_buf_append_str(&c->sql, ", SUM(CASE WHEN ");
+            if (rc == 0)
+                rc = compile_bin_test(c, a, ag, b);
+            if (rc == 0)
+                rc = fq_buf_append_str(&c->sql, " THEN 1 ELSE 0 END)");
+        }
+    }
+    return rc;
+}
+
+/*
+ * One row per group and contributor: keys..., the contributor's
+ * identifier as text (without a contributor each record is one: its rowid),
+ * then compile_person_values. Rows of no contributor (NULL) are left out,
+ * as everywhere.
+ */
+static int
+compile_persons(struct compiled *c, struct fq_arena *a,
+                const Fedq__V1__Plan *plan, const struct ag_source *src)
+{
+    char who[96], notnull[96];
+    int rc;
+
+    if (src->contributor) {
+        snprintf(who, sizeof(who), "CAST(\"%s\" AS TEXT)", src->contributor);
+        snprintf(notnull, sizeof(notnull), "\"%s\" IS NOT NULL",
+                 src->contributor);
+    } else {
+        snprintf(who, sizeof(who), "CAST(rowid AS TEXT)");
+    }
+    rc = fq_buf_append_str(&c->sql, "SELECT ");
+    for (size_t i = 0; rc == 0 && i < plan->n_group_by; i++)
+        rc = fq_buf_printf(&c->sql, "\"%s\", ", plan->group_by[i]);
+    if (rc == 0)
+        rc = fq_buf_printf(&c->sql, "%s AS fq_who", who);
+    if (rc == 0)
+        rc = compile_person_values(c, a, plan);
+    if (rc == 0)
+        rc = compile_where(c, a, plan, src, src->contributor ? notnull : NULL);
+    if (rc == 0)
+        rc = compile_keys(c, plan, " GROUP BY ");
+    return rc == 0 ? fq_buf_append_str(&c->sql, plan->n_group_by
+                                                    ? ", fq_who"
+                                                    : " GROUP BY fq_who")
+                   : rc;
+}
+
+/* One row per group and unit of aggregate k's column: keys..., the total
+ * of the unit's values (rows of no unit are one unit, as GROUP BY has it). */
+static int
+compile_units(struct compiled *c, struct fq_arena *a,
+              const Fedq__V1__Plan *plan, const struct ag_source *src,
+              const char *m, const char *unit)
+{
+    char notnull[96];
+    int rc = fq_buf_append_str(&c->sql, "SELECT ");
+
+    snprintf(notnull, sizeof(notnull), "\"%s\" IS NOT NULL", m);
+    for (size_t i = 0; rc == 0 && i < plan->n_group_by; i++)
+        rc = fq_buf_printf(&c->sql, "\"%s\", ", plan->group_by[i]);
+    if (rc == 0)
+        rc = fq_buf_printf(&c->sql, "TOTAL(\"%s\")", m);
+    if (rc == 0)
+        rc = compile_where(c, a, plan, src, notnull);
+    if (rc == 0)
+        rc = compile_keys(c, plan, " GROUP BY ");
+    return rc == 0 ? fq_buf_printf(&c->sql, "%s\"%s\"",
+                                   plan->n_group_by ? ", " : " GROUP BY ", unit)
+                   : rc;
 }
 
 /* ---- the quantile sketch as an SQLite aggregate ------------------------- */
@@ -567,6 +698,41 @@ read_group(struct fq_arena *a, sqlite3_stmt *st, const Fedq__V1__Plan *plan,
     return g;
 }
 
+/* The group key value in column i without allocating: text points into
+ * the statement's row, valid until the next step. */
+static void
+peek_key(sqlite3_stmt *st, int i, const Fedq__V1__Column *col,
+         Fedq__V1__Literal *l)
+{
+    int t = sqlite3_column_type(st, i);
+
+    fedq__v1__literal__init(l);
+    if (t == SQLITE_NULL)
+        return;
+    if (col->type == FEDQ__V1__VALUE_TYPE__VALUE_TYPE_INTEGER &&
+        t == SQLITE_INTEGER) {
+        l->value_case = FEDQ__V1__LITERAL__VALUE_INT_VALUE;
+        l->int_value = sqlite3_column_int64(st, i);
+        return;
+    }
+    const unsigned char *txt = sqlite3_column_text(st, i);
+    l->value_case = FEDQ__V1__LITERAL__VALUE_TEXT_VALUE;
+    l->text_value = (char *)(txt ? (const char *)txt : "");
+}
+
+/* A row's group key (the first n_group_by columns) into lits/ptrs. */
+static void
+peek_keys(sqlite3_stmt *st, const Fedq__V1__Plan *plan,
+          const Fedq__V1__Dataset *ds, Fedq__V1__Literal *lits,
+          Fedq__V1__Literal **ptrs)
+{
+    for (size_t i = 0; i < plan->n_group_by; i++) {
+        peek_key(st, (int)i, fq_catalog_column(ds, plan->group_by[i]),
+                 &lits[i]);
+        ptrs[i] = &lits[i];
+    }
+}
+
 struct run {
     const Fedq__V1__Plan *plan;
     const Fedq__V1__Dataset *ds;
@@ -630,6 +796,188 @@ step_all(struct run *r, sqlite3 *db, sqlite3_stmt *st)
     return overflow ? FQ_ETOOBIG : FQ_EIO;
 }
 
+static int
+prepare(sqlite3 *db, const struct compiled *c, sqlite3_stmt **ret)
+{
+    sqlite3_stmt *st = NULL;
+
+    if (sqlite3_prepare_v2(db, fq_buf_str(&c->sql), -1, &st, NULL) !=
+            SQLITE_OK ||
+        bind_all(st, c) < 0) {
+        sqlite3_finalize(st);
+        return FQ_EIO;
+    }
+    *ret = st;
+    return 0;
+}
+
+/* Hists' bins in a persons row, after the aggregates' pairs. */
+static size_t
+person_bins(const Fedq__V1__Plan *plan)
+{
+    size_t n = 0;
+    for (size_t k = 0; k < plan->n_aggregates; k++) {
+        const Fedq__V1__Aggregate *ag = plan->aggregates[k];
+        if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM)
+            n += ag->n_edges + 1;
+    }
+    return n;
+}
+
+/* One persons row into cs (vals: scratch of n_aggregates + bins). */
+static int
+feed_person(struct run *r, struct ag_cellstats *cs, sqlite3_stmt *st,
+            int64_t *counts, double *totals, int64_t *bins, size_t nb)
+{
+    const Fedq__V1__Plan *plan = r->plan;
+    Fedq__V1__Literal lits[FQ_PLAN_MAX_GROUP_BY + 1];
+    Fedq__V1__Literal *key[FQ_PLAN_MAX_GROUP_BY + 1];
+    int col = (int)plan->n_group_by;
+    const char *who = (const char *)sqlite3_column_text(st, col);
+    size_t len = (size_t)sqlite3_column_bytes(st, col++);
+
+    peek_keys(st, plan, r->ds, lits, key);
+    for (size_t k = 0; k < plan->n_aggregates; k++) {
+        counts[k] = sqlite3_column_int64(st, col++);
+        totals[k] = sqlite3_column_double(st, col++);
+    }
+    for (size_t b = 0; b < nb; b++)
+        bins[b] = sqlite3_column_int64(st, col++);
+    return ag_cellstats_person(cs, key, who ? who : "", len, counts, totals,
+                               bins);
+}
+
+/* Steps st to the end through fn; FQ_EIO on a database error. */
+static int
+feed_rows(sqlite3_stmt *st, int (*fn)(void *, sqlite3_stmt *), void *arg)
+{
+    int s, rc;
+
+    while ((s = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((rc = fn(arg, st)) < 0)
+            return rc;
+    }
+    return s == SQLITE_DONE ? 0 : FQ_EIO;
+}
+
+struct person_feed {
+    struct run *r;
+    struct ag_cellstats *cs;
+    int64_t *counts, *bins;
+    double *totals;
+    size_t nb;
+};
+
+static int
+person_row(void *arg, sqlite3_stmt *st)
+{
+    struct person_feed *p = arg;
+    return feed_person(p->r, p->cs, st, p->counts, p->totals, p->bins, p->nb);
+}
+
+struct unit_feed {
+    struct run *r;
+    struct ag_cellstats *cs;
+    size_t k;
+};
+
+static int
+unit_row(void *arg, sqlite3_stmt *st)
+{
+    struct unit_feed *u = arg;
+    Fedq__V1__Literal lits[FQ_PLAN_MAX_GROUP_BY + 1];
+    Fedq__V1__Literal *key[FQ_PLAN_MAX_GROUP_BY + 1];
+
+    peek_keys(st, u->r->plan, u->r->ds, lits, key);
+    return ag_cellstats_unit(
+        u->cs, key, u->k,
+        sqlite3_column_double(st, (int)u->r->plan->n_group_by));
+}
+
+/* Runs one compiled statement through fn. */
+static int
+run_feed(struct run *r, sqlite3 *db, int (*build)(struct compiled *, void *),
+         void *barg, int (*fn)(void *, sqlite3_stmt *), void *arg)
+{
+    struct compiled c = {0};
+    sqlite3_stmt *st = NULL;
+    int rc;
+
+    fq_buf_init(&c.sql, SQL_MAX);
+    if ((rc = build(&c, barg)) < 0 || (rc = prepare(db, &c, &st)) < 0 ||
+        (rc = feed_rows(st, fn, arg)) < 0)
+        snprintf(r->err, r->errlen, "%s",
+                 rc == FQ_EPROTO ? "the agency's database changed during "
+                                   "the query"
+                                 : "the agency's database failed");
+    sqlite3_finalize(st);
+    fq_buf_release(&c.sql);
+    return rc;
+}
+
+struct build_arg {
+    struct run *r;
+    const struct ag_source *src;
+    const char *m, *unit;
+};
+
+static int
+build_persons(struct compiled *c, void *arg)
+{
+    struct build_arg *b = arg;
+    return compile_persons(c, b->r->arena, b->r->plan, b->src);
+}
+
+static int
+build_units(struct compiled *c, void *arg)
+{
+    struct build_arg *b = arg;
+    return compile_units(c, b->r->arena, b->r->plan, b->src, b->m, b->unit);
+}
+
+/* The disclosure fields of r's answer (cellstats.h): units first, so
+ * that the persons' rows know which magnitudes they do not feed. */
+static int
+disclosure_fields(struct run *r, sqlite3 *db, const struct ag_source *src,
+                  const struct ag_cell_secret *secret)
+{
+    const Fedq__V1__Plan *plan = r->plan;
+    struct ag_cellstats *cs;
+    size_t nb = person_bins(plan);
+    int rc = ag_cellstats_new(plan, r->resp, secret, r->arena, &cs);
+
+    for (size_t k = 0; rc == 0 && k < plan->n_aggregates; k++) {
+        const Fedq__V1__Aggregate *ag = plan->aggregates[k];
+        const Fedq__V1__Column *col =
+            ag->column[0] ? fq_catalog_column(r->ds, ag->column) : NULL;
+        if (!ag_cellstats_is_magnitude(ag->kind) || !col ||
+            !col->contributor_unit[0])
+            continue;
+        ag_cellstats_set_unit_fed(cs, k);
+        struct build_arg b = {r, src, ag->column, col->contributor_unit};
+        struct unit_feed u = {r, cs, k};
+        rc = run_feed(r, db, build_units, &b, unit_row, &u);
+    }
+    if (rc < 0) {
+        if (rc == FQ_ENOMEM)
+            snprintf(r->err, r->errlen, "out of memory");
+        return rc;
+    }
+    struct person_feed p = {
+        r,
+        cs,
+        fq_arena_alloc(r->arena, (plan->n_aggregates + 1) * 8),
+        fq_arena_alloc(r->arena, (nb + 1) * 8),
+        fq_arena_alloc(r->arena, (plan->n_aggregates + 1) * 8),
+        nb};
+    if (!p.counts || !p.bins || !p.totals) {
+        snprintf(r->err, r->errlen, "out of memory");
+        return FQ_ENOMEM;
+    }
+    struct build_arg b = {r, src, NULL, NULL};
+    return run_feed(r, db, build_persons, &b, person_row, &p);
+}
+
 int
 ag_execute(const struct ag_catalog *cat, const Fedq__V1__Plan *plan,
            size_t max_groups, struct fq_arena *arena,
@@ -667,7 +1015,8 @@ ag_execute(const struct ag_catalog *cat, const Fedq__V1__Plan *plan,
         goto out;
     }
     struct run r = {plan, ds, max_groups, arena, resp, err, errlen};
-    rc = step_all(&r, db, st);
+    if ((rc = step_all(&r, db, st)) == 0)
+        rc = disclosure_fields(&r, db, src, ag_catalog_secret(cat));
 out:
     sqlite3_finalize(st);
     sqlite3_close(db);

@@ -24,6 +24,7 @@
 #include "fq/rpc.h"
 #include "fq/plan.h"
 #include "agent.h"
+#include "cellkey.h"
 #include "control.h"
 #include "engine.h"
 #include "extract.h"
@@ -51,6 +52,9 @@ struct ag_state {
     struct ag_control *control;      /* NULL if no socket path is configured */
     struct ag_guard *guard;          /* the release policy in force */
     struct ag_review_store *reviews; /* held queries; NULL under --check */
+    /* Loaded once at start: record keys must not change under running
+     * extracts, so a reload keeps it (reload_warn_fixed says so). */
+    struct ag_cell_secret secret;
 };
 
 static struct ag_catalog *
@@ -104,6 +108,7 @@ run_extract(struct ag_state *st, const struct ag_config *cfg,
         .max_groups = (size_t)cfg->max_groups,
         .threads = (size_t)cfg->engine_threads,
         .max_memory = (size_t)cfg->max_query_memory,
+        .secret = &st->secret,
     };
     int rc;
 
@@ -155,8 +160,8 @@ execute_plan(struct ag_state *st, const struct ag_catalog *cat,
     case AG_ENGINE_PUSHDOWN:
         if ((rc = fq_plan_check(plan, ds, err, errlen)) == 0)
             rc = ag_pushdown_execute(src->conf, ds, plan,
-                                     (size_t)cfg->max_groups, arena, resp, err,
-                                     errlen);
+                                     (size_t)cfg->max_groups, &st->secret,
+                                     arena, resp, err, errlen);
         break;
     default: /* ag_execute checks the plan itself */
         rc = ag_execute(cat, plan, (size_t)cfg->max_groups, arena, resp, err,
@@ -559,6 +564,23 @@ reviews_open(struct ag_state *st, char *err, size_t errlen)
     return rc;
 }
 
+/* Fail closed: cells cannot be perturbed consistently without the
+ * agency's secret (required by the configuration), so the agent does not
+ * start without it. */
+static int
+secret_load(struct ag_state *st, char *err, size_t errlen)
+{
+    char msg[512];
+    int rc;
+
+    rc = ag_cell_secret_load(st->cfg->cell_key_secret, &st->secret, msg,
+                             sizeof(msg));
+    if (rc < 0)
+        snprintf(err, errlen, "%s:%d: cell_key_secret: %s", st->cfg->doc.path,
+                 st->cfg->line, msg);
+    return rc;
+}
+
 static int
 state_open(struct ag_state *st, const char *path, bool with_store, char *err,
            size_t errlen)
@@ -572,8 +594,10 @@ state_open(struct ag_state *st, const char *path, bool with_store, char *err,
         (rc = fq_cfg_tls_load(st->cfg->doc.path, &st->cfg->server.tls,
                               FQ_ROLE_AGENT, st->cfg->federation,
                               st->cfg->agency, &st->tls, err, errlen)) < 0 ||
+        (rc = secret_load(st, err, errlen)) < 0 ||
         (rc = ag_catalog_build(st->cfg, &st->catalog, err, errlen)) < 0)
         return rc;
+    ag_catalog_set_secret(st->catalog, &st->secret);
     if ((rc = ag_guard_open(st->cfg, &st->guard)) < 0) {
         snprintf(err, errlen, "out of memory loading the policy");
         return rc;
@@ -607,6 +631,7 @@ state_close(struct ag_state *st)
     ag_review_close(st->reviews);
     fq_tls_material_release(&st->tls);
     ag_config_free(st->cfg);
+    ag_cell_secret_release(&st->secret);
     pthread_mutex_destroy(&st->mu);
 }
 
@@ -622,11 +647,14 @@ reload_warn_fixed(const struct ag_config *old, const struct ag_config *new)
         strcmp(old->gateway_identity, new->gateway_identity) != 0 ||
         fq_cfg_server_needs_restart(&old->server, &new->server) ||
         !(a == b || (a && b && strcmp(a, b) == 0)) ||
-        !(ra == rb || (ra && rb && strcmp(ra, rb) == 0)))
+        !(ra == rb || (ra && rb && strcmp(ra, rb) == 0)) ||
+        !(old->cell_key_secret &&
+          new->cell_key_secret &&strcmp(old->cell_key_secret,
+                                        new->cell_key_secret) == 0))
         fq_log_warnx("agency, federation, gateway_identity, control_socket, "
-                     "review_dir or server keys (listen, tls, threads, "
-                     "limits) changed: restart to apply them; keeping the "
-                     "running values");
+                     "review_dir, cell_key_secret or server keys (listen, "
+                     "tls, threads, limits) changed: restart to apply them; "
+                     "keeping the running values");
 }
 
 /*
@@ -659,6 +687,7 @@ reload(void *app)
         return;
     }
     ag_catalog_adopt_config(cat, cfg);
+    ag_catalog_set_secret(cat, &st->secret);
     if (ag_store_reconfigure(st->store, cfg, err, sizeof(err)) < 0) {
         fq_log_errx("reload failed, keeping the running catalog and "
                     "extracts: %s",

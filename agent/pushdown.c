@@ -38,6 +38,7 @@
 #include "fq/buf.h"
 #include "fq/error.h"
 #include "fq/plan.h"
+#include "cellstats.h"
 #include "pushdown.h"
 
 #include <pthread.h>
@@ -54,10 +55,13 @@
 #define OID_FLOAT8        701
 
 /* READ ONLY: a pushed-down query can never write, whatever the role may
- * do. Dates print as YYYY-MM-DD; floats print exactly. */
-#define BEGIN_SQL                                                        \
-    "BEGIN READ ONLY; SET LOCAL statement_timeout = '" STATEMENT_TIMEOUT \
-    "'; SET LOCAL datestyle = 'ISO, YMD'; SET LOCAL extra_float_digits = 3"
+ * do. REPEATABLE READ: the answer and its disclosure fields (two more
+ * statements) see one snapshot. Dates print as YYYY-MM-DD; floats print
+ * exactly. */
+#define BEGIN_SQL                                             \
+    "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "       \
+    "SET LOCAL statement_timeout = '" STATEMENT_TIMEOUT "'; " \
+    "SET LOCAL datestyle = 'ISO, YMD'; SET LOCAL extra_float_digits = 3"
 
 /* ---- connections --------------------------------------------------------- */
 
@@ -428,23 +432,31 @@ bin_test(struct pd_sql *c, const Fedq__V1__Aggregate *ag, size_t b)
     return rc;
 }
 
-/* Per bin: its values, then its distinct contributors (0 without one, as
- * on SQLite). */
+/* ", COUNT(*) FILTER (WHERE <bin b>)": the values in HISTOGRAM bin b. */
+static int
+bin_count(struct pd_sql *c, const Fedq__V1__Aggregate *ag, size_t b)
+{
+    int rc = fq_buf_append_str(&c->sql, ", COUNT(*) FILTER (WHERE ");
+    if (rc == 0)
+        rc = bin_test(c, ag, b);
+    return rc ? rc : fq_buf_append_str(&c->sql, ")");
+}
+
+/* Per bin: its values, then its distinct contributors (without a
+ * contributor every record is one: the values again, as on SQLite). */
 static int
 histogram(struct pd_sql *c, const Fedq__V1__Aggregate *ag,
           const char *contributor)
 {
     int rc = 0;
     for (size_t b = 0; rc == 0 && b <= ag->n_edges; b++) {
-        if ((rc = fq_buf_append_str(&c->sql, ", COUNT(*) FILTER (WHERE ")) <
-                0 ||
-            (rc = bin_test(c, ag, b)) < 0)
+        if ((rc = bin_count(c, ag, b)) < 0)
             break;
         if (!contributor) {
-            rc = fq_buf_append_str(&c->sql, "), 0");
+            rc = bin_count(c, ag, b);
             continue;
         }
-        if ((rc = fq_buf_append_str(&c->sql, "), COUNT(DISTINCT ")) < 0 ||
+        if ((rc = fq_buf_append_str(&c->sql, ", COUNT(DISTINCT ")) < 0 ||
             (rc = ident(c, contributor)) < 0 ||
             (rc = fq_buf_append_str(&c->sql, ") FILTER (WHERE ")) < 0 ||
             (rc = bin_test(c, ag, b)) < 0)
@@ -740,6 +752,8 @@ struct pd_sketch {
     int64_t total;
 };
 
+struct pd_cells;
+
 struct pd_run {
     const Fedq__V1__Plan *plan;
     const Fedq__V1__Dataset *ds;
@@ -749,6 +763,7 @@ struct pd_run {
     Fedq__V1__ExecuteResponse *resp;
     Fedq__V1__PartialGroup *cur; /* the last group row, for its bin rows */
     struct pd_sketch sketches[FQ_PLAN_MAX_AGGREGATES];
+    struct pd_cells *cells; /* the disclosure fields' statements */
     char *err;
     size_t errlen;
 };
@@ -1130,8 +1145,10 @@ params(struct pd_sql *c, const char ***ret_vals, Oid **ret_types)
     return 0;
 }
 
+/* Runs c's statement, each row through fn (single-row mode). */
 static int
-run(struct pd_run *r, PGconn *conn, struct pd_sql *c)
+run(struct pd_run *r, PGconn *conn, struct pd_sql *c,
+    int (*fn)(struct pd_run *, const PGresult *))
 {
     const char **vals;
     Oid *types;
@@ -1150,7 +1167,7 @@ run(struct pd_run *r, PGconn *conn, struct pd_sql *c)
     while ((res = PQgetResult(conn))) {
         ExecStatusType st = PQresultStatus(res);
         if (st == PGRES_SINGLE_TUPLE && rc == 0) {
-            if ((rc = read_row(r, res)) < 0)
+            if ((rc = fn(r, res)) < 0)
                 cancel(conn);
         } else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK &&
                    rc == 0) {
@@ -1158,16 +1175,247 @@ run(struct pd_run *r, PGconn *conn, struct pd_sql *c)
         }
         PQclear(res);
     }
+    return rc;
+}
+
+/* ---- the disclosure fields (cellstats.h) -------------------------------- */
+
+/* " FROM table WHERE (filter) AND col IS NOT NULL" (col may be NULL). */
+static int
+from_plain(struct pd_sql *c, const Fedq__V1__Plan *plan, const char *table,
+           const char *col)
+{
+    int rc = fq_buf_append_str(&c->sql, " FROM ");
+
     if (rc == 0)
-        finish_group(r);
+        rc = ident(c, table);
+    if (rc == 0 && (plan->filter || col))
+        rc = fq_buf_append_str(&c->sql, " WHERE ");
+    if (rc == 0 && plan->filter) {
+        if ((rc = fq_buf_append_str(&c->sql, "(")) == 0 &&
+            (rc = predicate(c, plan->filter)) == 0)
+            rc = fq_buf_append_str(&c->sql, col ? ") AND " : ")");
+    }
+    if (rc == 0 && col && (rc = ident(c, col)) == 0)
+        rc = fq_buf_append_str(&c->sql, " IS NOT NULL");
+    return rc;
+}
+
+/* Per aggregate: its column's non-NULL values and, for a magnitude, their
+ * total (COUNT(*): the records); then every HISTOGRAM's bin counts. */
+static int
+person_values(struct pd_sql *c, const Fedq__V1__Plan *plan)
+{
+    int rc = 0;
+
+    for (size_t k = 0; rc == 0 && k < plan->n_aggregates; k++) {
+        const Fedq__V1__Aggregate *ag = plan->aggregates[k];
+        if (!ag->column[0])
+            rc = fq_buf_append_str(&c->sql, ", COUNT(*), 0");
+        else if ((rc = call(c, ", COUNT(", ag->column, ")")) == 0)
+            rc = ag_cellstats_is_magnitude(ag->kind)
+                     ? call(c, ", COALESCE(SUM((", ag->column, ")::float8), 0)")
+                     : fq_buf_append_str(&c->sql, ", 0");
+    }
+    for (size_t k = 0; rc == 0 && k < plan->n_aggregates; k++) {
+        const Fedq__V1__Aggregate *ag = plan->aggregates[k];
+        if (ag->kind != FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM)
+            continue;
+        for (size_t b = 0; rc == 0 && b <= ag->n_edges; b++)
+            rc = bin_count(c, ag, b);
+    }
+    return rc;
+}
+
+/* One row per group and contributor (its identifier as text; without a
+ * contributor each record is one, named by its ctid). */
+static int
+compile_persons(struct pd_sql *c, const Fedq__V1__Plan *plan,
+                const struct ag_dataset_conf *d)
+{
+    int rc = fq_buf_append_str(&c->sql, "SELECT ");
+
+    for (size_t i = 0; rc == 0 && i < plan->n_group_by; i++) {
+        if ((rc = ident(c, plan->group_by[i])) == 0)
+            rc = fq_buf_append_str(&c->sql, ", ");
+    }
+    if (rc == 0)
+        rc = d->contributor
+                 ? call(c, "(", d->contributor, ")::text AS \"fq_who\"")
+                 : fq_buf_append_str(&c->sql, "ctid::text AS \"fq_who\"");
+    if (rc < 0 || (rc = person_values(c, plan)) < 0 ||
+        (rc = from_plain(c, plan, d->source.table, d->contributor)) < 0 ||
+        (rc = key_list(c, plan, " GROUP BY ")) < 0)
+        return rc;
+    return fq_buf_append_str(
+        &c->sql, plan->n_group_by ? ", \"fq_who\"" : " GROUP BY \"fq_who\"");
+}
+
+/* One row per group and unit of column m: keys..., the unit's total
+ * (rows without a unit are one unit, as GROUP BY has it). */
+static int
+compile_units(struct pd_sql *c, const Fedq__V1__Plan *plan,
+              const struct ag_dataset_conf *d, const char *m, const char *unit)
+{
+    int rc = fq_buf_append_str(&c->sql, "SELECT ");
+
+    for (size_t i = 0; rc == 0 && i < plan->n_group_by; i++) {
+        if ((rc = ident(c, plan->group_by[i])) == 0)
+            rc = fq_buf_append_str(&c->sql, ", ");
+    }
+    if (rc < 0 || (rc = call(c, "COALESCE(SUM((", m, ")::float8), 0)")) < 0 ||
+        (rc = from_plain(c, plan, d->source.table, m)) < 0 ||
+        (rc = key_list(c, plan, " GROUP BY ")) < 0 ||
+        (rc = fq_buf_append_str(&c->sql,
+                                plan->n_group_by ? ", " : " GROUP BY ")) < 0)
+        return rc;
+    return ident(c, unit);
+}
+
+/* Key column i of the row without allocating (text points into res). */
+static int
+peek_key(struct pd_run *r, const PGresult *res, int i, Fedq__V1__Literal *l)
+{
+    const Fedq__V1__Column *col =
+        fq_catalog_column(r->ds, r->plan->group_by[i]);
+
+    fedq__v1__literal__init(l);
+    if (PQgetisnull(res, 0, i))
+        return 0;
+    if (col && col->type == FEDQ__V1__VALUE_TYPE__VALUE_TYPE_INTEGER) {
+        l->value_case = FEDQ__V1__LITERAL__VALUE_INT_VALUE;
+        return get_int(r, res, i, &l->int_value);
+    }
+    l->value_case = FEDQ__V1__LITERAL__VALUE_TEXT_VALUE;
+    l->text_value = PQgetvalue(res, 0, i);
+    return 0;
+}
+
+struct pd_cells {
+    struct ag_cellstats *cs;
+    int64_t *counts, *bins;
+    double *totals;
+    size_t n_bins, unit_agg;
+};
+
+static int
+peek_keys(struct pd_run *r, const PGresult *res, Fedq__V1__Literal *lits,
+          Fedq__V1__Literal **key)
+{
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < r->plan->n_group_by; i++) {
+        key[i] = &lits[i];
+        rc = peek_key(r, res, (int)i, &lits[i]);
+    }
+    return rc;
+}
+
+static int
+changed(struct pd_run *r, int rc)
+{
+    if (rc == FQ_EPROTO)
+        snprintf(r->err, r->errlen,
+                 "the agency's database gave the disclosure statements a group "
+                 "its answer does not have");
+    return rc;
+}
+
+static int
+person_row(struct pd_run *r, const PGresult *res)
+{
+    struct pd_cells *pc = r->cells;
+    Fedq__V1__Literal lits[FQ_PLAN_MAX_GROUP_BY + 1];
+    Fedq__V1__Literal *key[FQ_PLAN_MAX_GROUP_BY + 1];
+    int col = (int)r->plan->n_group_by;
+    const char *who = PQgetvalue(res, 0, col);
+    size_t len = (size_t)PQgetlength(res, 0, col++);
+    int rc = peek_keys(r, res, lits, key);
+
+    for (size_t k = 0; rc == 0 && k < r->plan->n_aggregates; k++) {
+        if ((rc = get_int(r, res, col++, &pc->counts[k])) == 0)
+            rc = get_double(r, res, col++, &pc->totals[k]);
+    }
+    for (size_t b = 0; rc == 0 && b < pc->n_bins; b++)
+        rc = get_int(r, res, col++, &pc->bins[b]);
+    if (rc == 0)
+        rc = ag_cellstats_person(pc->cs, key, who, len, pc->counts, pc->totals,
+                                 pc->bins);
+    return changed(r, rc);
+}
+
+static int
+unit_row(struct pd_run *r, const PGresult *res)
+{
+    struct pd_cells *pc = r->cells;
+    Fedq__V1__Literal lits[FQ_PLAN_MAX_GROUP_BY + 1];
+    Fedq__V1__Literal *key[FQ_PLAN_MAX_GROUP_BY + 1];
+    double total;
+    int rc = peek_keys(r, res, lits, key);
+
+    if (rc == 0 &&
+        (rc = get_double(r, res, (int)r->plan->n_group_by, &total)) == 0)
+        rc = ag_cellstats_unit(pc->cs, key, pc->unit_agg, total);
+    return changed(r, rc);
+}
+
+/* A statement of its own, built by the caller into c (reset here). */
+static int
+run_cells(struct pd_run *r, PGconn *conn, struct pd_sql *c,
+          int (*fn)(struct pd_run *, const PGresult *))
+{
+    int rc = run(r, conn, c, fn);
+    fq_buf_release(&c->sql);
+    fq_buf_init(&c->sql, SQL_MAX);
+    c->n_binds = 0;
+    return rc;
+}
+
+static int
+disclosure_fields(struct pd_run *r, PGconn *conn,
+                  const struct ag_dataset_conf *d,
+                  const struct ag_cell_secret *secret)
+{
+    const Fedq__V1__Plan *plan = r->plan;
+    struct pd_sql c = {.arena = r->arena, .ds = r->ds};
+    struct pd_cells pc = {0};
+    int rc = ag_cellstats_new(plan, r->resp, secret, r->arena, &pc.cs);
+
+    fq_buf_init(&c.sql, SQL_MAX);
+    r->cells = &pc;
+    for (size_t k = 0; rc == 0 && k < plan->n_aggregates; k++) {
+        const Fedq__V1__Aggregate *ag = plan->aggregates[k];
+        const Fedq__V1__Column *col =
+            ag->column[0] ? fq_catalog_column(r->ds, ag->column) : NULL;
+        if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM)
+            pc.n_bins += ag->n_edges + 1;
+        if (!ag_cellstats_is_magnitude(ag->kind) || !col ||
+            !col->contributor_unit[0])
+            continue;
+        ag_cellstats_set_unit_fed(pc.cs, k);
+        pc.unit_agg = k;
+        if ((rc = compile_units(&c, plan, d, ag->column,
+                                col->contributor_unit)) == 0)
+            rc = run_cells(r, conn, &c, unit_row);
+    }
+    pc.counts = fq_arena_alloc(r->arena, (plan->n_aggregates + 1) * 8);
+    pc.totals = fq_arena_alloc(r->arena, (plan->n_aggregates + 1) * 8);
+    pc.bins = fq_arena_alloc(r->arena, (pc.n_bins + 1) * 8);
+    if (rc == 0 && (!pc.counts || !pc.totals || !pc.bins))
+        rc = FQ_ENOMEM;
+    if (rc == 0 && (rc = compile_persons(&c, plan, d)) == 0)
+        rc = run_cells(r, conn, &c, person_row);
+    if (rc == FQ_ENOMEM)
+        snprintf(r->err, r->errlen, "out of memory");
+    fq_buf_release(&c.sql);
     return rc;
 }
 
 int
 ag_pushdown_execute(const struct ag_dataset_conf *d,
                     const Fedq__V1__Dataset *ds, const Fedq__V1__Plan *plan,
-                    size_t max_groups, struct fq_arena *arena,
-                    Fedq__V1__ExecuteResponse *resp, char *err, size_t errlen)
+                    size_t max_groups, const struct ag_cell_secret *secret,
+                    struct fq_arena *arena, Fedq__V1__ExecuteResponse *resp,
+                    char *err, size_t errlen)
 {
     struct pd_sql c = {.arena = arena, .ds = ds};
     PGconn *conn = NULL;
@@ -1188,7 +1436,10 @@ ag_pushdown_execute(const struct ag_dataset_conf *d,
                        .resp = resp,
                        .err = err,
                        .errlen = errlen};
-    rc = run(&r, conn, &c);
+    if ((rc = run(&r, conn, &c, read_row)) == 0) {
+        finish_group(&r);
+        rc = disclosure_fields(&r, conn, d, secret);
+    }
     session_close(d, conn);
 out:
     fq_buf_release(&c.sql);

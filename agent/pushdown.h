@@ -17,9 +17,12 @@ struct Fedq__V1__Dataset;
 struct Fedq__V1__Plan;
 struct Fedq__V1__ExecuteResponse;
 
+struct ag_cell_secret;
+
 /*
  * Runs plan (checked against ds) in d's postgres source; fills
- * resp->groups in arena. 0, or FQ_ETOOBIG (more than max_groups, an
+ * resp->groups in arena, with the disclosure fields of cellstats.h (keyed
+ * with secret; NULL: keys 0). 0, or FQ_ETOOBIG (more than max_groups, an
  * integer overflow) / FQ_EIO (the database failed: the message says so
  * without the agency's SQL text) / FQ_EUNAVAIL (the database cannot be
  * reached) / FQ_ETIMEDOUT (the statement timeout, 30 s) / FQ_ENOMEM, with
@@ -28,6 +31,7 @@ struct Fedq__V1__ExecuteResponse;
 int ag_pushdown_execute(const struct ag_dataset_conf *d,
                         const struct Fedq__V1__Dataset *ds,
                         const struct Fedq__V1__Plan *plan, size_t max_groups,
+                        const struct ag_cell_secret *secret,
                         struct fq_arena *arena,
                         struct Fedq__V1__ExecuteResponse *resp, char *err,
                         size_t errlen);

@@ -16,7 +16,8 @@
 #
 # policy-key makes the Ed25519 key pair an agency signs its release policy
 # with (fedq policy sign); it needs no CA, since agents trust the public key
-# itself, not a certificate.
+# itself, not a certificate. cell-key makes the secret an agent derives its
+# record keys from (consistent perturbation); it never leaves the agency.
 set -euo pipefail
 
 PROG=${0##*/}
@@ -40,6 +41,8 @@ usage: $PROG [--force] COMMAND ARGS...
   policy-key DIR AGENCY       DIR/policy-AGENCY.key (Ed25519, 0600) and
                               DIR/policy-AGENCY.pub: the key the agency signs
                               its release policy with (fedq policy sign)
+  cell-key DIR AGENCY         DIR/cellkey-AGENCY.key (256 random bits, hex,
+                              0600): the agent's cell-key secret
   show FILE.crt               print subject, URI SAN, other SANs and validity
 
 Server certificates (gateway, agent) always carry DNS:localhost and
@@ -405,6 +408,34 @@ cmd_policy_key()
     echo "created policy key for $agency: $key (keep it offline) $pub"
 }
 
+# The cell-key secret: 256 random bits as 64 hex digits, kept by the agency
+# alone (its agent keys record keys for consistent perturbation with it).
+# Never reissued over an existing one without --force: a new secret changes
+# every perturbed value the federation publishes.
+cmd_cell_key()
+{
+    [ $# -eq 2 ] || die "usage: $PROG cell-key DIR AGENCY"
+    local dir=$1 agency=$2
+    check_name agency "$agency"
+    ensure_dir "$dir"
+    local key=$dir/cellkey-$agency.key
+    if [ -e "$key" ] && [ "$FORCE" -eq 0 ]; then
+        echo "exists: $key (kept; use --force to replace)"
+        return 0
+    fi
+    [ ! -e "$key" ] ||
+        echo "warning: a new cell-key secret changes every perturbed value; restart the agent" >&2
+    make_tmpdir
+    local tkey=$TMPDIR_PKI/cellkey-$agency.key
+    (
+        umask 077
+        openssl rand -hex 32 >"$tkey" 2>"$TMPDIR_PKI/err"
+    ) || die "cell-key secret generation failed: $(cat "$TMPDIR_PKI/err")"
+    chmod 600 -- "$tkey"
+    mv -f -- "$tkey" "$key"
+    echo "created cell-key secret for $agency: $key (the agent's alone)"
+}
+
 cmd_show()
 {
     [ $# -eq 1 ] || die "usage: $PROG show FILE.crt"
@@ -462,6 +493,7 @@ main()
     analyst) cmd_analyst "${rest[@]}" ;;
     steward) cmd_steward "${rest[@]}" ;;
     policy-key) cmd_policy_key "${rest[@]}" ;;
+    cell-key) cmd_cell_key "${rest[@]}" ;;
     show) cmd_show "${rest[@]}" ;;
     help) usage ;;
     *) die "unknown command '$cmd' (see --help)" ;;

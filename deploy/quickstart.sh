@@ -62,7 +62,10 @@ step "PKI: one CA for federation $FQ_FEDERATION, a certificate per party"
 pki=$FEDQ_HOME/pki
 "$REPO/deploy/pki.sh" init "$pki" "$FQ_FEDERATION"
 "$REPO/deploy/pki.sh" gateway "$pki"
-for a in $FQ_AGENCIES; do "$REPO/deploy/pki.sh" agent "$pki" "$a"; done
+for a in $FQ_AGENCIES; do
+    "$REPO/deploy/pki.sh" agent "$pki" "$a"
+    fq_cell_key "$a"
+done
 "$REPO/deploy/pki.sh" analyst "$pki" alice
 "$REPO/deploy/pki.sh" steward "$pki" dss sam
 

@@ -17,6 +17,8 @@
 #include "fq/buf.h"
 #include "fq/error.h"
 
+#include <math.h>
+
 #include <yaml.h>
 
 /* Bounds the tree whatever the byte count: "[[],[],...]" is cheap text. */
@@ -597,6 +599,38 @@ set_int64(struct cfg_ctx *c, const struct fq_cfg_directive *d, void *obj,
     return rc;
 }
 
+/* A finite decimal within [dmin, dmax]: "1", "0.5", "2.5e-1". */
+static int
+set_double(struct cfg_ctx *c, const struct fq_cfg_directive *d, void *obj,
+           const struct node *n)
+{
+    char text[64], found[CFG_QUOTE + 8], *end;
+    int rc = want_scalar(c, n, "a decimal number");
+    double v;
+
+    if (rc < 0)
+        return rc;
+    if (n->len == 0 || n->len >= sizeof(text))
+        return cfg_fail(c, FQ_EINVAL, n->line,
+                        "'%s' must be a decimal number, found %s", c->path,
+                        quote(n->text, n->len, found, sizeof(found)));
+    memcpy(text, n->text, n->len);
+    text[n->len] = '\0';
+    errno = 0;
+    v = strtod(text, &end);
+    if (*end || errno || !isfinite(v))
+        return cfg_fail(c, FQ_EINVAL, n->line,
+                        "'%s' must be a decimal number, found %s", c->path,
+                        quote(n->text, n->len, found, sizeof(found)));
+    if (v < d->dmin || v > d->dmax)
+        return cfg_fail(c, FQ_EINVAL, n->line,
+                        "'%s' must be from %g to %g, found %s", c->path,
+                        d->dmin, d->dmax,
+                        quote(n->text, n->len, found, sizeof(found)));
+    memcpy(field(obj, d), &v, sizeof(v));
+    return 0;
+}
+
 static int
 set_bool(struct cfg_ctx *c, const struct fq_cfg_directive *d, void *obj,
          const struct node *n)
@@ -876,6 +910,8 @@ map_value(struct cfg_ctx *c, const struct fq_cfg_directive *d, void *obj,
         return set_int64(c, d, obj, n);
     case FQ_CFG_BOOL:
         return set_bool(c, d, obj, n);
+    case FQ_CFG_DOUBLE:
+        return set_double(c, d, obj, n);
     case FQ_CFG_ENUM:
         return set_enum(c, d, obj, n);
     case FQ_CFG_STRLIST:
@@ -980,6 +1016,16 @@ map_default(struct cfg_ctx *c, const struct fq_cfg_directive *d, void *obj,
     if (d->type == FQ_CFG_STRLIST || d->type == FQ_CFG_LIST)
         return cfg_fail(c, FQ_EINVAL, line,
                         "bad table: '%s' cannot have a default", c->path);
+    /* A "not given" sentinel is outside the bounds on purpose: the
+     * table's check hook tells it from a value and sets the real one. */
+    if ((d->flags & FQ_CFG_DEFAULT_UNSET) && d->type == FQ_CFG_INT) {
+        int64_t v;
+        if (parse_int64(d->def, strlen(d->def), &v) < 0)
+            return cfg_fail(c, FQ_EINVAL, line, "bad default for '%s'",
+                            c->path);
+        memcpy(field(obj, d), &v, sizeof(v));
+        return 0;
+    }
     memset(&n, 0, sizeof(n));
     n.kind = NODE_SCALAR;
     n.line = line;
@@ -1242,6 +1288,9 @@ ref_type(const struct fq_cfg_directive *d, char *buf, size_t len)
         return;
     case FQ_CFG_BOOL:
         snprintf(buf, len, "boolean");
+        return;
+    case FQ_CFG_DOUBLE:
+        snprintf(buf, len, "decimal (%g..%g)", d->dmin, d->dmax);
         return;
     case FQ_CFG_ENUM:
         snprintf(buf, len, "one of %s",

@@ -28,6 +28,9 @@
 #define POLICY_MAX_VERSION 1000000000
 
 static const char *const review_names[] = {"none", "every_query", NULL};
+static const char *const zero_names[] = {"release", "suppress", NULL};
+static const char *const perturb_names[] = {"cell_key", "none", NULL};
+#define UNSET_TEXT "-1" /* an INT release parameter that was not given */
 
 /* Indexed by Fedq__V1__AggregateKind; policies spell kinds this way. */
 static const char *const aggregate_names[] = {
@@ -96,8 +99,112 @@ static const struct fq_cfg_directive release_table[] = {
      .min = 1,
      .max = POLICY_TEXT_MAX,
      .doc = "why this threshold (the agreement's clause, a standard)"},
-    /* No default in the table: absent must be told from given, since a
-     * given budget needs its rationale; check_release sets the default. */
+    /* Defaults are sentinels: absent must be told from given, since a
+     * given parameter needs its rationale; check_release sets the real
+     * defaults. */
+    {.key = "zero_cells",
+     .type = FQ_CFG_ENUM,
+     .offset = offsetof(struct fq_policy_release, zero_cells),
+     .names = zero_names,
+     .doc = "release (default) or suppress cells whose true value is 0"},
+    {.key = "zero_cells_rationale",
+     .type = FQ_CFG_STRING,
+     .offset = offsetof(struct fq_policy_release, zero_cells_rationale),
+     .min = 1,
+     .max = POLICY_TEXT_MAX,
+     .doc = "why (required with zero_cells)"},
+    {.key = "dominance_min_units",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct fq_policy_release, dominance_min_units),
+     .min = 1,
+     .max = 1000,
+     .def = UNSET_TEXT,
+     .flags = FQ_CFG_DEFAULT_UNSET,
+     .doc = "magnitude cells with fewer contributor units are suppressed "
+            "(default 3)"},
+    {.key = "dominance_top_percent",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct fq_policy_release, dominance_top_percent),
+     .min = 1,
+     .max = 100,
+     .def = UNSET_TEXT,
+     .flags = FQ_CFG_DEFAULT_UNSET,
+     .doc = "magnitude cells whose largest unit holds this % or more are "
+            "suppressed (default 80)"},
+    {.key = "p_percent",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct fq_policy_release, p_percent),
+     .min = 0,
+     .max = 100,
+     .def = UNSET_TEXT,
+     .flags = FQ_CFG_DEFAULT_UNSET,
+     .doc = "the p% rule: suppressed when the total less the two largest "
+            "is under p % of the largest (default 0: off)"},
+    {.key = "dominance_rationale",
+     .type = FQ_CFG_STRING,
+     .offset = offsetof(struct fq_policy_release, dominance_rationale),
+     .min = 1,
+     .max = POLICY_TEXT_MAX,
+     .doc = "why (required with any dominance parameter)"},
+    {.key = "protection_level",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct fq_policy_release, protection_level),
+     .min = 0,
+     .max = POLICY_MIN_CELL,
+     .def = UNSET_TEXT,
+     .flags = FQ_CFG_DEFAULT_UNSET,
+     .doc = "a suppressed count's feasible interval, given everything "
+            "released, is at least this wide (default 5)"},
+    {.key = "protection_percent",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct fq_policy_release, protection_percent),
+     .min = 0,
+     .max = 100,
+     .def = UNSET_TEXT,
+     .flags = FQ_CFG_DEFAULT_UNSET,
+     .doc = "a suppressed magnitude's interval is at least this % of its "
+            "value (default 10)"},
+    {.key = "protection_rationale",
+     .type = FQ_CFG_STRING,
+     .offset = offsetof(struct fq_policy_release, protection_rationale),
+     .min = 1,
+     .max = POLICY_TEXT_MAX,
+     .doc = "why (required with a protection parameter)"},
+    {.key = "perturbation",
+     .type = FQ_CFG_ENUM,
+     .offset = offsetof(struct fq_policy_release, perturbation),
+     .names = perturb_names,
+     .doc = "cell_key (default: consistent noise from the federation's "
+            "perturbation table) or none (exact counts)"},
+    {.key = "rounding_base",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct fq_policy_release, rounding_base),
+     .min = 1,
+     .max = 10,
+     .def = UNSET_TEXT,
+     .flags = FQ_CFG_DEFAULT_UNSET,
+     .doc = "consistent random rounding of released counts to this base "
+            "(3 or 5; default 1: none)"},
+    {.key = "perturbation_rationale",
+     .type = FQ_CFG_STRING,
+     .offset = offsetof(struct fq_policy_release, perturbation_rationale),
+     .min = 1,
+     .max = POLICY_TEXT_MAX,
+     .doc = "why (required with perturbation or rounding_base)"},
+    {.key = "decimals",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct fq_policy_release, decimals),
+     .min = 0,
+     .max = 6,
+     .def = UNSET_TEXT,
+     .flags = FQ_CFG_DEFAULT_UNSET,
+     .doc = "decimal places of means and variances (default 2)"},
+    {.key = "decimals_rationale",
+     .type = FQ_CFG_STRING,
+     .offset = offsetof(struct fq_policy_release, decimals_rationale),
+     .min = 1,
+     .max = POLICY_TEXT_MAX,
+     .doc = "why (required with decimals)"},
     {.key = "cell_budget",
      .type = FQ_CFG_INT,
      .offset = offsetof(struct fq_policy_release, cell_budget),
@@ -338,14 +445,56 @@ check_dataset(void *obj, struct fq_cfg_error *err)
     return 0;
 }
 
+/* A parameter group given needs its rationale; one left out gets its
+ * defaults. -1 (UNSET_TEXT) marks an integer left out. */
+static int
+check_group(const char *what, bool given, const char *rationale,
+            struct fq_cfg_error *err)
+{
+    if (!given && !rationale)
+        return 0;
+    if (!rationale)
+        FQ_CFG_FAIL(err, "%s needs %s_rationale", what, what);
+    if (blank(rationale))
+        FQ_CFG_FAIL(err, "%s_rationale must say why", what);
+    return 0;
+}
+
+static void
+default_int(int64_t *v, int64_t def)
+{
+    if (*v < 0)
+        *v = def;
+}
+
 /* A parameter without a reason cannot be reviewed, so none is accepted. */
 static int
 check_release(void *obj, struct fq_cfg_error *err)
 {
     struct fq_policy_release *r = obj;
+    bool dom = r->dominance_min_units >= 0 || r->dominance_top_percent >= 0 ||
+               r->p_percent >= 0;
+    bool prot = r->protection_level >= 0 || r->protection_percent >= 0;
+    bool pert =
+        r->perturbation != FQ_POLICY_PERTURB_CELL_KEY || r->rounding_base >= 0;
 
     if (blank(r->min_cell_count_rationale))
         FQ_CFG_FAIL(err, "min_cell_count_rationale must say why");
+    if (check_group("zero_cells", r->zero_cells != FQ_POLICY_ZERO_RELEASE,
+                    r->zero_cells_rationale, err) < 0 ||
+        check_group("dominance", dom, r->dominance_rationale, err) < 0 ||
+        check_group("protection", prot, r->protection_rationale, err) < 0 ||
+        check_group("perturbation", pert, r->perturbation_rationale, err) < 0 ||
+        check_group("decimals", r->decimals >= 0, r->decimals_rationale, err) <
+            0)
+        return FQ_EINVAL;
+    default_int(&r->dominance_min_units, FQ_POLICY_DOMINANCE_UNITS_DEFAULT);
+    default_int(&r->dominance_top_percent, FQ_POLICY_DOMINANCE_PERCENT_DEFAULT);
+    default_int(&r->p_percent, 0);
+    default_int(&r->protection_level, FQ_POLICY_PROTECTION_DEFAULT);
+    default_int(&r->protection_percent, FQ_POLICY_PROTECTION_PCT_DEFAULT);
+    default_int(&r->rounding_base, 1);
+    default_int(&r->decimals, FQ_POLICY_DECIMALS_DEFAULT);
     if (r->cell_budget == 0) { /* not given (the bounds refuse 0) */
         r->cell_budget = FQ_POLICY_CELL_BUDGET_DEFAULT;
     } else if (!r->cell_budget_rationale) {

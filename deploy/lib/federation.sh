@@ -66,6 +66,14 @@ fq_running() {
 # $FEDQ_HOME/etc/policy-AGENCY.yaml and signed with that key by FEDQ (the
 # fedq binary): what the agent's policy: section and the gateway's
 # policy_key name. Agents serve nothing without it.
+# fq_cell_key AGENCY: the agency's cell-key secret in $FEDQ_HOME/pki (made
+# once, kept by later runs: a new one changes every perturbed value), which
+# its agent configuration's cell_key_secret names.
+fq_cell_key() {
+    "$FQ_REPO/deploy/pki.sh" cell-key "$FEDQ_HOME/pki" "$1" >/dev/null ||
+        fq_die "cannot make the cell-key secret of $1"
+}
+
 fq_sign_policy() {
     local fedq=$1 agency=$2
     local src=${3:-$FQ_REPO/deploy/examples/etc/policy-$agency.yaml}

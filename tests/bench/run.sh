@@ -141,7 +141,10 @@ mkdir -p "$FEDQ_HOME"/{pki,etc,run,log}
 pki=$FEDQ_HOME/pki
 "$REPO/deploy/pki.sh" init "$pki" "$FQ_FEDERATION" >/dev/null
 "$REPO/deploy/pki.sh" gateway "$pki" >/dev/null
-for a in dss $FQ_AGENCIES; do "$REPO/deploy/pki.sh" agent "$pki" "$a" >/dev/null; done
+for a in dss $FQ_AGENCIES; do
+    "$REPO/deploy/pki.sh" agent "$pki" "$a" >/dev/null
+    fq_cell_key "$a"
+done
 "$REPO/deploy/pki.sh" analyst "$pki" alice >/dev/null
 
 # Agents serve only under a signed policy: each agency gets the example dss
@@ -161,6 +164,7 @@ agent_config() {
     sed -e "s|^agency: dss\$|agency: $1|" \
         -e "s|agency-dss\\.|agency-$1.|" \
         -e "s|policy-dss\\.|policy-$1.|g" \
+        -e "s|cellkey-dss\\.|cellkey-$1.|" \
         -e "s|sqlite: .*|sqlite: $2|" \
         "$REPO/deploy/examples/etc/agent-dss.yaml" >"$3"
 }

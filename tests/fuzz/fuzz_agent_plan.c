@@ -35,6 +35,7 @@ cleanup(void)
 static const char config[] =
     "agency: fz\nfederation: fuzz.test\n"
     "tls: {ca: x, cert: x, key: x}\n"
+    "cell_key_secret: x\n"
     "datasets:\n"
     "  - name: t\n"
     "    contributor: person_id\n"

@@ -374,7 +374,8 @@ def pushdown_parameterised(h):
             check(any(lit in s for s in params),
                   f"literal {lit!r} not among the bound parameters "
                   f"{params[:3]}")
-        check("BEGIN READ ONLY" in text, "no read-only transaction logged")
+        check("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" in text,
+              "no read-only transaction logged")
     finally:
         cluster.psql("ALTER SYSTEM RESET log_statement",
                      "SELECT pg_reload_conf()", user="postgres")

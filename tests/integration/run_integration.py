@@ -310,6 +310,7 @@ class Harness:
             self.pki_sh("agent", str(self.pki), a)
         for a in sorted(set(AGENCIES + EXAMPLE_AGENCIES)):
             self.pki_sh("policy-key", str(self.pki), a)
+            self.pki_sh("cell-key", str(self.pki), a)
         self.pki_sh("analyst", str(self.pki), "alice")
         self.pki_sh("analyst", str(self.pki), "bob")  # in no policy
         self.pki_sh("steward", str(self.pki), "dol", "bob")
@@ -806,7 +807,8 @@ def agent_config(h, agency, run_dir, datasets=None, listen="127.0.0.1:0",
     datasets = CATALOG[agency] if datasets is None else datasets
     cfg = {"agency": agency, "federation": FED, "listen": listen,
            "run_dir": str(run_dir), "tls": h.tls(f"agency-{agency}"),
-           "review_dir": str(Path(run_dir) / f"reviews-{agency}")}
+           "review_dir": str(Path(run_dir) / f"reviews-{agency}"),
+           "cell_key_secret": str(h.pki / f"cellkey-{agency}.key")}
     if policy == "test":
         cfg["policy"] = policy_section(h, agency, test_policy_path(h, agency))
     elif isinstance(policy, dict):
@@ -1707,6 +1709,7 @@ def agent_lines(h, agency="dol", table="t_wages"):
         "policy:",                                        # 29
         f"  file: {test_policy_path(h, agency)}",         # 30
         f"  public_key: {h.pki / f'policy-{agency}.pub'}",  # 31
+        f"cell_key_secret: {h.pki / f'cellkey-{agency}.key'}",  # 32
     ]
 
 
@@ -1755,6 +1758,24 @@ def loose_key(h):
     return p / "agency-dol.key"
 
 
+def loose_secret(h):
+    """A copy of dol's cell-key secret readable by the group."""
+    p = h.root / "pki-loose"
+    p.mkdir(exist_ok=True)
+    shutil.copy2(h.pki / "cellkey-dol.key", p / "cellkey-dol.key")
+    os.chmod(p / "cellkey-dol.key", 0o640)
+    return p / "cellkey-dol.key"
+
+
+def bad_secret(h):
+    """A private file that is not 64 hex digits (one short)."""
+    p = h.root / "pki-loose" / "cellkey-short.key"
+    p.parent.mkdir(exist_ok=True)
+    p.write_text("ab" * 31 + "\n")
+    os.chmod(p, 0o600)
+    return p
+
+
 def agent_bad_cases(h):
     L = agent_lines(h)
     return [
@@ -1792,6 +1813,18 @@ def agent_bad_cases(h):
         # libyaml notices the missing ']' on the next line.
         ("yaml syntax", replace(L, 24, "          codes: [2024Q1, 2024Q2"),
          25, []),
+        # The cell-key secret: required, private, 256 bits in hex; its
+        # errors name the key and the file (at the top mapping's line).
+        ("no cell-key secret", delete(L, 32), 2, ["cell_key_secret"]),
+        ("group-readable secret",
+         replace(L, 32, f"cell_key_secret: {loose_secret(h)}"), 2,
+         ["cell_key_secret", "readable by group or others"]),
+        ("secret not hex",
+         replace(L, 32, f"cell_key_secret: {bad_secret(h)}"), 2,
+         ["cell_key_secret", "64 hex digits"]),
+        ("no such secret",
+         replace(L, 32, f"cell_key_secret: {h.root / 'nosuch.key'}"), 2,
+         ["cell_key_secret", "nosuch.key"]),
     ]
 
 

@@ -4,14 +4,16 @@
  * plans (every aggregate, nested AND/OR/NOT filters with NULLs, IN,
  * BETWEEN, text ranges, literals outside the data, 0 to 3 GROUP BY
  * columns) run through the SQLite reference (ag_execute) and the engine on
- * 1 and 3 threads, compared group by group. Then the limits: groups,
- * memory, integer overflow, and empty answers.
+ * 1 and 3 threads, compared group by group, the disclosure fields too
+ * (contributors and cell keys under one secret, unit totals). Then the
+ * limits: groups, memory, integer overflow, and empty answers.
  */
 #include "fq/compat.h"
 #include "fq/arena.h"
 #include "fq/error.h"
 #include "fq/plan.h"
 #include "agent.h"
+#include "cellkey.h"
 #include "engine.h"
 #include "engine_internal.h"
 #include "extract.h"
@@ -42,6 +44,7 @@ enum {
     C_BIG,
     C_SCORE,
     C_DAY,
+    C_EMP,
     N_COLS
 };
 
@@ -64,6 +67,7 @@ static const struct tcol tcols[N_COLS] = {
     {"big", AG_TYPE_INTEGER, AG_ROLE_MEASURE},
     {"score", AG_TYPE_DECIMAL, AG_ROLE_MEASURE},
     {"day", AG_TYPE_DATE, AG_ROLE_DATE},
+    {"employer_id", AG_TYPE_TEXT, AG_ROLE_IDENTIFIER},
 };
 
 /* Towns in no particular order: byte order puts "Zed" before "a" and the
@@ -77,6 +81,14 @@ struct row {
     double d[N_COLS];
     char s[N_COLS][TEXT_MAX];
 };
+
+/* One secret for both engines: their cell keys must agree, unless the
+ * extract's contributor is another column than the catalog's (x_nn). */
+static struct ag_cell_secret test_secret;
+static bool keys_comparable = true;
+/* Fields compared that were not trivially 0: the comparison means
+ * something. */
+static size_t seen_keys, seen_units;
 
 struct fixture {
     char dir[64];
@@ -144,6 +156,9 @@ row_random(struct row *r, uint64_t *s, int persons)
     r->null[C_DAY] = chance(s, 5);
     snprintf(r->s[C_DAY], TEXT_MAX, "2023-%02d-%02d", (int)rnd_in(s, 1, 12),
              (int)rnd_in(s, 1, 28));
+    /* a few employers, each with many persons: units of their own */
+    r->null[C_EMP] = chance(s, 3);
+    snprintf(r->s[C_EMP], TEXT_MAX, "E%02d", (int)rnd_in(s, 0, 30));
 }
 
 /* NULL persons first, then by byte order: the extract's code order. */
@@ -193,11 +208,11 @@ write_sqlite(const char *path, const struct row *rows, size_t n)
                  "CREATE TABLE %s(person_id TEXT, pid INTEGER, town TEXT, "
                  "year INTEGER, month TEXT, sex INTEGER, code INTEGER, "
                  "hh INTEGER, wages INTEGER, big INTEGER, score REAL, "
-                 "day TEXT)",
+                 "day TEXT, employer_id TEXT)",
                  k ? "t2" : "t");
         assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
         snprintf(sql, sizeof(sql),
-                 "INSERT INTO %s VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 "INSERT INTO %s VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                  k ? "t2" : "t");
         assert_int_equal(sqlite3_prepare_v2(db, sql, -1, &st[k], NULL),
                          SQLITE_OK);
@@ -435,10 +450,12 @@ extract_free(struct ag_extract *x)
     "      - {name: wages, role: measure, type: integer,\n"             \
     "         bounds: {min: -1000, max: 100000}, quantile_bins: 50}\n"  \
     "      - {name: big, role: measure, type: integer,\n"               \
-    "         bounds: {min: -281474976710656, max: 281474976710656}}\n" \
+    "         bounds: {min: -281474976710656, max: 281474976710656},\n" \
+    "         contributor_unit: employer_id}\n"                         \
     "      - {name: score, role: measure, type: decimal,\n"             \
     "         bounds: {min: -1000, max: 1000}}\n"                       \
-    "      - {name: day, role: date, type: date}\n"
+    "      - {name: day, role: date, type: date}\n"                     \
+    "      - {name: employer_id, role: identifier, type: text}\n"
 
 static const char config_yaml[] =
     "agency: dol\n"
@@ -453,7 +470,8 @@ static const char config_yaml[] =
     "    source: {sqlite: d.sqlite, table: t}\n" COLUMNS_YAML "  - name: nn\n"
     "    contributor: person_id\n"
     "    engine: sqlite\n"
-    "    source: {sqlite: d.sqlite, table: t2}\n" COLUMNS_YAML;
+    "    source: {sqlite: d.sqlite, table: t2}\n" COLUMNS_YAML
+    "cell_key_secret: ck.key\n";
 
 static void
 catalog_open(struct fixture *f)
@@ -474,6 +492,9 @@ catalog_open(struct fixture *f)
         print_error("%s\n", f->err);
     assert_non_null(f->cat);
     ag_catalog_adopt_config(f->cat, cfg);
+    static const uint8_t key[AG_CELL_SECRET_LEN] = {1, 2, 3, 4, 5, 6, 7, 8};
+    assert_int_equal(ag_cell_secret_set(&test_secret, key), 0);
+    ag_catalog_set_secret(f->cat, &test_secret);
     f->ds = ag_catalog_find(f->cat, "w", &src);
     f->ds_nc = ag_catalog_find(f->cat, "nc", &src);
     f->ds_nn = ag_catalog_find(f->cat, "nn", &src);
@@ -530,6 +551,7 @@ teardown(void **state)
     extract_free(f->x_nn);
     extract_free(f->x_nn_wide);
     ag_catalog_unref(f->cat);
+    ag_cell_secret_release(&test_secret);
     free(f->rows);
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
     if (system(cmd) != 0)
@@ -892,6 +914,30 @@ same_arr(const void *a, const void *b, size_t n, size_t size)
     return n == 0 || memcmp(a, b, n * size) == 0;
 }
 
+/* The disclosure fields (cellstats.h). */
+static const char *
+cells_diff(const Fedq__V1__AggregateState *a, const Fedq__V1__AggregateState *b)
+{
+    if (a->contributors != b->contributors)
+        return "aggregate contributors";
+    if (keys_comparable && a->cell_key != b->cell_key)
+        return "cell_key";
+    if (a->n_bin_cell_keys != b->n_bin_cell_keys ||
+        (keys_comparable &&
+         !same_arr(a->bin_cell_keys, b->bin_cell_keys, a->n_bin_cell_keys,
+                   sizeof(*a->bin_cell_keys))))
+        return "bin_cell_keys";
+    if (a->units != b->units)
+        return "units";
+    if (!close_enough(a->top1, b->top1) || !close_enough(a->top2, b->top2))
+        return "top contributions";
+    if (!close_enough(a->abs_total, b->abs_total))
+        return "abs_total";
+    seen_keys += a->cell_key != 0;
+    seen_units += a->units > 1 && a->top2 > 0;
+    return NULL;
+}
+
 /* Where two answers differ, or NULL. */
 static const char *
 state_diff(const Fedq__V1__AggregateState *a, const Fedq__V1__AggregateState *b)
@@ -919,7 +965,7 @@ state_diff(const Fedq__V1__AggregateState *a, const Fedq__V1__AggregateState *b)
         !same_arr(a->sketch_counts, b->sketch_counts, a->n_sketch_bins,
                   sizeof(*a->sketch_counts)))
         return "sketch";
-    return NULL;
+    return cells_diff(a, b);
 }
 
 static const char *
@@ -976,7 +1022,8 @@ run_engine(const struct ag_extract *x, const Fedq__V1__Dataset *ds,
            size_t max_memory, struct fq_arena *a,
            Fedq__V1__ExecuteResponse *resp, char *err, size_t errlen)
 {
-    struct ag_engine_limits lim = {max_groups, threads, max_memory};
+    struct ag_engine_limits lim = {max_groups, threads, max_memory,
+                                   &test_secret};
     fedq__v1__execute_response__init(resp);
     err[0] = '\0';
     return ag_engine_execute(x, ds, plan, &lim, a, resp, err, errlen);
@@ -1039,7 +1086,10 @@ static void
 test_random_plans(void **state)
 {
     struct fixture *f = *state;
+    seen_keys = seen_units = 0;
     random_plans(f, f->x, f->ds, 1, N_PLANS, false);
+    assert_true(seen_keys > 100);
+    assert_true(seen_units > 100);
 }
 
 /* Every column in its widest width: the other kernels. */
@@ -1263,9 +1313,12 @@ static void
 test_random_counts(void **state)
 {
     struct fixture *f = *state;
+    /* x_nn's contributor is pid: the same persons under other names */
+    keys_comparable = false;
     random_plans(f, f->x_nn, f->ds_nn, 300000, N_PLANS / 4, true);
-    random_plans(f, f->x_nn_wide, f->ds_nn, 400000, N_PLANS / 4, true);
     random_plans(f, f->x_nn, f->ds_nn, 300001, N_PLANS / 4, false);
+    keys_comparable = true;
+    random_plans(f, f->x_nn_wide, f->ds_nn, 400000, N_PLANS / 4, true);
 }
 
 static const struct ag_dataset_conf *

@@ -42,6 +42,7 @@ enum fq_cfg_type {
     FQ_CFG_LINE,     /* not a key: stores the mapping's source line (int) */
     FQ_CFG_INLINE,   /* not a key: sub's keys belong to this mapping and map
                         into the struct embedded at offset (shared tables) */
+    FQ_CFG_DOUBLE,   /* double within [dmin, dmax]; finite only */
 };
 
 #define FQ_CFG_REQUIRED 0x1u
@@ -75,6 +76,7 @@ struct fq_cfg_directive {
     size_t count_offset;   /* LIST, STRLIST: offset of the size_t count */
     fq_cfg_check_fn check; /* SECTION, LIST: run per mapped element */
     const char *doc;       /* one line for the configuration reference */
+    double dmin, dmax;     /* DOUBLE: bounds */
 };
 
 /*

@@ -30,7 +30,16 @@
  *         release:
  *           min_cell_count: 11
  *           min_cell_count_rationale: "..."
- *           cell_budget: 50000         # optional, default 10000
+ *           # each optional, with its rationale when given:
+ *           zero_cells: release          # or suppress (+ _rationale)
+ *           dominance_min_units: 3       # dominance_top_percent: 80,
+ *           p_percent: 0                 # dominance_rationale
+ *           protection_level: 5          # protection_percent: 10,
+ *                                        # protection_rationale
+ *           perturbation: cell_key       # or none; rounding_base: 1, 3, 5;
+ *                                        # perturbation_rationale
+ *           decimals: 2                  # decimals_rationale
+ *           cell_budget: 50000           # default 10000
  *           cell_budget_rationale: "..." # required with cell_budget
  *         review: none                 # or every_query
  *         pool_with: [dol]             # agencies results may be pooled with
@@ -62,13 +71,56 @@ struct fq_policy_dataset {
     size_t n_aggregates;
 };
 
-/* cell_budget when the agreement sets none. */
-#define FQ_POLICY_CELL_BUDGET_DEFAULT 10000
+/* Defaults of the release parameters an agreement leaves out; each is
+ * explained in docs/disclosure-control.md, which stands as their
+ * rationale. */
+#define FQ_POLICY_CELL_BUDGET_DEFAULT       10000
+#define FQ_POLICY_DOMINANCE_UNITS_DEFAULT   3 /* the "80/3" rule */
+#define FQ_POLICY_DOMINANCE_PERCENT_DEFAULT 80
+#define FQ_POLICY_PROTECTION_DEFAULT        5  /* counts: interval width */
+#define FQ_POLICY_PROTECTION_PCT_DEFAULT    10 /* magnitudes: % of value */
+#define FQ_POLICY_DECIMALS_DEFAULT          2
 
+enum fq_policy_zero { FQ_POLICY_ZERO_RELEASE, FQ_POLICY_ZERO_SUPPRESS };
+enum fq_policy_perturb { FQ_POLICY_PERTURB_CELL_KEY, FQ_POLICY_PERTURB_NONE };
+
+/*
+ * What an agreement lets the federation release (docs/disclosure-control.md
+ * says how each is applied). Every parameter given needs its rationale;
+ * one left out takes the default above, whose rationale is the documented
+ * one. Where several agencies pool a cell, the strictest of their values
+ * applies to it.
+ */
 struct fq_policy_release {
     int line;
     int64_t min_cell_count;
     char *min_cell_count_rationale; /* required */
+    /* Zeros: released (default), or suppressed like small counts. */
+    int zero_cells; /* enum fq_policy_zero */
+    char *zero_cells_rationale;
+    /* Magnitude cells (SUM, and AVG, VAR, STDDEV with it): suppressed with
+     * fewer than dominance_min_units contributor units, or when the
+     * largest holds dominance_top_percent % or more of the total, or (with
+     * p_percent > 0) when the rest less the second largest would tell the
+     * largest within p %. */
+    int64_t dominance_min_units;
+    int64_t dominance_top_percent;
+    int64_t p_percent; /* 0: the p% rule is off */
+    char *dominance_rationale;
+    /* Secondary suppression: every suppressed count's feasible interval at
+     * least protection_level wide, a magnitude's at least
+     * protection_percent % of its value. */
+    int64_t protection_level;
+    int64_t protection_percent;
+    char *protection_rationale;
+    /* Released counts: perturbed by the cell-key method (default), or
+     * exact; then randomly rounded to rounding_base (1: not rounded). */
+    int perturbation; /* enum fq_policy_perturb */
+    int64_t rounding_base;
+    char *perturbation_rationale;
+    /* Decimal places of derived statistics (AVG, VAR, STDDEV). */
+    int64_t decimals;
+    char *decimals_rationale;
     /* The most distinct cells one analyst may have released from one
      * dataset of the agency per data vintage (the gateway's ledger,
      * gateway/budget.c); FQ_POLICY_CELL_BUDGET_DEFAULT when not given. */
