@@ -151,6 +151,25 @@ json_policies(const Fedq__V1__QueryResponse *r)
     fputs("],\n", stdout);
 }
 
+/* The published rules, as in the protocol (absent from an old gateway). */
+static void
+json_rules(const Fedq__V1__DisclosureRules *d)
+{
+    if (!d)
+        return;
+    printf(",\n  \"rules\": {\"min_cell_count\": %u, \"zeros_suppressed\": "
+           "%s, \"dominance_min_units\": %u, \"dominance_top_percent\": %u, "
+           "\"p_percent\": %u, \"perturbed\": %s, \"max_deviation\": %u, "
+           "\"noise_variance\": %.17g, \"magnitude_percent\": %u, "
+           "\"rounding_base\": %u, \"protection_level\": %u, "
+           "\"protection_percent\": %u, \"decimals\": %u}",
+           d->min_cell_count, d->zeros_suppressed ? "true" : "false",
+           d->dominance_min_units, d->dominance_top_percent, d->p_percent,
+           d->perturbed ? "true" : "false", d->max_deviation, d->noise_variance,
+           d->magnitude_percent, d->rounding_base, d->protection_level,
+           d->protection_percent, d->decimals);
+}
+
 static void
 print_json(const Fedq__V1__QueryResponse *r)
 {
@@ -194,7 +213,9 @@ print_json(const Fedq__V1__QueryResponse *r)
     }
     fputs("],\n  \"pending\": [", stdout);
     json_strings(r->pending, r->n_pending);
-    printf("],\n  \"min_cell_count\": %u\n}\n", r->min_cell_count);
+    printf("],\n  \"min_cell_count\": %u", r->min_cell_count);
+    json_rules(r->rules);
+    fputs("\n}\n", stdout);
 }
 
 /* How fresh each agency's data is: its extract's time, or "live". */
@@ -232,6 +253,28 @@ print_policies(struct fq_arena *a, const Fedq__V1__QueryResponse *r)
                          : "none reported");
 }
 
+/* The published rules the table was released under (no cell's reason:
+ * a suppressed cell says only that it is). */
+static void
+print_rules(const Fedq__V1__DisclosureRules *d, uint32_t k)
+{
+    if (!d) {
+        printf("cells of fewer than %u contributors are suppressed\n", k);
+        return;
+    }
+    printf("rules: cells of fewer than %u contributors suppressed; sums "
+           "dominated by fewer than %u contributors or one of %u%% or more "
+           "suppressed\n",
+           d->min_cell_count, d->dominance_min_units, d->dominance_top_percent);
+    if (d->perturbed)
+        printf("perturbed: counts within %u of the truth (never below %u), "
+               "sums within %u%% of their largest contribution; the same "
+               "cells always get the same values; totals need not add up\n",
+               d->max_deviation, d->min_cell_count, d->magnitude_percent);
+    if (d->rounding_base > 1)
+        printf("rounded: counts to multiples of %u\n", d->rounding_base);
+}
+
 /* What the table does not say: who answered, and the rule applied. */
 static void
 print_footer(struct fq_arena *a, const Fedq__V1__QueryResponse *r)
@@ -244,9 +287,9 @@ print_footer(struct fq_arena *a, const Fedq__V1__QueryResponse *r)
             suppressed += r->rows[k]->cells[i]->status ==
                           FEDQ__V1__CELL_STATUS__CELL_STATUS_SUPPRESSED;
     }
-    printf("\n%zu rows from %s; %zu suppressed cells (fewer than %u "
-           "contributors); query %s\n",
-           r->n_rows, agencies, suppressed, r->min_cell_count, r->query_id);
+    printf("\n%zu rows from %s; %zu suppressed cells; query %s\n", r->n_rows,
+           agencies, suppressed, r->query_id);
+    print_rules(r->rules, r->min_cell_count);
     print_vintages(a, r);
     print_policies(a, r);
     for (size_t i = 0; i < r->n_columns; i++) {

@@ -10,7 +10,7 @@ PKGS=(
     clang libclang-rt-14-dev clang-format
     libgrpc-dev protobuf-c-compiler libprotobuf-c-dev protobuf-compiler
     libssl-dev openssl libyaml-dev libsqlite3-dev sqlite3 libcmocka-dev
-    libsodium-dev libpq-dev postgresql
+    libsodium-dev libpq-dev postgresql libglpk-dev glpk-utils
     python3 python3-grpcio python3-grpc-tools python3-protobuf python3-yaml
     procps psmisc iproute2
 )

@@ -40,7 +40,8 @@ merge_moments(Fedq__V1__AggregateState *d, const Fedq__V1__AggregateState *s)
     d->mean += delta * nb / n;
 }
 
-/* Bin counts add up bin by bin (the shapes were checked by gather). */
+/* Bin counts add up bin by bin, and the bins' cell keys mod 2^32 (the
+ * shapes were checked by gather). */
 static int
 merge_bins(Fedq__V1__AggregateState *d, const Fedq__V1__AggregateState *s)
 {
@@ -48,6 +49,34 @@ merge_bins(Fedq__V1__AggregateState *d, const Fedq__V1__AggregateState *s)
         if (add_checked(&d->bins[b], s->bins[b]) < 0 ||
             add_checked(&d->bin_contributors[b], s->bin_contributors[b]) < 0)
             return FQ_ETOOBIG;
+        d->bin_cell_keys[b] += s->bin_cell_keys[b];
+    }
+    return 0;
+}
+
+/*
+ * The disclosure fields: contributors and units add up (agencies hold
+ * disjoint populations), cell keys add mod 2^32, and the pooled two
+ * largest unit totals are the two largest of the agencies' (each agency's
+ * units are its own), so the pooled dominance rule is exact.
+ */
+static int
+merge_cells(Fedq__V1__AggregateState *d, const Fedq__V1__AggregateState *s)
+{
+    const double top[2] = {s->top1, s->top2};
+
+    if (add_checked(&d->contributors, s->contributors) < 0 ||
+        add_checked(&d->units, s->units) < 0)
+        return FQ_ETOOBIG;
+    d->cell_key += s->cell_key;
+    d->abs_total += s->abs_total;
+    for (int k = 0; k < 2; k++) {
+        if (top[k] > d->top1) {
+            d->top2 = d->top1;
+            d->top1 = top[k];
+        } else if (top[k] > d->top2) {
+            d->top2 = top[k];
+        }
     }
     return 0;
 }
@@ -100,6 +129,8 @@ merge_into(struct fq_arena *a, Fedq__V1__PartialGroup *dst,
         d->decimal_sum += s->decimal_sum;
         if ((rc = add_checked(&d->count, s->count)) == 0)
             rc = add_checked(&d->int_sum, s->int_sum);
+        if (rc == 0)
+            rc = merge_cells(d, s);
         if (rc == 0 && d->n_bins)
             rc = merge_bins(d, s);
         if (rc == 0 && s->n_sketch_bins)
@@ -112,6 +143,15 @@ static int64_t *
 copy_counts(struct fq_arena *a, const int64_t *v, size_t n)
 {
     int64_t *c = fq_arena_alloc(a, (n + 1) * sizeof(*c));
+    if (c && n)
+        memcpy(c, v, n * sizeof(*c));
+    return c;
+}
+
+static uint32_t *
+copy_keys(struct fq_arena *a, const uint32_t *v, size_t n)
+{
+    uint32_t *c = fq_arena_alloc(a, (n + 1) * sizeof(*c));
     if (c && n)
         memcpy(c, v, n * sizeof(*c));
     return c;
@@ -134,9 +174,11 @@ group_copy(struct fq_arena *a, const Fedq__V1__PartialGroup *g)
         if (!s)
             return NULL;
         *s = *g->aggregates[i];
-        if (s->n_bins && (!(s->bins = copy_counts(a, s->bins, s->n_bins)) ||
-                          !(s->bin_contributors = copy_counts(
-                                a, s->bin_contributors, s->n_bins))))
+        if (s->n_bins &&
+            (!(s->bins = copy_counts(a, s->bins, s->n_bins)) ||
+             !(s->bin_contributors =
+                   copy_counts(a, s->bin_contributors, s->n_bins)) ||
+             !(s->bin_cell_keys = copy_keys(a, s->bin_cell_keys, s->n_bins))))
             return NULL;
         c->aggregates[i] = s;
     }
@@ -171,7 +213,12 @@ state_ok(const Fedq__V1__AggregateState *s, const Fedq__V1__Aggregate *ag,
     bool quant = ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE;
 
     if (s->n_bins != (hist ? ag->n_edges + 1 : 0) ||
-        s->n_bin_contributors != s->n_bins)
+        s->n_bin_contributors != s->n_bins || s->n_bin_cell_keys != s->n_bins)
+        return false;
+    /* What the rules weigh must be sane, or a broken agent could make a
+     * small cell look large. */
+    if (s->contributors < 0 || s->units < 0 || !(s->top1 >= 0) ||
+        !(s->top2 >= 0) || s->top2 > s->top1 || !(s->abs_total >= 0))
         return false;
     if (!quant)
         return s->n_sketch_bins == 0 && s->n_sketch_counts == 0;

@@ -27,6 +27,15 @@ struct gw_alias_conf {
     size_t n_agencies;
 };
 
+/* The federation's published perturbation parameters (every agency's
+ * cells are perturbed with the same table; docs/disclosure-control.md). */
+struct gw_perturb_conf {
+    int line;
+    int64_t max_deviation;     /* D of the count table */
+    double variance;           /* V of the count table */
+    int64_t magnitude_percent; /* SUM noise: up to this % of the largest */
+};
+
 struct gw_config {
     struct fq_cfg_doc doc;       /* first: arena and file path */
     struct fq_cfg_server server; /* listen, tls, threads, limits, logs */
@@ -38,6 +47,7 @@ struct gw_config {
     int64_t max_group_by;
     int64_t reconnect_backoff_ms;
     char *state_dir; /* NULL: ../state/gateway from the config file */
+    struct gw_perturb_conf perturbation;
     struct gw_agent_conf *agents;
     size_t n_agents;
     struct gw_alias_conf *aliases;

@@ -8,6 +8,7 @@
 #include "fq/identity.h"
 #include "fq/plan.h"
 #include "fq/policy.h"
+#include "fq/ptable.h"
 #include "gateway.h"
 
 static const struct fq_cfg_directive agent_table[] = {
@@ -67,6 +68,36 @@ static const struct fq_cfg_directive alias_table[] = {
 };
 
 static int check_config(void *obj, struct fq_cfg_error *err);
+static int check_perturbation(void *obj, struct fq_cfg_error *err);
+
+static const struct fq_cfg_directive perturb_table[] = {
+    {.key = "",
+     .type = FQ_CFG_LINE,
+     .offset = offsetof(struct gw_perturb_conf, line)},
+    {.key = "max_deviation",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct gw_perturb_conf, max_deviation),
+     .min = 1,
+     .max = FQ_PTABLE_MAX_DEVIATION,
+     .def = "2",
+     .doc = "D: a perturbed count is within D of the true one"},
+    {.key = "variance",
+     .type = FQ_CFG_DOUBLE,
+     .offset = offsetof(struct gw_perturb_conf, variance),
+     .dmin = FQ_PTABLE_MIN_VARIANCE,
+     .dmax = (double)FQ_PTABLE_MAX_DEVIATION * FQ_PTABLE_MAX_DEVIATION,
+     .def = "1.0",
+     .doc = "V: the noise's variance (at most D squared)"},
+    {.key = "magnitude_percent",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct gw_perturb_conf, magnitude_percent),
+     .min = 0,
+     .max = 100,
+     .def = "5",
+     .doc = "a perturbed SUM moves by up to this % of its largest "
+            "contributor's total"},
+    {0},
+};
 
 const struct fq_cfg_directive gw_config_table[] = {
     {.key = "federation",
@@ -127,6 +158,14 @@ const struct fq_cfg_directive gw_config_table[] = {
      .offset = offsetof(struct gw_config, state_dir),
      .doc = "where queries held for a steward's review are kept across "
             "restarts (default ../state/gateway from this file)"},
+    {.key = "perturbation",
+     .type = FQ_CFG_SECTION,
+     .offset = offsetof(struct gw_config, perturbation),
+     .sub = perturb_table,
+     .check = check_perturbation,
+     .doc = "the federation's published perturbation table (cell-key "
+            "method): every released count and sum is perturbed with it "
+            "unless every agency's agreement says none"},
     {.key = "agents",
      .type = FQ_CFG_LIST,
      .offset = offsetof(struct gw_config, agents),
@@ -145,6 +184,20 @@ const struct fq_cfg_directive gw_config_table[] = {
      .doc = "federation aliases over several agencies"},
     {0},
 };
+
+/* The table must build for every threshold a policy may set. */
+static int
+check_perturbation(void *obj, struct fq_cfg_error *err)
+{
+    const struct gw_perturb_conf *c = obj;
+
+    if (c->variance > (double)(c->max_deviation * c->max_deviation))
+        FQ_CFG_FAIL(err,
+                    "perturbation: variance %g is more than max_deviation "
+                    "squared (%" PRId64 ")",
+                    c->variance, c->max_deviation * c->max_deviation);
+    return 0;
+}
 
 static int
 find_agent(const struct gw_config *cfg, const char *agency, size_t upto)

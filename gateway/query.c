@@ -25,6 +25,7 @@
 #include "fq/plan.h"
 #include "fq/policy.h"
 #include "fq/sql.h"
+#include "disclose.h"
 #include "gateway.h"
 
 #include <ctype.h>
@@ -52,6 +53,8 @@ struct query {
     struct fq_sql_query *sql;
     char id[40];
     int64_t min_cell_count; /* the highest of the floor and the agreements' */
+    struct gw_rules rules;  /* the strictest of the agreements' (disclose.h) */
+    struct gw_column *cols; /* where each result column comes from */
     /* Per which[]: the agreement of the agency's policy that covers the
      * query (check_policies; the gateway's copy), or NULL. */
     const struct fq_policy_agreement **agreements;
@@ -86,6 +89,7 @@ query_end(struct query *q, int err, const ProtobufCMessage *resp,
     }
     for (size_t i = 0; q->catalogs && i < q->n_which; i++)
         gw_catalog_unref(q->catalogs[i]);
+    gw_rules_release(&q->rules);
     gw_federation_unref(q->fed);
     if (q->resumed &&
         err == FQ_EPERM) /* a denial, or an agreement now lapsed */
@@ -340,6 +344,56 @@ item_width(const struct query *q, size_t i)
                : 1;
 }
 
+static int
+stat_of(const Fedq__V1__Aggregate *ag)
+{
+    switch (ag->kind) {
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM:
+        return GW_STAT_RECORDS;
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT:
+        return GW_STAT_DISTINCT;
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_SUM:
+        return GW_STAT_SUM;
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_AVG:
+        return GW_STAT_MEAN;
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE:
+        return GW_STAT_QUANTILE;
+    default:
+        return GW_STAT_SPREAD;
+    }
+}
+
+/* What each result column releases, for disclose.c. */
+static int
+map_columns(struct query *q)
+{
+    const struct fq_sql_query *sq = q->sql;
+
+    if (!(q->cols = fq_arena_alloc(q->a, (q->n_cols + 1) * sizeof(*q->cols))))
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < sq->n_items; i++) {
+        struct gw_column *c = &q->cols[q->item_col[i]];
+        if (!sq->items[i].is_aggregate) {
+            c->stat = GW_STAT_KEY;
+            for (size_t k = 0; k < q->plan->n_group_by; k++) {
+                if (strcmp(q->plan->group_by[k], sq->items[i].column.name) == 0)
+                    c->key = k;
+            }
+            continue;
+        }
+        const Fedq__V1__Aggregate *ag = item_aggregate(q, i);
+        for (size_t b = 0; b < item_width(q, i); b++) {
+            c[b].stat = stat_of(ag);
+            c[b].agg = aggregate_index(q, i);
+            c[b].bin = b;
+            c[b].is_bin =
+                ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM;
+        }
+    }
+    return 0;
+}
+
 /* Where each select item's columns start (a HISTOGRAM has one per bin),
  * and ORDER BY only on single columns. */
 static int
@@ -368,7 +422,7 @@ lay_out_columns(struct query *q, char *err, size_t errlen)
                  sq->order_by[k].pos.line, sq->order_by[k].pos.column);
         return FQ_EINVAL;
     }
-    return 0;
+    return map_columns(q);
 }
 
 /* The configured GROUP BY cap, refused at the first column past it. */
@@ -450,6 +504,7 @@ check_policies(struct query *q)
         q->agreements[k] = ag;
         if (ag->release.min_cell_count > q->min_cell_count)
             q->min_cell_count = ag->release.min_cell_count;
+        gw_rules_tighten(&q->rules, &ag->release);
     }
     return 0;
 }
@@ -567,268 +622,12 @@ collect(struct query *q, struct gw_fanout *f, Fedq__V1__ExecuteResponse **parts,
     return true;
 }
 
-/* One pooled group and each answering agency's own group of its key
- * (own[a] NULL where agency a has none): what the rules weigh. */
-struct pooled {
-    const Fedq__V1__PartialGroup *g;
-    const Fedq__V1__PartialGroup *const *own;
-    size_t n_own;
-};
-
-/* Aggregate cells hidden, by the rule that hid them: logged for stewards,
- * never in the answer. */
-struct suppression {
-    size_t primary; /* fewer than k contributors pooled */
-    size_t insider; /* 1 to k - 1 besides one agency's part */
-};
-
-static Fedq__V1__Cell *
-key_cell(struct fq_arena *a, const Fedq__V1__Literal *k)
-{
-    Fedq__V1__Cell *c = fq_arena_alloc(a, sizeof(*c));
-    if (!c)
-        return NULL;
-    fedq__v1__cell__init(c);
-    c->status = FEDQ__V1__CELL_STATUS__CELL_STATUS_EXACT;
-    switch (k->value_case) {
-    case FEDQ__V1__LITERAL__VALUE_INT_VALUE:
-        c->value_case = FEDQ__V1__CELL__VALUE_INT_VALUE;
-        c->int_value = k->int_value;
-        break;
-    case FEDQ__V1__LITERAL__VALUE_DECIMAL_VALUE:
-        c->value_case = FEDQ__V1__CELL__VALUE_DECIMAL_VALUE;
-        c->decimal_value = k->decimal_value;
-        break;
-    case FEDQ__V1__LITERAL__VALUE_TEXT_VALUE:
-        c->value_case = FEDQ__V1__CELL__VALUE_TEXT_VALUE;
-        c->text_value = k->text_value;
-        break;
-    default:
-        c->status = FEDQ__V1__CELL_STATUS__CELL_STATUS_NOT_APPLICABLE;
-    }
-    return c;
-}
-
-/* An aggregate's released cell. A suppressed cell carries no value, and
- * the reason stays in the gateway (stewards, and the audit log later). */
-static Fedq__V1__Cell *
-new_cell(struct fq_arena *a, bool suppress)
-{
-    Fedq__V1__Cell *c = fq_arena_alloc(a, sizeof(*c));
-    if (!c)
-        return NULL;
-    fedq__v1__cell__init(c);
-    c->status = suppress ? FEDQ__V1__CELL_STATUS__CELL_STATUS_SUPPRESSED
-                         : FEDQ__V1__CELL_STATUS__CELL_STATUS_EXACT;
-    return c;
-}
-
-static Fedq__V1__Cell *
-aggregate_cell(struct fq_arena *a, const Fedq__V1__Aggregate *ag,
-               const Fedq__V1__AggregateState *s, bool decimal, bool suppress)
-{
-    Fedq__V1__Cell *c = new_cell(a, suppress);
-    if (!c || suppress)
-        return c;
-    if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT) {
-        c->value_case = FEDQ__V1__CELL__VALUE_INT_VALUE;
-        c->int_value = s->count;
-    } else if (ag->kind ==
-               FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT) {
-        c->value_case = FEDQ__V1__CELL__VALUE_INT_VALUE;
-        c->int_value = s->count;
-    } else if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR ||
-               ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV) {
-        if (s->count < 2) { /* a sample variance needs two values */
-            c->status = FEDQ__V1__CELL_STATUS__CELL_STATUS_NOT_APPLICABLE;
-            return c;
-        }
-        double var = s->m2 / (double)(s->count - 1);
-        c->value_case = FEDQ__V1__CELL__VALUE_DECIMAL_VALUE;
-        c->decimal_value =
-            ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR
-                ? var
-                : sqrt(var);
-    } else if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_AVG) {
-        if (s->count == 0) {
-            c->status = FEDQ__V1__CELL_STATUS__CELL_STATUS_NOT_APPLICABLE;
-            return c;
-        }
-        double sum = decimal ? s->decimal_sum : (double)s->int_sum;
-        c->value_case = FEDQ__V1__CELL__VALUE_DECIMAL_VALUE;
-        c->decimal_value = sum / (double)s->count;
-    } else if (decimal) {
-        c->value_case = FEDQ__V1__CELL__VALUE_DECIMAL_VALUE;
-        c->decimal_value = s->decimal_sum;
-    } else {
-        c->value_case = FEDQ__V1__CELL__VALUE_INT_VALUE;
-        c->int_value = s->int_sum;
-    }
-    return c;
-}
-
 static bool
 is_decimal(const struct query *q, const Fedq__V1__Aggregate *ag)
 {
     const Fedq__V1__Column *col =
         ag->column[0] ? fq_catalog_column(q->ds, ag->column) : NULL;
     return col && col->type == FEDQ__V1__VALUE_TYPE__VALUE_TYPE_DECIMAL;
-}
-
-static Fedq__V1__Cell *
-count_cell(struct fq_arena *a, int64_t v, bool suppress)
-{
-    Fedq__V1__Cell *c = new_cell(a, suppress);
-    if (c && !suppress) {
-        c->value_case = FEDQ__V1__CELL__VALUE_INT_VALUE;
-        c->int_value = v;
-    }
-    return c;
-}
-
-/*
- * The insider rule: every agency knows its own part of a pooled count, so
- * what the others hold, the pooled count less that part, must not be 1 to
- * k - 1 either. An agency without the group holds 0: the rest is then
- * the pooled count, which the primary rule weighs. For a single agency
- * the rest is always 0.
- */
-static bool
-rest_small(int64_t pooled, int64_t own, int64_t k)
-{
-    int64_t rest = pooled - own;
-    return rest > 0 && rest < k;
-}
-
-/* Some agency's part of the group's contributors leaves 1..k-1 others. */
-static bool
-insider_group(const struct query *q, const struct pooled *p)
-{
-    for (size_t a = 0; a < p->n_own; a++) {
-        if (p->own[a] && rest_small(p->g->contributors, p->own[a]->contributors,
-                                    q->min_cell_count))
-            return true;
-    }
-    return false;
-}
-
-/* The same for bin b of the HISTOGRAM that is aggregate k. */
-static bool
-insider_bin(const struct query *q, const struct pooled *p, size_t k, size_t b)
-{
-    for (size_t a = 0; a < p->n_own; a++) {
-        if (p->own[a] &&
-            rest_small(p->g->aggregates[k]->bin_contributors[b],
-                       p->own[a]->aggregates[k]->bin_contributors[b],
-                       q->min_cell_count))
-            return true;
-    }
-    return false;
-}
-
-/* A HISTOGRAM's bins (aggregate k) are count cells of their own: each
- * passes the minimum-cell rule on its pooled contributors and the insider
- * rule on each agency's part, or is suppressed (zeros are released).
- * Appended to row. */
-static int
-histogram_cells(struct query *q, const struct pooled *p, size_t k,
-                bool suppress, Fedq__V1__Row *row, struct suppression *sup)
-{
-    const Fedq__V1__AggregateState *s = p->g->aggregates[k];
-
-    for (size_t b = 0; b < s->n_bins; b++) {
-        int64_t who = s->bin_contributors[b];
-        bool primary = !suppress && who > 0 && who < q->min_cell_count;
-        bool insider = !suppress && !primary && insider_bin(q, p, k, b);
-        bool hide = suppress || primary || insider;
-        if (!(row->cells[row->n_cells++] = count_cell(q->a, s->bins[b], hide)))
-            return FQ_ENOMEM;
-        sup->primary += primary;
-        sup->insider += insider;
-    }
-    return 0;
-}
-
-/* QUANTILE from the pooled sketch: the middle of the bin holding the
- * q-quantile, within the column's error bound of the exact value. */
-static Fedq__V1__Cell *
-quantile_cell(struct query *q, const Fedq__V1__Aggregate *ag,
-              const Fedq__V1__AggregateState *s, bool suppress)
-{
-    struct fq_quantile qt;
-    Fedq__V1__Cell *c = count_cell(q->a, 0, suppress);
-
-    if (!c || suppress)
-        return c;
-    int rc = fq_quantile_pick(fq_catalog_column(q->ds, ag->column),
-                              ag->fraction, s->sketch_bins, s->sketch_counts,
-                              s->n_sketch_bins, &qt);
-    if (rc < 0) { /* no value in the group (the shape was checked) */
-        c->status = FEDQ__V1__CELL_STATUS__CELL_STATUS_NOT_APPLICABLE;
-        c->value_case = FEDQ__V1__CELL__VALUE__NOT_SET;
-        return c;
-    }
-    c->int_value = qt.value;
-    return c;
-}
-
-/* Appends select item i's cells (a key, or an aggregate's) to row. */
-static int
-item_cells(struct query *q, size_t i, const struct pooled *p, bool suppress,
-           Fedq__V1__Row *row, struct suppression *sup)
-{
-    const Fedq__V1__PartialGroup *g = p->g;
-    const struct fq_sql_item *it = &q->sql->items[i];
-    Fedq__V1__Cell *c = NULL;
-
-    if (it->is_aggregate) {
-        size_t k = aggregate_index(q, i);
-        const Fedq__V1__Aggregate *ag = q->plan->aggregates[k];
-        const Fedq__V1__AggregateState *s = g->aggregates[k];
-        if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM)
-            return histogram_cells(q, p, k, suppress, row, sup);
-        if (ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE)
-            c = quantile_cell(q, ag, s, suppress);
-        else
-            c = aggregate_cell(q->a, ag, s, is_decimal(q, ag), suppress);
-    } else {
-        for (size_t k = 0; k < q->plan->n_group_by; k++) {
-            if (strcmp(q->plan->group_by[k], it->column.name) == 0)
-                c = key_cell(q->a, g->key[k]);
-        }
-    }
-    if (!c)
-        return FQ_ENOMEM;
-    row->cells[row->n_cells++] = c;
-    return 0;
-}
-
-static Fedq__V1__Row *
-build_row(struct query *q, const struct pooled *p, struct suppression *sup)
-{
-    Fedq__V1__Row *row = fq_arena_alloc(q->a, sizeof(*row));
-    /* The rules run on the pooled true contributor count, whatever the
-     * query asked for, and on each agency's part of it. */
-    bool primary = p->g->contributors < q->min_cell_count;
-    bool insider = !primary && insider_group(q, p);
-    bool suppress = primary || insider;
-    size_t hidden = 0;
-
-    if (!row)
-        return NULL;
-    fedq__v1__row__init(row);
-    row->cells = fq_arena_alloc(q->a, (q->n_cols + 1) * sizeof(void *));
-    if (!row->cells)
-        return NULL;
-    for (size_t i = 0; i < q->sql->n_items; i++) {
-        if (item_cells(q, i, p, suppress, row, sup) < 0)
-            return NULL;
-        if (suppress && q->sql->items[i].is_aggregate)
-            hidden += item_width(q, i);
-    }
-    sup->primary += primary ? hidden : 0;
-    sup->insider += insider ? hidden : 0;
-    return row;
 }
 
 static Fedq__V1__ValueType
@@ -938,13 +737,24 @@ build_policies(struct query *q, Fedq__V1__ExecuteResponse **parts,
     return 0;
 }
 
-/* own[i * n_parts + a]: agency a's own group of groups[i], or NULL. */
+/* own[i * n_parts + a]: agency a's own group of groups[i], or NULL. The
+ * rows pass disclose.c's rules into t (and resp->rows). */
 static int
 build_response(struct query *q, Fedq__V1__PartialGroup **groups, size_t n,
                const Fedq__V1__PartialGroup **own,
                Fedq__V1__ExecuteResponse **parts, size_t n_parts,
-               Fedq__V1__QueryResponse *resp, struct suppression *sup)
+               Fedq__V1__QueryResponse *resp, struct gw_table *t)
 {
+    struct gw_disclose_in in = {.plan = q->plan,
+                                .ds = q->ds,
+                                .rules = &q->rules,
+                                .cols = q->cols,
+                                .n_cols = q->n_cols,
+                                .groups = groups,
+                                .n_groups = n,
+                                .own = own,
+                                .n_parts = n_parts};
+
     resp->query_id = q->id;
     resp->state = FEDQ__V1__QUERY_STATE__QUERY_STATE_RELEASED;
     resp->agreement = q->req->agreement;
@@ -952,16 +762,14 @@ build_response(struct query *q, Fedq__V1__PartialGroup **groups, size_t n,
     resp->partial = q->n_missing > 0;
     resp->missing = q->missing;
     resp->n_missing = q->n_missing;
-    resp->rows = fq_arena_alloc(q->a, (n + 1) * sizeof(void *));
     resp->agencies = fq_arena_alloc(q->a, (n_parts + 1) * sizeof(char *));
-    if (!resp->rows || !resp->agencies ||
-        result_columns(q, &resp->columns, &resp->n_columns) < 0)
+    resp->rules = gw_rules_publish(&q->rules, &q->fed->cfg->perturbation, q->a);
+    if (!resp->agencies || !resp->rules ||
+        result_columns(q, &resp->columns, &resp->n_columns) < 0 ||
+        gw_disclose(&in, q->a, t) < 0)
         return FQ_ENOMEM;
-    for (size_t i = 0; i < n; i++) {
-        struct pooled p = {groups[i], own + i * n_parts, n_parts};
-        if (!(resp->rows[resp->n_rows++] = build_row(q, &p, sup)))
-            return FQ_ENOMEM;
-    }
+    resp->rows = t->rows;
+    resp->n_rows = t->n_rows;
     for (size_t i = 0; i < n_parts; i++)
         resp->agencies[resp->n_agencies++] = parts[i]->agency;
     if (build_policies(q, parts, n_parts, resp) < 0)
@@ -1064,6 +872,8 @@ accept_terms(struct query *q, Fedq__V1__ExecuteResponse **parts, size_t n_parts)
         }
         if (p->min_cell_count > q->min_cell_count)
             q->min_cell_count = p->min_cell_count;
+        if ((int64_t)p->min_cell_count > q->rules.k)
+            q->rules.k = p->min_cell_count;
     }
     return true;
 }
@@ -1170,6 +980,25 @@ release_within_budget(struct query *q, Fedq__V1__PartialGroup **groups,
     return true;
 }
 
+/* Why cells were suppressed is kept here for stewards (and the decision
+ * record), never in the answer. */
+static void
+log_decisions(struct query *q, const struct gw_table *t, size_t n_parts)
+{
+    size_t n[GW_REASON_COUNT];
+
+    gw_table_reasons(t, n);
+    fq_log_info("query %s: %zu groups, %zu agencies%s; k %" PRId64
+                "; cells released %zu, suppressed: primary %zu, zero %zu, "
+                "dominance %zu, derived %zu, insider %zu, ledger %zu, "
+                "secondary %zu",
+                q->id, t->n_rows, n_parts, q->n_missing ? " (partial)" : "",
+                q->rules.k, n[GW_REASON_NONE], n[GW_REASON_PRIMARY],
+                n[GW_REASON_ZERO], n[GW_REASON_DOMINANCE], n[GW_REASON_DERIVED],
+                n[GW_REASON_INSIDER], n[GW_REASON_LEDGER],
+                n[GW_REASON_SECONDARY]);
+}
+
 static void
 execute_done(struct gw_fanout *f, void *arg)
 {
@@ -1179,8 +1008,9 @@ execute_done(struct gw_fanout *f, void *arg)
         fq_arena_alloc(q->a, (gw_fanout_count(f) + 1) * sizeof(void *));
     Fedq__V1__PartialGroup **groups = NULL;
     const Fedq__V1__PartialGroup **own = NULL;
-    struct suppression sup = {0, 0};
+    struct gw_table table;
     size_t n_parts = 0, n_groups = 0;
+    char err[400];
     int rc;
 
     if (!parts) {
@@ -1196,12 +1026,17 @@ execute_done(struct gw_fanout *f, void *arg)
     }
     if (!accept_terms(q, parts, n_parts) || hold_for_review(q, parts, n_parts))
         goto out;
+    if ((rc = gw_rules_ready(&q->rules, &q->fed->cfg->perturbation, err,
+                             sizeof(err))) < 0) {
+        query_end(q, rc, NULL, "the perturbation table: %s", err);
+        goto out;
+    }
     rc = gw_combine_parts(q->a, parts, n_parts, q->plan, q->ds,
                           (size_t)q->fed->cfg->max_groups, &groups, &n_groups,
                           &own);
     if (rc == 0)
         rc = build_response(q, groups, n_groups, own, parts, n_parts, &resp,
-                            &sup);
+                            &table);
     if (rc < 0) {
         query_end(q, rc, NULL, "%s",
                   rc == FQ_ETOOBIG  ? "the pooled result has too many groups "
@@ -1213,14 +1048,7 @@ execute_done(struct gw_fanout *f, void *arg)
     }
     if (!release_within_budget(q, groups, parts, n_parts, &resp))
         goto out;
-    /* Why cells were suppressed is kept here for stewards, never in the
-     * answer. */
-    fq_log_info("query %s: %zu groups, cells suppressed: %zu primary (fewer "
-                "than %" PRId64 " contributors), %zu insider (1 to %" PRId64
-                " besides one agency's part), %zu agencies%s",
-                q->id, n_groups, sup.primary, q->min_cell_count, sup.insider,
-                q->min_cell_count - 1, n_parts,
-                q->n_missing ? ", partial" : "");
+    log_decisions(q, &table, n_parts);
     if (q->resumed)
         gw_held_set_state(q->st->held, q->id, "released");
     query_end(q, 0, &resp.base, NULL);
@@ -1373,6 +1201,7 @@ query_start(struct fq_rpc_call *call, bool explain,
     q->explain = explain;
     q->fed = gw_state_federation(q->st);
     q->min_cell_count = q->fed->cfg->min_cell_count;
+    gw_rules_init(&q->rules, q->min_cell_count);
     if (id) {
         snprintf(q->id, sizeof(q->id), "%s", id);
         q->resumed = true;

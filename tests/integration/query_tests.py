@@ -130,11 +130,14 @@ class ExampleFed(FedClient):
     test."""
 
     def __init__(self, h, name, agencies, gw_extra=None, edit=None,
-                 policy_edit=None, start=True):
+                 policy_edit=None, start=True, perturb=False):
         """edit: (agency, YAML text) -> the text to run that agent with
         (the oracle's catalog is read from it too); policy_edit: (agency,
-        policy text) -> the policy to sign and run. With start=False the
-        files are written and start() runs the processes."""
+        policy text) -> the policy to sign and run. Unless perturb, every
+        agreement releases exact counts and sums (perturbation: none), which
+        the exact oracles compare; the perturbation has tests of its own
+        (disclosure_tests.py). With start=False the files are written and
+        start() runs the processes."""
         self.h = h
         self.name = name
         self.root = h.root / f"q-{name}"
@@ -159,7 +162,7 @@ class ExampleFed(FedClient):
             path.write_text(edit(a, text) if edit else text)
             self.policies[a] = ri.install_example_policy(
                 h, path, (lambda t, a=a: policy_edit(a, t))
-                if policy_edit else None)
+                if policy_edit else None, perturb=perturb)
         self.catalog = Catalog([self.agent_cfg_path(a) for a in agencies],
                                self.aliases)
         if start:
@@ -353,6 +356,17 @@ def oracle(src, spec, agencies=None, skip_below=0):
     ms = spec_measures(spec)
     for m in ms:
         sel += [f"SUM({q_ident(m)})", f"COUNT({q_ident(m)})"]
+    # Each aggregate column's own contributors (those with a value),
+    # pooled and per agency: the rules weigh these cell by cell.
+    who = q_ident(src.contributor) if src.contributor else "rowid"
+    ccs = spec_columns(spec)
+    for c in ccs:
+        nn = f"{q_ident(c)} IS NOT NULL"
+        sel.append(f"COUNT(DISTINCT CASE WHEN {nn} THEN {who} END)")
+        for a in members:
+            lit = "'" + a.replace("'", "''") + "'"
+            sel.append(f"COUNT(DISTINCT CASE WHEN {nn} AND _agency = {lit} "
+                       f"THEN {who} END)")
     # The raw values, joined per group: measures (VAR, STDDEV, QUANTILE),
     # distinct candidates, and (value, contributor) pairs (HISTOGRAM).
     vms = spec_value_measures(spec)
@@ -362,7 +376,6 @@ def oracle(src, spec, agencies=None, skip_below=0):
         sel.append(f"group_concat({q_ident(m)}, '{SEP}')")
     for c in dcs:
         sel.append(f"group_concat({q_ident(c)}, '{SEP}')")
-    who = q_ident(src.contributor) if src.contributor else "rowid"
     for m in hms:
         sel.append(f"group_concat({q_ident(m)} || '{PAIR}' || {who} || "
                    f"'{PAIR}' || _agency, '{SEP}')")
@@ -390,6 +403,7 @@ def oracle(src, spec, agencies=None, skip_below=0):
         sql += " WHERE " + " AND ".join(where)
     if keys:
         sql += " GROUP BY " + ", ".join(keys)
+    units = unit_totals(raw, src, spec, keys, where, params)
     hists = spec_histograms(spec)
     quants = spec_quantiles(spec)
     out = {}
@@ -405,6 +419,13 @@ def oracle(src, spec, agencies=None, skip_below=0):
         for m in ms:
             g[f"sum:{m}"], g[f"count:{m}"] = rest[j], rest[j + 1]
             j += 2
+        for c in ccs:
+            g[f"contrib:{c}"] = rest[j]
+            g[f"cparts:{c}"] = dict(zip(members,
+                                        rest[j + 1:j + 1 + len(members)]))
+            j += 1 + len(members)
+        for m in units:
+            g[f"units:{m}"] = units[m].get(k, {})
         out[k] = g
         if rest[1] < skip_below:
             continue
@@ -441,6 +462,35 @@ def oracle(src, spec, agencies=None, skip_below=0):
         for m, q in quants:
             g[("quantile", m, q)] = quantile(values[m], q,
                                              src.columns[m])
+    return out
+
+
+def spec_columns(spec):
+    """Every column an aggregate item reads (all but COUNT(*))."""
+    return list(dict.fromkeys(it[2] for it in spec["items"]
+                              if it[0] == "agg" and it[2]))
+
+
+MAGNITUDES = ("SUM", "AVG", "VAR", "STDDEV")
+
+
+def unit_totals(raw, src, spec, keys, where, params):
+    """{measure: {key: {agency: [|unit total|, ...]}}} for the magnitude
+    items: the values added up per contributor unit (the column's declared
+    contributor_unit, else the persons, else each record), per agency, for
+    the dominance rules."""
+    out = {}
+    for m in dict.fromkeys(it[2] for it in spec_aggs(spec, *MAGNITUDES)):
+        unit = src.columns[m].get("contributor_unit") or src.contributor
+        ucol = q_ident(unit) if unit else "rowid"
+        sql = (f"SELECT {', '.join(keys + ['_agency'])}, SUM({q_ident(m)}) "
+               f"FROM t WHERE " +
+               " AND ".join(where + [f"{q_ident(m)} IS NOT NULL"]) +
+               " GROUP BY " + ", ".join(keys + ["_agency", ucol]))
+        per = out[m] = {}
+        for row in raw.con.execute(sql, params):
+            k, agency, total = tuple(row[:len(keys)]), row[-2], row[-1]
+            per.setdefault(k, {}).setdefault(agency, []).append(abs(total))
     return out
 
 
@@ -661,10 +711,80 @@ def bin_hidden(g, hist, b, min_cell=MIN_CELL):
         w, [p[b] for p in parts.values()], min_cell)
 
 
+# The example policies' release parameters left at their documented
+# defaults (docs/disclosure-control.md): the "80/3" dominance rule, no p%
+# rule, means and variances to two decimals.
+DOM_UNITS, DOM_TOP, P_PERCENT, DECIMALS = 3, 80, 0, 2
+
+
+def dominated(tops):
+    """The dominance rules on a magnitude's |unit totals| (a cell without
+    units holds no value and is not dominated)."""
+    if not tops:
+        return False
+    tops = sorted(tops, reverse=True)
+    total, t1 = sum(tops), tops[0]
+    t2 = tops[1] if len(tops) > 1 else 0
+    return (len(tops) < DOM_UNITS or (total > 0 and t1 * 100 >= DOM_TOP *
+                                      total) or
+            (P_PERCENT > 0 and (total - t1 - t2) * 100 < P_PERCENT * t1))
+
+
+def magnitude_hidden(g, m, min_cell):
+    """A magnitude of measure m in released group g is suppressed:
+    dominated pooled, or, for some agency, the rest besides its part has
+    1 to min_cell - 1 contributors or is dominated (insider rule)."""
+    per = g[f"units:{m}"]
+    if dominated([t for ts in per.values() for t in ts]):
+        return True
+    n, parts = g[f"contrib:{m}"], g[f"cparts:{m}"]
+    if len(parts) < 2:
+        return False
+    for a in parts:
+        if not g["parts"].get(a):
+            continue  # no group there: the pooled rules weigh the rest
+        rest = [t for b, ts in per.items() if b != a for t in ts]
+        if 0 < n - parts[a] < min_cell or dominated(rest):
+            return True
+    return False
+
+
+def column_hidden(g, c, min_cell):
+    """An aggregate of column c: its own contributors (with a value) 1 to
+    min_cell - 1, pooled or besides one agency's part."""
+    n = g[f"contrib:{c}"]
+    return 0 < n < min_cell or (len(g["parts"]) > 1 and insider_small(
+        n, [p for a, p in g[f"cparts:{c}"].items() if g["parts"].get(a)],
+        min_cell))
+
+
+def round_half_away(v, decimals):
+    """C's round(v * 10^d) / 10^d: halves away from zero (Python's round
+    goes to even)."""
+    x = v * 10.0 ** decimals
+    r = math.floor(abs(x))
+    if abs(x) - r >= 0.5:
+        r += 1
+    return math.copysign(r, x) / 10.0 ** decimals
+
+
+def rounded(v):
+    return ("rounded", "decimal", round_half_away(v, DECIMALS))
+
+
+def structural_zero(src, m, edges, b):
+    """HISTOGRAM bin b lies wholly outside m's declared bounds."""
+    bounds = src.columns[m].get("bounds") or {}
+    lo = edges[b - 1] if b > 0 else None
+    hi = edges[b] if b < len(edges) else None
+    return ((hi is not None and "min" in bounds and hi <= bounds["min"]) or
+            (lo is not None and "max" in bounds and lo > bounds["max"]))
+
+
 def expected_row(src, spec, k, g, min_cell=MIN_CELL):
     """The cells fedq must release for the oracle's group g (key k), one
     (status, kind, value) per result column; a "decimal" value is matched
-    within 1e-9 relative."""
+    within 1e-9 relative, a "rounded" one within its DECIMALS."""
     gb = spec["group_by"]
     small = group_hidden(g, min_cell)
     cells = []
@@ -682,13 +802,21 @@ def expected_row(src, spec, k, g, min_cell=MIN_CELL):
                 continue
             hist = ("hist", it[2], it[3])
             # A bin of 1 to min_cell - 1 contributors hides, as does one
-            # the insider rule hides; an empty bin is an exact 0.
+            # the insider rule hides; an empty bin is an exact 0, or not
+            # applicable where the column's bounds exclude it.
             cells += [SUPPRESSED if bin_hidden(g, hist, b, min_cell) else
+                      NOT_APPLICABLE if c == 0 and structural_zero(
+                          src, it[2], it[3], b) else
                       ("exact", "int", c) for b, c in enumerate(g[hist][0])]
             continue
-        if small:
+        if small or (kind != "COUNT" and
+                     column_hidden(g, it[2], min_cell)):
             cells.append(SUPPRESSED)
-        elif kind == "COUNT":
+            continue
+        if kind in MAGNITUDES and magnitude_hidden(g, it[2], min_cell):
+            cells.append(SUPPRESSED)
+            continue
+        if kind == "COUNT":
             cells.append(("exact", "int", g["records"]))
         elif kind == "COUNT_DISTINCT":
             cells.append(("exact", "int", g[f"distinct:{it[2]}"]))
@@ -699,17 +827,22 @@ def expected_row(src, spec, k, g, min_cell=MIN_CELL):
                          else ("exact", "int", s))
         elif kind == "AVG":
             s, n = g[f"sum:{it[2]}"], g[f"count:{it[2]}"]
-            cells.append(("exact", "decimal", s / n) if n else
-                         NOT_APPLICABLE)
+            b = src.columns[it[2]].get("bounds") or {}
+            # a mean at a bound tells every value (a 0% or 100% share)
+            cells.append(NOT_APPLICABLE if not n else
+                         SUPPRESSED if s / n <= b.get("min", -math.inf) or
+                         s / n >= b.get("max", math.inf) else
+                         rounded(s / n))
         elif kind in ("VAR", "STDDEV"):
             var = g[f"var:{it[2]}"]
+            # no spread tells every value too
             cells.append(NOT_APPLICABLE if var is None else
-                         ("exact", "decimal",
-                          var if kind == "VAR" else math.sqrt(var)))
+                         SUPPRESSED if var <= 0 else
+                         rounded(var if kind == "VAR" else math.sqrt(var)))
         elif kind == "QUANTILE":
             qv = g[("quantile", it[2], it[3])]
             cells.append(NOT_APPLICABLE if qv is None else
-                         ("exact", "int", qv.value))
+                         ("rounded", "int", qv.value))
         else:
             raise TestFailure(f"oracle: no rule for {kind}")
     return cells
@@ -717,12 +850,19 @@ def expected_row(src, spec, k, g, min_cell=MIN_CELL):
 
 def same_cell(got, exp, via_json=False):
     """got matches the expected cell exp (JSON may print a decimal that is
-    whole as an integer)."""
+    whole as an integer). A rounded decimal is within half a unit of its
+    last place of the exact value, and on that grid."""
     if got == exp:
         return True
     if exp[1] != "decimal" or got[0] != exp[0] or not (
             got[1] == "decimal" or (via_json and got[1] == "int")):
         return False
+    if exp[0] == "rounded":
+        # (doubles hold about 15 digits: large values' last places blur)
+        unit, blur = 10.0 ** -DECIMALS, 1e-12 * abs(exp[2])
+        off_grid = abs(got[2] - round(got[2] / unit) * unit)
+        return off_grid <= blur + 1e-9 and \
+            abs(got[2] - exp[2]) <= unit * (1 + 1e-9) + blur
     return math.isclose(got[2], exp[2], rel_tol=1e-9, abs_tol=1e-6)
 
 
@@ -1814,9 +1954,10 @@ def query_interop(h):
         compare(src, spec, proto_table(p, r), want, ["dss"])
         kinds = {(c.status, c.WhichOneof("value"))
                  for row in r.rows for c in row.cells}
+        # (AVG is a mean rounded to the policy's decimals)
         check((p.gw.CELL_STATUS_EXACT, "text_value") in kinds and
               (p.gw.CELL_STATUS_EXACT, "int_value") in kinds and
-              (p.gw.CELL_STATUS_EXACT, "decimal_value") in kinds,
+              (p.gw.CELL_STATUS_ROUNDED, "decimal_value") in kinds,
               f"cell kinds seen: {kinds}")
         # A zero is a value: the group keyed graduated = 0 carries
         # int_value 0 on the wire (proto3 would drop a plain 0 field).
@@ -2293,8 +2434,8 @@ def query_insider_rule(h):
         # The reason is in the gateway's log: 9 insider cells (T001 and
         # T004 whole, T002's first bin), 5 primary (T006, T005's bin).
         log = fed.gateway.stderr_text()
-        check(re.search(r"cells suppressed: 5 primary \(fewer than 11 "
-                        r"contributors\), 9 insider", log),
+        check(re.search(r"suppressed: primary 5, zero 0, dominance 0, "
+                        r"derived 0, insider 9,", log),
               f"gateway log: {tail(log)}")
         # uhs alone: T001 is 20 of its own, released.
         r = stub.Query(fed.qreq("SELECT town, COUNT(*) FROM uhs.enrollment "

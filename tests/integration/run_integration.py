@@ -701,6 +701,11 @@ def test_agreement(agency, **changes):
                       "min_cell_count_rationale":
                           "the federation's default threshold; the fixture "
                           "data is synthetic",
+                      # exact values for the oracles (perturbation has
+                      # tests of its own)
+                      "perturbation": "none",
+                      "perturbation_rationale":
+                          "the oracle tests compare true values",
                       # thousands of oracle queries per run
                       "cell_budget": 100000000,
                       "cell_budget_rationale":
@@ -780,17 +785,44 @@ class NoAliasDumper(yaml.SafeDumper):
         return True
 
 
-def install_example_policy(h, cfg_path, edit=None, key_agency=None):
+def exact_release(text):
+    """A policy's text with perturbation: none in every agreement: what
+    the exact oracles compare (perturbation has tests of its own,
+    disclosure_tests.py)."""
+    def fn(pol):
+        for ag in pol["agreements"]:
+            ag["release"]["perturbation"] = "none"
+            ag["release"]["perturbation_rationale"] = (
+                "the exact oracle tests compare true values")
+    return edit_policy_text(text, fn)
+
+
+def no_dominance(text):
+    """A policy's text with the dominance rules off (one unit may hold
+    100 %): for oracles that weigh only the minimum cell count."""
+    def fn(pol):
+        for ag in pol["agreements"]:
+            ag["release"].update({
+                "dominance_min_units": 1, "dominance_top_percent": 100,
+                "dominance_rationale": "tests of other rules"})
+    return edit_policy_text(text, fn)
+
+
+def install_example_policy(h, cfg_path, edit=None, key_agency=None,
+                           perturb=False):
     """Puts the example policy of the agent whose config is at cfg_path
-    where that config's policy: section says, through edit (text -> text),
-    signed with key_agency's policy key (default its own). Returns its
-    path; None if the config has no policy: section."""
+    where that config's policy: section says, released exact unless
+    perturb, through edit (text -> text), signed with key_agency's policy
+    key (default its own). Returns its path; None if the config has no
+    policy: section."""
     cfg = yaml.safe_load(Path(cfg_path).read_text())
     sec = cfg.get("policy")
     if not sec:
         return None
     agency = cfg["agency"]
     text = example_policy_text(agency)
+    if not perturb:
+        text = exact_release(text)
     if edit:
         text = edit(text)
     path = resolve(cfg_path, sec["file"])

@@ -133,7 +133,9 @@ class StoreFed:
         self.cfg = cfg
         self.cfg_path = self.etc / "agent-dss.yaml"
         write_yaml(self.cfg_path, cfg)
-        ri.install_example_policy(h, self.cfg_path)
+        # The oracle here weighs only the minimum cell count: the store's
+        # refreshes are what these tests check, not the dominance rules.
+        ri.install_example_policy(h, self.cfg_path, ri.no_dominance)
         if check_first:
             self.check_config()
         self.agent = h.start_agent(self.cfg_path)

@@ -174,8 +174,16 @@ set_array(struct fq_arena *a, int64_t **dst, size_t *n, const int64_t *v,
     *n = len;
 }
 
-/* Histogram bins add up bin by bin, values and contributors alike; a part
- * with the wrong number of bins is refused. */
+static void
+set_keys(struct fq_arena *a, Fedq__V1__AggregateState *s, const uint32_t *v)
+{
+    s->bin_cell_keys = fq_arena_alloc(a, 3 * sizeof(uint32_t));
+    memcpy(s->bin_cell_keys, v, 3 * sizeof(uint32_t));
+    s->n_bin_cell_keys = 3;
+}
+
+/* Histogram bins add up bin by bin, values, contributors and cell keys
+ * alike; a part with the wrong number of bins is refused. */
 static void
 test_histogram_bins(void **state)
 {
@@ -202,6 +210,8 @@ test_histogram_bins(void **state)
     set_array(a, &s2->bins, &s2->n_bins, (int64_t[]){2, 2, 0}, 3);
     set_array(a, &s2->bin_contributors, &s2->n_bin_contributors,
               (int64_t[]){2, 1, 0}, 3);
+    set_keys(a, s1, (uint32_t[]){7, 0, 0xFFFFFFF0u});
+    set_keys(a, s2, (uint32_t[]){9, 5, 0x20});
     assert_int_equal(
         gw_combine(a, parts, 2, plan_of(a, 2, &h), NULL, 100, &out, &n), 0);
     assert_int_equal(n, 1);
@@ -211,11 +221,70 @@ test_histogram_bins(void **state)
     assert_int_equal(m->bins[2], 4);
     assert_int_equal(m->bin_contributors[0], 3);
     assert_int_equal(m->bin_contributors[1], 1);
+    /* cell keys add mod 2^32 */
+    assert_int_equal(m->bin_cell_keys[0], 16);
+    assert_int_equal(m->bin_cell_keys[1], 5);
+    assert_int_equal(m->bin_cell_keys[2], 0x10);
     assert_int_equal(s1->bins[0], 1); /* the parts are unchanged */
+    assert_int_equal(s1->bin_cell_keys[0], 7);
 
     s2->n_bins = s2->n_bin_contributors = 2;
     assert_int_equal(
         gw_combine(a, parts, 2, plan_of(a, 2, &h), NULL, 100, &out, &n),
+        FQ_EPROTO);
+    fq_arena_free(a);
+}
+
+static void
+set_magnitude(Fedq__V1__AggregateState *s, int64_t contributors, uint32_t ck,
+              int64_t units, double top1, double top2, double abs_total)
+{
+    s->contributors = contributors;
+    s->cell_key = ck;
+    s->units = units;
+    s->top1 = top1;
+    s->top2 = top2;
+    s->abs_total = abs_total;
+}
+
+/* The disclosure fields pool exactly: contributors, units and absolute
+ * totals add, cell keys add mod 2^32, the two largest unit totals are the
+ * two largest of all agencies'; a part whose fields cannot be true (top2
+ * above top1, negative counts) is refused. */
+static void
+test_disclosure_fields(void **state)
+{
+    struct fq_arena *a = fq_arena_new(1 << 20);
+    Fedq__V1__PartialGroup *p1[] = {group(a, "T1", 1, 5, 5, 100)};
+    Fedq__V1__PartialGroup *p2[] = {group(a, "T1", 1, 4, 4, 90)};
+    Fedq__V1__PartialGroup *p3[] = {group(a, "T1", 1, 3, 3, 10)};
+    Fedq__V1__ExecuteResponse *parts[] = {part(a, p1, 1), part(a, p2, 1),
+                                          part(a, p3, 1)};
+    Fedq__V1__PartialGroup **out;
+    size_t n;
+
+    (void)state;
+    set_magnitude(p1[0]->aggregates[0], 5, 0xFFFFFFFFu, 5, 40, 30, 100);
+    set_magnitude(p2[0]->aggregates[0], 4, 3, 4, 50, 20, 90);
+    set_magnitude(p3[0]->aggregates[0], 3, 7, 2, 35, 35, 70);
+    assert_int_equal(
+        gw_combine(a, parts, 3, plan_of(a, 2, &sum_agg), NULL, 100, &out, &n),
+        0);
+    const Fedq__V1__AggregateState *m = out[0]->aggregates[0];
+    assert_int_equal(m->contributors, 12);
+    assert_int_equal(m->cell_key, 9); /* 0xFFFFFFFF + 3 + 7 mod 2^32 */
+    assert_int_equal(m->units, 11);
+    assert_true(m->top1 == 50 && m->top2 == 40);
+    assert_true(m->abs_total == 260);
+    assert_true(p1[0]->aggregates[0]->top1 == 40); /* parts unchanged */
+
+    set_magnitude(p2[0]->aggregates[0], 4, 3, 4, 20, 50, 90);
+    assert_int_equal(
+        gw_combine(a, parts, 3, plan_of(a, 2, &sum_agg), NULL, 100, &out, &n),
+        FQ_EPROTO);
+    set_magnitude(p2[0]->aggregates[0], -1, 3, 4, 50, 20, 90);
+    assert_int_equal(
+        gw_combine(a, parts, 3, plan_of(a, 2, &sum_agg), NULL, 100, &out, &n),
         FQ_EPROTO);
     fq_arena_free(a);
 }
@@ -350,6 +419,7 @@ main(void)
         cmocka_unit_test(test_overflow_and_limits),
         cmocka_unit_test(test_moments),
         cmocka_unit_test(test_histogram_bins),
+        cmocka_unit_test(test_disclosure_fields),
         cmocka_unit_test(test_quantile_sketches),
         cmocka_unit_test(test_own_parts),
     };
