@@ -109,6 +109,7 @@ struct ag_config {
     int64_t max_extract_memory; /* bytes of all mapped extracts together */
     int64_t max_query_memory;   /* bytes one query's working state may use */
     int64_t max_result_bytes;   /* encoded size of one Execute answer */
+    int64_t ledger_memory;      /* the differencing ledger in memory */
     struct ag_policy_conf policy;
     char *review_dir;      /* held queries; NULL: ../state/AGENCY */
     char *cell_key_secret; /* the agency's cell-key secret (cellkey.h) */
@@ -184,5 +185,19 @@ int ag_execute(const struct ag_catalog *cat, const struct Fedq__V1__Plan *plan,
                size_t max_groups, struct fq_arena *arena,
                struct Fedq__V1__ExecuteResponse *resp, char *err,
                size_t errlen);
+
+/*
+ * The members (ledger.h) of cells refs[0..n) of plan's answer on the
+ * catalog's SQLite dataset: records by rowid, persons by their tag under
+ * the catalog's secret. out[i].m is malloc'd (the caller frees). 0, or
+ * FQ_ENOENT / FQ_EINVAL / FQ_EIO / FQ_ENOMEM with err.
+ */
+struct ag_member_ref;
+struct ag_cellset;
+int ag_execute_members(const struct ag_catalog *cat,
+                       const struct Fedq__V1__Plan *plan,
+                       const struct ag_member_ref *refs, size_t n,
+                       struct fq_arena *arena, struct ag_cellset *out,
+                       char *err, size_t errlen);
 
 #endif

@@ -320,6 +320,15 @@ const struct fq_cfg_directive ag_config_table[] = {
      .def = "512MiB",
      .doc = "most working memory one extract query may use (groups, "
             "sketches; more: RESOURCE_EXHAUSTED)"},
+    {.key = "ledger_memory",
+     .type = FQ_CFG_SIZE,
+     .offset = offsetof(struct ag_config, ledger_memory),
+     .min = 1024 * 1024,
+     .max = 1LL << 44,
+     .def = "1GiB",
+     .doc = "most bytes the differencing ledger holds in memory (16 per "
+            "record of every cell released from the current data vintages); "
+            "when full, queries are refused until a new vintage"},
     {.key = "max_result_bytes",
      .type = FQ_CFG_SIZE,
      .offset = offsetof(struct ag_config, max_result_bytes),

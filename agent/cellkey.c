@@ -145,13 +145,13 @@ ag_cell_secret_release(struct ag_cell_secret *s)
     memset(s, 0, sizeof(*s));
 }
 
-uint32_t
-ag_record_key(const struct ag_cell_secret *s, const char *id, size_t len)
+uint64_t
+ag_person_tag(const struct ag_cell_secret *s, const char *id, size_t len)
 {
     uint8_t ih[32], oh[32];
     unsigned int n = 0;
     EVP_MD_CTX *md;
-    uint32_t k = 0;
+    uint64_t k = 0;
 
     if (!s || !s->loaded || !(md = EVP_MD_CTX_new()))
         return 0;
@@ -161,9 +161,10 @@ ag_record_key(const struct ag_cell_secret *s, const char *id, size_t len)
         EVP_DigestFinal_ex(md, ih, &n) == 1 &&
         EVP_MD_CTX_copy_ex(md, s->outer) == 1 &&
         EVP_DigestUpdate(md, ih, sizeof(ih)) == 1 &&
-        EVP_DigestFinal_ex(md, oh, &n) == 1)
-        k = (uint32_t)oh[0] << 24 | (uint32_t)oh[1] << 16 |
-            (uint32_t)oh[2] << 8 | oh[3];
+        EVP_DigestFinal_ex(md, oh, &n) == 1) {
+        for (int i = 0; i < 8; i++)
+            k = k << 8 | oh[i];
+    }
     EVP_MD_CTX_free(md);
     return k;
 }

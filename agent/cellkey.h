@@ -3,7 +3,8 @@
  * cell-key method of disclosure control, docs/disclosure-control.md).
  *
  * A person's record key is the first 32 bits (big-endian) of
- * HMAC-SHA-256(secret, "fedq record key v1" || 0x00 || identifier). A
+ * HMAC-SHA-256(secret, "fedq record key v1" || 0x00 || identifier); its
+ * first 64 bits are the person's tag in the differencing ledger. A
  * cell's key is the sum, mod 2^32, of its contributors' record keys; the
  * gateway adds the agencies' cell keys and draws the cell's noise from
  * the federation's perturbation table with it. Only the agency holds the
@@ -40,9 +41,17 @@ int ag_cell_secret_set(struct ag_cell_secret *s,
                        const uint8_t key[AG_CELL_SECRET_LEN]);
 void ag_cell_secret_release(struct ag_cell_secret *s);
 
-/* The record key of the identifier id (len bytes), or 0 if s is NULL or
+/* The person tag of the identifier id (len bytes): the first 64 bits of
+ * the HMAC; the differencing ledger names persons by it. 0 if s is NULL or
  * not loaded (a test without a secret). Thread-safe. */
-uint32_t ag_record_key(const struct ag_cell_secret *s, const char *id,
+uint64_t ag_person_tag(const struct ag_cell_secret *s, const char *id,
                        size_t len);
+
+/* The record key: the tag's first 32 bits. */
+static inline uint32_t
+ag_record_key(const struct ag_cell_secret *s, const char *id, size_t len)
+{
+    return (uint32_t)(ag_person_tag(s, id, len) >> 32);
+}
 
 #endif

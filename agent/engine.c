@@ -14,6 +14,7 @@
 #include "fq/error.h"
 #include "engine.h"
 #include "engine_internal.h"
+#include "ledger.h"
 
 #include "fedq/v1/agent.pb-c.h"
 
@@ -286,7 +287,7 @@ compile(struct en_query *q, const struct ag_engine_limits *lim)
     if ((rc = en_filter_compile(q, q->plan->filter)) < 0 ||
         (rc = en_group_compile(q)) < 0 || (rc = en_agg_compile(q)) < 0)
         return rc;
-    if (lim->secret && !(q->rk = ag_extract_record_keys(q->x, lim->secret)))
+    if (lim->secret && !(q->tags = ag_extract_person_tags(q->x, lim->secret)))
         return en_fail(q, FQ_ENOMEM, "out of memory for record keys");
     q->rk_by_row = ag_extract_keys_by_row(q->x);
     q->n_threads = thread_count(lim, q->x->n_rows);
@@ -614,4 +615,368 @@ out:
         en_fail(&q, rc, "%s", fq_strerror(rc));
     query_release(&q);
     return rc;
+}
+
+/* ---- members (the differencing ledger) ---------------------------------- */
+
+/* A selected row and its group. */
+struct grow {
+    uint32_t g;
+    uint64_t row;
+};
+
+static int
+grow_cmp(const void *pa, const void *pb)
+{
+    const struct grow *a = pa, *b = pb;
+    if (a->g != b->g)
+        return a->g < b->g ? -1 : 1;
+    return (a->row > b->row) - (a->row < b->row);
+}
+
+/* A wanted cell's group as stored values (a NULL mask and values), or
+ * absent when a key value is not in the extract at all. */
+struct wanted {
+    uint64_t nulls;
+    uint64_t stored[FQ_PLAN_MAX_GROUP_BY];
+    size_t nk; /* key columns */
+    bool absent;
+    size_t ref;
+};
+
+static int
+wanted_cmp(const void *pa, const void *pb)
+{
+    const struct wanted *a = pa, *b = pb;
+    if (a->nulls != b->nulls)
+        return a->nulls < b->nulls ? -1 : 1;
+    for (size_t k = 0; k < a->nk; k++) {
+        if (a->stored[k] != b->stored[k])
+            return a->stored[k] < b->stored[k] ? -1 : 1;
+    }
+    return 0;
+}
+
+/* The stored value of a key literal in grouped column c; false if no row
+ * can hold it. */
+static bool
+literal_stored(const struct ag_xcol *c, const Fedq__V1__Literal *l,
+               uint64_t *ret)
+{
+    if (c->kind == AG_COL_INT) {
+        if (l->value_case != FEDQ__V1__LITERAL__VALUE_INT_VALUE ||
+            l->int_value < c->base)
+            return false;
+        *ret = (uint64_t)l->int_value - (uint64_t)c->base;
+        return true;
+    }
+    if (c->kind != AG_COL_DICT ||
+        l->value_case != FEDQ__V1__LITERAL__VALUE_TEXT_VALUE)
+        return false;
+    uint32_t lo = 0, hi = c->dict_size;
+    while (lo < hi) { /* the dictionary is in byte order */
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (strcmp(ag_xcol_text(c, mid), l->text_value) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == c->dict_size || strcmp(ag_xcol_text(c, lo), l->text_value))
+        return false;
+    *ret = lo;
+    return true;
+}
+
+static void
+wanted_of(const struct en_query *q, const struct ag_member_ref *r,
+          struct wanted *w)
+{
+    memset(w, 0, sizeof(*w));
+    w->nk = q->n_keys;
+    for (size_t k = 0; k < q->n_keys; k++) {
+        const Fedq__V1__Literal *l = r->key[k];
+        if (l->value_case == FEDQ__V1__LITERAL__VALUE__NOT_SET)
+            w->nulls |= (uint64_t)1 << k;
+        else if (!literal_stored(q->keys[k].col, l, &w->stored[k]))
+            w->absent = true;
+    }
+}
+
+static void
+wanted_of_group(const struct en_thread *t0, size_t g, struct wanted *w)
+{
+    const struct en_query *q = t0->q;
+
+    memset(w, 0, sizeof(*w));
+    w->nk = q->n_keys;
+    for (size_t k = 0; k < q->n_keys; k++) {
+        if (en_group_key(t0, g, k, &w->stored[k])) {
+            w->nulls |= (uint64_t)1 << k;
+            w->stored[k] = 0;
+        }
+    }
+}
+
+/* The HISTOGRAM bin of row's value of a's column (the rule of
+ * bin_values: how many thresholds lie at or below it). */
+static size_t
+row_bin(const struct en_agg *a, uint64_t row)
+{
+    size_t bin = 0;
+
+    for (size_t k = 0; k + 1 < a->n_bins; k++) {
+        if (a->col->kind == AG_COL_INT)
+            bin += ag_xcol_stored(a->col, row) >= a->uedges[k];
+        else
+            bin += ((const double *)a->col->data)[row] >= a->dedges[k];
+    }
+    return bin;
+}
+
+/* Whether row is a member of the cell (aggregate agg, bin). */
+static bool
+row_member(const struct en_query *q, size_t agg, size_t bin, uint64_t row)
+{
+    const struct en_agg *a = &q->aggs[agg];
+
+    if (q->contrib && ag_xcol_is_null(q->contrib, row))
+        return false; /* a record of no contributor counts for none */
+    if (!a->col)
+        return true; /* COUNT(*) */
+    if (ag_xcol_is_null(a->col, row))
+        return false;
+    if (a->kind != FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM)
+        return true;
+    return !a->void_bins && row_bin(a, row) == bin;
+}
+
+static uint64_t
+row_person(const struct en_query *q, uint64_t row)
+{
+    return q->rk_by_row ? q->tags[row]
+                        : q->tags[ag_xcol_stored(q->contrib, row)];
+}
+
+/* One cell's members from its group's rows [rows, rows + n). */
+static int
+cell_members(const struct en_query *q, const struct ag_member_ref *r,
+             const struct grow *rows, size_t n, struct ag_cellset *out)
+{
+    struct ag_member *m = malloc((n + 1) * sizeof(*m));
+    size_t k = 0;
+
+    if (!m)
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (row_member(q, r->agg, r->bin, rows[i].row))
+            m[k++] =
+                (struct ag_member){row_person(q, rows[i].row), rows[i].row};
+    }
+    out->m = m;
+    out->n = k;
+    ag_cellset_finish(out);
+    return 0;
+}
+
+/* Every selected row with its group, one thread. */
+static int
+members_pass(struct en_query *q, struct en_thread *t, struct grow **ret,
+             size_t *ret_n, size_t *ret_cap)
+{
+    struct grow *v = NULL;
+    size_t n = 0, cap = 0;
+    int rc = 0;
+
+    for (uint64_t b = t->lo; rc == 0 && b < t->hi; b += EN_BLOCK) {
+        size_t rows = t->hi - b < EN_BLOCK ? (size_t)(t->hi - b) : EN_BLOCK;
+        const uint32_t *idx;
+        size_t k = en_filter_select(t, b, rows, &idx);
+        if (k == 0 || (rc = en_group_ids(t, b, rows, idx, k)) < 0)
+            continue;
+        if (n + k > cap) {
+            size_t ncap = cap ? cap : 4096;
+            while (ncap < n + k)
+                ncap *= 2;
+            if ((rc = en_grow(&q->budget, (void **)&v, cap * sizeof(*v),
+                              ncap * sizeof(*v), 0)) < 0)
+                break;
+            cap = ncap;
+        }
+        for (size_t j = 0; j < k; j++)
+            v[n++] = (struct grow){t->s.g[j], b + idx[j]};
+    }
+    if (rc < 0) {
+        en_free(&q->budget, v, cap * sizeof(*v));
+        return thread_fail(q, t, rc);
+    }
+    qsort(v, n, sizeof(*v), grow_cmp);
+    *ret = v;
+    *ret_n = n;
+    *ret_cap = cap;
+    return 0;
+}
+
+/* Each wanted cell's members, group by group. */
+static int
+members_collect(struct en_query *q, const struct grow *v, size_t n,
+                const struct ag_member_ref *refs, struct wanted *w,
+                size_t n_refs, struct ag_cellset *out)
+{
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < n;) {
+        size_t j = i;
+        struct wanted key;
+        while (j < n && v[j].g == v[i].g)
+            j++;
+        wanted_of_group(&q->threads[0], v[i].g, &key);
+        /* the first wanted cell of this key, then those after it */
+        size_t lo = 0, hi = n_refs;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (wanted_cmp(&w[mid], &key) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (; rc == 0 && lo < n_refs && wanted_cmp(&w[lo], &key) == 0; lo++) {
+            if (w[lo].absent)
+                continue;
+            rc = cell_members(q, &refs[w[lo].ref], v + i, j - i,
+                              &out[w[lo].ref]);
+        }
+        i = j;
+    }
+    return rc < 0 ? en_fail(q, rc, "out of memory collecting members") : 0;
+}
+
+static int
+members_check(struct en_query *q, const struct ag_member_ref *refs, size_t n)
+{
+    if (!q->tags)
+        return en_fail(q, FQ_EINVAL, "members need the cell-key secret");
+    for (size_t i = 0; i < n; i++) {
+        const struct en_agg *a;
+        if (refs[i].agg >= q->n_aggs)
+            return en_fail(q, FQ_EINVAL, "cell %zu: no aggregate %zu", i,
+                           refs[i].agg);
+        a = &q->aggs[refs[i].agg];
+        if (a->kind ==
+                FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT ||
+            a->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE ||
+            (a->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM &&
+             refs[i].bin >= a->n_bins))
+            return en_fail(q, FQ_EINVAL,
+                           "cell %zu: not a cell the ledger records", i);
+    }
+    return 0;
+}
+
+int
+ag_engine_members(const struct ag_extract *x,
+                  const struct Fedq__V1__Dataset *ds,
+                  const struct Fedq__V1__Plan *plan,
+                  const struct ag_engine_limits *lim,
+                  const struct ag_member_ref *refs, size_t n,
+                  struct ag_cellset *out, char *err, size_t errlen)
+{
+    struct en_query q = {.x = x,
+                         .ds = ds,
+                         .plan = plan,
+                         .err = err,
+                         .errlen = errlen,
+                         .max_groups = lim->max_groups};
+    struct ag_engine_limits one = *lim;
+    struct wanted *w = calloc(n + 1, sizeof(*w));
+    struct grow *v = NULL;
+    size_t nv = 0, cap = 0;
+    int rc = FQ_ENOMEM;
+
+    atomic_init(&q.budget.used, 0);
+    atomic_init(&q.stop, false);
+    q.budget.max = lim->max_memory;
+    one.threads = 1;
+    memset(out, 0, n * sizeof(*out));
+    if (!w || (rc = compile(&q, &one)) < 0 ||
+        (rc = members_check(&q, refs, n)) < 0)
+        goto out;
+    if ((rc = thread_init(&q, &q.threads[0])) < 0) {
+        rc = thread_fail(&q, &q.threads[0], rc);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        wanted_of(&q, &refs[i], &w[i]);
+        w[i].ref = i;
+    }
+    qsort(w, n, sizeof(*w), wanted_cmp);
+    if ((rc = members_pass(&q, &q.threads[0], &v, &nv, &cap)) == 0)
+        rc = members_collect(&q, v, nv, refs, w, n, out);
+    en_free(&q.budget, v, cap * sizeof(*v));
+out:
+    if (rc < 0 && !q.err_set)
+        en_fail(&q, rc, "%s", fq_strerror(rc));
+    if (rc < 0)
+        for (size_t i = 0; i < n; i++) {
+            free(out[i].m);
+            out[i] = (struct ag_cellset){0};
+        }
+    free(w);
+    query_release(&q);
+    return rc;
+}
+
+/* ---- finding a row's wanted cells ------------------------------------ */
+
+static int
+keys_cmp(Fedq__V1__Literal *const *a, Fedq__V1__Literal *const *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int c = fq_literal_cmp(a[i], b[i]);
+        if (c)
+            return c;
+    }
+    return 0;
+}
+
+static int
+slot_cmp(const void *pa, const void *pb)
+{
+    const struct ag_cell_slot *a = pa, *b = pb;
+    return keys_cmp(a->key, b->key, a->n_key);
+}
+
+int
+ag_cell_index_build(struct ag_cell_index *ix, const struct ag_member_ref *refs,
+                    size_t n, size_t n_key, struct fq_arena *a)
+{
+    ix->sorted = fq_arena_alloc(a, (n + 1) * sizeof(*ix->sorted));
+    ix->n = n;
+    ix->n_key = n_key;
+    if (!ix->sorted)
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        ix->sorted[i] = (struct ag_cell_slot){refs[i].key, n_key, i};
+    qsort(ix->sorted, n, sizeof(*ix->sorted), slot_cmp);
+    return 0;
+}
+
+size_t
+ag_cell_index_find(const struct ag_cell_index *ix,
+                   Fedq__V1__Literal *const *key, size_t *first)
+{
+    size_t lo = 0, hi = ix->n, end;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (keys_cmp(ix->sorted[mid].key, key, ix->n_key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    for (end = lo;
+         end < ix->n && keys_cmp(ix->sorted[end].key, key, ix->n_key) == 0;
+         end++)
+        ;
+    *first = lo;
+    return end - lo;
 }

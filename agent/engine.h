@@ -46,4 +46,54 @@ int ag_engine_execute(const struct ag_extract *x,
                       struct Fedq__V1__ExecuteResponse *resp, char *err,
                       size_t errlen);
 
+struct ag_cellset;
+struct Fedq__V1__Literal;
+
+/* One cell of a plan's answer whose members are wanted. */
+struct ag_member_ref {
+    struct Fedq__V1__Literal *const *key; /* its group (plan's group_by) */
+    size_t agg;                           /* plan aggregate index */
+    size_t bin;                           /* HISTOGRAM bin */
+};
+
+/*
+ * The members (ledger.h) of cells refs[0..n) of plan's answer over x: the
+ * records of the cell's group with a contributor (COUNT(*)), with a value
+ * in the bin (HISTOGRAM), or with a value (SUM, AVG, VAR, STDDEV), each
+ * with its person's tag under lim->secret (required). out[i] gets
+ * malloc'd members (the caller frees out[i].m). A cell whose group has no
+ * record gets none. 0, or FQ_EINVAL (another aggregate, no secret) /
+ * FQ_ETOOBIG / FQ_ENOMEM with a message in err.
+ */
+/*
+ * Wanted cells sorted by group key, so that each row of a per-record
+ * statement finds its cells by binary search (the SQLite and PostgreSQL
+ * engines' members).
+ */
+struct ag_cell_slot {
+    struct Fedq__V1__Literal *const *key;
+    size_t n_key;
+    size_t ref; /* index into the refs */
+};
+struct ag_cell_index {
+    struct ag_cell_slot *sorted;
+    size_t n, n_key;
+};
+
+struct fq_arena;
+/* Indexes refs[0..n), keys of n_key literals, in a. 0 or FQ_ENOMEM. */
+int ag_cell_index_build(struct ag_cell_index *ix,
+                        const struct ag_member_ref *refs, size_t n,
+                        size_t n_key, struct fq_arena *a);
+/* The slots whose key is key: *first, and how many. */
+size_t ag_cell_index_find(const struct ag_cell_index *ix,
+                          struct Fedq__V1__Literal *const *key, size_t *first);
+
+int ag_engine_members(const struct ag_extract *x,
+                      const struct Fedq__V1__Dataset *ds,
+                      const struct Fedq__V1__Plan *plan,
+                      const struct ag_engine_limits *lim,
+                      const struct ag_member_ref *refs, size_t n,
+                      struct ag_cellset *out, char *err, size_t errlen);
+
 #endif

@@ -630,18 +630,18 @@ record_keys(struct en_thread *t, uint64_t b, const uint32_t *idx, size_t n)
     const struct en_query *q = t->q;
     uint32_t *rkj = t->s.rkj;
 
-    if (!q->rk) {
+    if (!q->tags) {
         memset(rkj, 0, n * sizeof(*rkj));
         return;
     }
     if (q->rk_by_row) {
         for (size_t j = 0; j < n; j++)
-            rkj[j] = q->rk[b + idx[j]];
+            rkj[j] = (uint32_t)(q->tags[b + idx[j]] >> 32);
         return;
     }
     en_gather_u64(q->contrib, b, idx, n, t->s.pcode);
     for (size_t j = 0; j < n; j++)
-        rkj[j] = q->rk[t->s.pcode[j]];
+        rkj[j] = (uint32_t)(q->tags[t->s.pcode[j]] >> 32);
 }
 
 /* Records per group, distinct contributors and their cell key: run
@@ -1126,12 +1126,13 @@ selected_keys(const struct en_query *q, uint64_t b, const uint64_t *sw,
 {
     uint32_t sum = 0;
 
-    for (size_t w = 0; q->rk && w < words; w++) {
+    for (size_t w = 0; q->tags && w < words; w++) {
         for (uint64_t bits = sw[w]; bits; bits &= bits - 1) {
             uint64_t r = b + w * 64 + (uint64_t)__builtin_ctzll(bits);
-            sum += q->rk[by_contributor && !q->rk_by_row
-                             ? ag_xcol_stored(q->contrib, r)
-                             : r];
+            sum += (uint32_t)(q->tags[by_contributor && !q->rk_by_row
+                                          ? ag_xcol_stored(q->contrib, r)
+                                          : r] >>
+                              32);
         }
     }
     return sum;

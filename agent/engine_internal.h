@@ -266,10 +266,10 @@ struct en_query {
     size_t slots;   /* dense: groups by index; else 0 */
     size_t n_words; /* hash: key words per group */
     const struct ag_xcol *contrib;
-    /* Record keys (cellkey.h): per contributor code, or per row without a
-     * contributor; NULL: every key is 0. */
-    const uint32_t *rk;
-    bool rk_by_row; /* rk is per row, not per contributor code */
+    /* Person tags (cellkey.h; a record key is a tag's first 32 bits): per
+     * contributor code, or per row; NULL: every key is 0. */
+    const uint64_t *tags;
+    bool rk_by_row; /* tags are per row, not per contributor code */
     int a_ck;       /* the group's cell key */
     size_t n_aggs;
     struct en_agg *aggs;

@@ -17,6 +17,8 @@
 #include "agent.h"
 #include "cellkey.h"
 #include "cellstats.h"
+#include "engine.h"
+#include "ledger.h"
 
 #include <sqlite3.h>
 
@@ -1021,5 +1023,164 @@ out:
     sqlite3_finalize(st);
     sqlite3_close(db);
     fq_buf_release(&c.sql);
+    return rc;
+}
+
+/* ---- members (the differencing ledger) ---------------------------------- */
+
+/*
+ * SELECT keys..., the contributor's identifier as text (or the rowid),
+ * rowid, then per plan aggregate: 1 (COUNT(*)), the HISTOGRAM bin of the
+ * value (NULL outside every bin), or whether the value is not NULL.
+ */
+static int
+compile_members(struct compiled *c, struct fq_arena *a,
+                const Fedq__V1__Plan *plan, const struct ag_source *src)
+{
+    char who[96], notnull[96];
+    int rc = fq_buf_append_str(&c->sql, "SELECT ");
+
+    if (src->contributor) {
+        snprintf(who, sizeof(who), "CAST(\"%s\" AS TEXT)", src->contributor);
+        snprintf(notnull, sizeof(notnull), "\"%s\" IS NOT NULL",
+                 src->contributor);
+    } else {
+        snprintf(who, sizeof(who), "CAST(rowid AS TEXT)");
+    }
+    for (size_t i = 0; rc == 0 && i < plan->n_group_by; i++)
+        rc = fq_buf_printf(&c->sql, "\"%s\", ", plan->group_by[i]);
+    if (rc == 0)
+        rc = fq_buf_printf(&c->sql, "%s, rowid", who);
+    for (size_t k = 0; rc == 0 && k < plan->n_aggregates; k++) {
+        const Fedq__V1__Aggregate *ag = plan->aggregates[k];
+        if (!ag->column[0]) {
+            rc = fq_buf_append_str(&c->sql, ", 1");
+            continue;
+        }
+        if (ag->kind != FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM) {
+            rc = fq_buf_printf(&c->sql, ", \"%s\" IS NOT NULL", ag->column);
+            continue;
+        }
+        rc = fq_buf_append_str(&c->sql, ", CASE");
+        for (size_t b = 0; rc == 0 && b <= ag->n_edges; b++) {
+            rc = fq_buf_append_str(&c->sql, " WHEN ");
+            if (rc == 0)
+                rc = compile_bin_test(c, a, ag, b);
+            if (rc == 0)
+                rc = fq_buf_printf(&c->sql, " THEN %zu", b);
+        }
+        if (rc == 0)
+            rc = fq_buf_append_str(&c->sql, " END");
+    }
+    return rc == 0 ? compile_where(c, a, plan, src,
+                                   src->contributor ? notnull : NULL)
+                   : rc;
+}
+
+struct member_feed {
+    const Fedq__V1__Plan *plan;
+    const Fedq__V1__Dataset *ds;
+    const struct ag_cell_secret *secret;
+    const struct ag_member_ref *refs;
+    struct ag_cell_index ix;
+    struct ag_cellset *out;
+    size_t *cap;
+};
+
+/* Whether the row (aggregate columns from col) is in cell r: a HISTOGRAM
+ * column holds the value's bin, the others 1 for a member. */
+static bool
+row_in(sqlite3_stmt *st, int col, const Fedq__V1__Plan *plan,
+       const struct ag_member_ref *r)
+{
+    int i = col + (int)r->agg;
+    if (sqlite3_column_type(st, i) == SQLITE_NULL)
+        return false;
+    int64_t v = sqlite3_column_int64(st, i);
+    return plan->aggregates[r->agg]->kind ==
+                   FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM
+               ? v == (int64_t)r->bin
+               : v == 1;
+}
+
+static int
+member_row(void *arg, sqlite3_stmt *st)
+{
+    struct member_feed *f = arg;
+    Fedq__V1__Literal lits[FQ_PLAN_MAX_GROUP_BY + 1];
+    Fedq__V1__Literal *key[FQ_PLAN_MAX_GROUP_BY + 1];
+    int col = (int)f->plan->n_group_by;
+    const char *who = (const char *)sqlite3_column_text(st, col);
+    size_t len = (size_t)sqlite3_column_bytes(st, col);
+    struct ag_member m = {ag_person_tag(f->secret, who ? who : "", len),
+                          (uint64_t)sqlite3_column_int64(st, col + 1)};
+    size_t first, n;
+
+    peek_keys(st, f->plan, f->ds, lits, key);
+    n = ag_cell_index_find(&f->ix, key, &first);
+    for (size_t s = first; s < first + n; s++) {
+        size_t r = f->ix.sorted[s].ref;
+        int rc;
+        if (row_in(st, col + 2, f->plan, &f->refs[r]) &&
+            (rc = ag_cellset_push(&f->out[r], &f->cap[r], m)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int
+build_members(struct compiled *c, void *arg)
+{
+    struct build_arg *b = arg;
+    return compile_members(c, b->r->arena, b->r->plan, b->src);
+}
+
+int
+ag_execute_members(const struct ag_catalog *cat, const Fedq__V1__Plan *plan,
+                   const struct ag_member_ref *refs, size_t n,
+                   struct fq_arena *arena, struct ag_cellset *out, char *err,
+                   size_t errlen)
+{
+    const struct ag_source *src;
+    const Fedq__V1__Dataset *ds = ag_catalog_find(cat, plan->dataset, &src);
+    size_t *cap = fq_arena_alloc(arena, (n + 1) * sizeof(*cap));
+    struct member_feed f = {plan, ds, ag_catalog_secret(cat), refs, {0},
+                            out,  cap};
+    sqlite3 *db = NULL;
+    int rc = FQ_ENOMEM;
+
+    memset(out, 0, n * sizeof(*out));
+    if (!ds) {
+        snprintf(err, errlen, "no dataset '%s' at this agency", plan->dataset);
+        return FQ_ENOENT;
+    }
+    if (!ag_catalog_secret(cat)) {
+        snprintf(err, errlen, "members need the cell-key secret");
+        return FQ_EINVAL;
+    }
+    if (!cap ||
+        ag_cell_index_build(&f.ix, refs, n, plan->n_group_by, arena) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return FQ_ENOMEM;
+    }
+    if (sqlite3_open_v2(src->sqlite, &db,
+                        SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX,
+                        NULL) != SQLITE_OK) {
+        snprintf(err, errlen, "the agency's database cannot be opened");
+        sqlite3_close(db);
+        return FQ_EIO;
+    }
+    struct run r = {plan, ds, 0, arena, NULL, err, errlen};
+    struct build_arg b = {&r, src, NULL, NULL};
+    rc = run_feed(&r, db, build_members, &b, member_row, &f);
+    sqlite3_close(db);
+    for (size_t i = 0; i < n; i++) {
+        if (rc < 0) {
+            free(out[i].m);
+            out[i] = (struct ag_cellset){0};
+        } else {
+            ag_cellset_finish(&out[i]);
+        }
+    }
     return rc;
 }

@@ -648,13 +648,13 @@ ag_extract_unref(struct ag_extract *x)
         return;
     if (x->map)
         munmap(x->map, x->map_len);
-    free(atomic_load(&x->record_keys));
+    free(atomic_load(&x->person_tags));
     free(x->cols);
     free(x->path);
     free(x);
 }
 
-/* ---- record keys ----------------------------------------------------------
+/* ---- person tags ----------------------------------------------------------
  */
 
 bool
@@ -675,13 +675,13 @@ row_identity(const struct ag_extract *x, uint64_t r, char *buf, size_t len)
                     (int64_t)((uint64_t)c->base + ag_xcol_stored(c, r)));
 }
 
-static uint32_t *
-make_record_keys(const struct ag_extract *x, const struct ag_cell_secret *sec)
+static uint64_t *
+make_tags(const struct ag_extract *x, const struct ag_cell_secret *sec)
 {
     bool by_row = ag_extract_keys_by_row(x);
     const struct ag_xcol *c = by_row ? NULL : &x->cols[x->contributor];
     uint64_t n = by_row ? x->n_rows : c->dict_size;
-    uint32_t *rk = calloc((size_t)n + 1, sizeof(*rk));
+    uint64_t *rk = calloc((size_t)n + 1, sizeof(*rk));
     char num[32], prev[32] = "";
 
     if (!rk)
@@ -689,32 +689,32 @@ make_record_keys(const struct ag_extract *x, const struct ag_cell_secret *sec)
     for (uint64_t i = 0; i < n; i++) {
         if (c) {
             const char *id = ag_xcol_text(c, (uint32_t)i);
-            rk[i] = ag_record_key(sec, id, strlen(id));
+            rk[i] = ag_person_tag(sec, id, strlen(id));
             continue;
         }
         int len = row_identity(x, i, num, sizeof(num));
         /* A person's rows are adjacent: one HMAC per person. */
         rk[i] = i > 0 && strcmp(num, prev) == 0
                     ? rk[i - 1]
-                    : ag_record_key(sec, num, (size_t)len);
+                    : ag_person_tag(sec, num, (size_t)len);
         memcpy(prev, num, sizeof(prev));
     }
     return rk;
 }
 
-const uint32_t *
-ag_extract_record_keys(const struct ag_extract *x,
+const uint64_t *
+ag_extract_person_tags(const struct ag_extract *x,
                        const struct ag_cell_secret *secret)
 {
     struct ag_extract *w = (struct ag_extract *)x; /* a cache, not data */
-    uint32_t *have = atomic_load(&w->record_keys), *mine;
+    uint64_t *have = atomic_load(&w->person_tags), *mine;
 
     if (have || !secret)
         return have;
-    if (!(mine = make_record_keys(x, secret)))
+    if (!(mine = make_tags(x, secret)))
         return NULL;
-    /* Two first queries may race: one keeps its keys, the other's go. */
-    if (!atomic_compare_exchange_strong(&w->record_keys, &have, mine)) {
+    /* Two first queries may race: one keeps its tags, the other's go. */
+    if (!atomic_compare_exchange_strong(&w->person_tags, &have, mine)) {
         free(mine);
         return have;
     }

@@ -78,9 +78,9 @@ struct ag_extract {
     const uint64_t *contributor_runs;
     char vintage[AG_VINTAGE_MAX]; /* when the data was taken, UTC ISO 8601 */
     uint64_t schema_hash;         /* of the column names, roles and types */
-    /* Record keys (cellkey.h), made by the first query that needs them
-     * (ag_extract_record_keys); malloc'd, freed with the extract. */
-    _Atomic(uint32_t *) record_keys;
+    /* Person tags (cellkey.h), made by the first query that needs them
+     * (ag_extract_person_tags); malloc'd, freed with the extract. */
+    _Atomic(uint64_t *) person_tags;
 };
 
 /* The i-th stored value of an AG_COL_INT or AG_COL_DICT column. */
@@ -136,19 +136,20 @@ void ag_extract_ref(struct ag_extract *x);
 void ag_extract_unref(struct ag_extract *x);
 
 struct ag_cell_secret;
-/* Whether record keys are per row (an integer contributor, keyed by its
+/* Whether person tags are per row (an integer contributor, keyed by its
  * value; no contributor, keyed by the row's position) rather than per
  * code of a dictionary contributor. */
 bool ag_extract_keys_by_row(const struct ag_extract *x);
 /*
- * The record key of every contributor code, or of every row (see above;
- * a row's position is 1-based, as text: for an extract built from SQLite,
- * the rowid of the same record when the table's rowids are dense; a NULL
- * contributor's row gets a key never used). Computed once per extract,
- * shared by the queries; the agent has one secret. NULL when out of
- * memory or without a secret (keys are then 0).
+ * The person tag (record key: its first 32 bits) of every contributor
+ * code, or of every row (see above; a row's position is 1-based, as text:
+ * for an extract built from SQLite, the rowid of the same record when the
+ * table's rowids are dense; a NULL contributor's row gets a tag never
+ * used). Computed once per extract, shared by the queries; the agent has
+ * one secret. NULL when out of memory or without a secret (keys are then
+ * 0).
  */
-const uint32_t *ag_extract_record_keys(const struct ag_extract *x,
+const uint64_t *ag_extract_person_tags(const struct ag_extract *x,
                                        const struct ag_cell_secret *secret);
 
 /* The schema hash a dataset configuration gives its extracts. */

@@ -29,6 +29,7 @@
 #include "engine.h"
 #include "extract.h"
 #include "guard.h"
+#include "ledger.h"
 #include "pushdown.h"
 #include "review.h"
 #include "store.h"
@@ -55,6 +56,7 @@ struct ag_state {
     /* Loaded once at start: record keys must not change under running
      * extracts, so a reload keeps it (reload_warn_fixed says so). */
     struct ag_cell_secret secret;
+    struct ag_ledger *ledger; /* released cells; NULL under --check */
 };
 
 static struct ag_catalog *
@@ -378,6 +380,367 @@ out:
     ag_rules_unref(rules);
 }
 
+/* ---- the differencing ledger (CheckCells, RecordCells) ----------------- */
+
+#define CELLS_MAX 1000000 /* cells one request may name */
+
+/* The statistic class a cell's differences are weighed in (ledger.h):
+ * NULL for an aggregate the ledger does not record. */
+static const char *
+cell_class(const Fedq__V1__Aggregate *ag, struct fq_arena *a)
+{
+    switch (ag->kind) {
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM:
+        return "records";
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_SUM:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_AVG:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_VAR:
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_STDDEV:
+        return fq_arena_printf(a, "values:%s", ag->column);
+    default:
+        return NULL;
+    }
+}
+
+/* The request's cells as member refs, their classes and groups (cells of
+ * one group key share a group number). 0 or FQ_EINVAL / FQ_ENOMEM. */
+struct cells_in {
+    struct ag_member_ref *refs;
+    const char **classes;
+    size_t *groups;
+    size_t n;
+};
+
+static int
+cells_in(const Fedq__V1__Plan *plan, Fedq__V1__CellRef *const *cells, size_t n,
+         struct fq_arena *a, struct cells_in *ret, char *err, size_t errlen)
+{
+    struct cells_in c = {fq_arena_alloc(a, (n + 1) * sizeof(*c.refs)),
+                         fq_arena_alloc(a, (n + 1) * sizeof(*c.classes)),
+                         fq_arena_alloc(a, (n + 1) * sizeof(*c.groups)), n};
+
+    if (n > CELLS_MAX) {
+        snprintf(err, errlen, "%zu cells: at most %d per request", n,
+                 CELLS_MAX);
+        return FQ_ETOOBIG;
+    }
+    if (!c.refs || !c.classes || !c.groups)
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        const Fedq__V1__CellRef *r = cells[i];
+        const Fedq__V1__Aggregate *ag = r->aggregate < plan->n_aggregates
+                                            ? plan->aggregates[r->aggregate]
+                                            : NULL;
+        bool hist =
+            ag &&
+            ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM;
+        if (r->n_key != plan->n_group_by || !ag ||
+            !(c.classes[i] = cell_class(ag, a)) ||
+            r->bin > (hist ? ag->n_edges : 0)) {
+            snprintf(err, errlen,
+                     "cell %zu is not a cell of the plan the "
+                     "ledger records",
+                     i);
+            return FQ_EINVAL;
+        }
+        c.refs[i] = (struct ag_member_ref){r->key, r->aggregate, r->bin};
+        c.groups[i] = i;
+        for (size_t j = 0; j < i; j++) { /* the first cell of its key */
+            bool same = true;
+            for (size_t k = 0; same && k < r->n_key; k++)
+                same = fq_literal_cmp(r->key[k], cells[j]->key[k]) == 0;
+            if (same) {
+                c.groups[i] = c.groups[j];
+                break;
+            }
+        }
+    }
+    *ret = c;
+    return 0;
+}
+
+/* The cells' members on the dataset's engine, from the data the query's
+ * answer came from: refused if the agency's data moved on since. */
+static int
+cell_members(struct ag_state *st, const struct ag_catalog *cat,
+             const Fedq__V1__Plan *plan, const char *vintage,
+             const struct cells_in *c, struct fq_arena *a,
+             struct ag_cellset *out, char *err, size_t errlen)
+{
+    const struct ag_config *cfg = ag_catalog_config(cat);
+    const struct ag_source *src = NULL;
+    const Fedq__V1__Dataset *ds = ag_catalog_find(cat, plan->dataset, &src);
+    const char *now = "live";
+    struct ag_extract *x = NULL;
+    int rc;
+
+    if (!ds) {
+        snprintf(err, errlen, "no dataset '%s' at this agency", plan->dataset);
+        return FQ_ENOENT;
+    }
+    if ((rc = fq_plan_check(plan, ds, err, errlen)) < 0)
+        return rc;
+    if (src->engine == AG_ENGINE_EXTRACT) {
+        if (!(x = ag_store_get(st->store, plan->dataset))) {
+            snprintf(err, errlen, "dataset %s has no extract yet",
+                     plan->dataset);
+            return FQ_EUNAVAIL;
+        }
+        now = x->vintage;
+    }
+    if (strcmp(now, vintage) != 0) {
+        snprintf(err, errlen,
+                 "dataset %s was refreshed since the query's answer (data of "
+                 "%.40s, now %.40s): run the query again",
+                 plan->dataset, vintage, now);
+        rc = FQ_EPRECOND;
+    } else if (x) {
+        struct ag_engine_limits lim = {
+            .max_groups = (size_t)cfg->max_groups,
+            .threads = 1,
+            .max_memory = (size_t)cfg->max_query_memory,
+            .secret = &st->secret,
+        };
+        rc = ag_engine_members(x, ds, plan, &lim, c->refs, c->n, out, err,
+                               errlen);
+    } else if (src->engine == AG_ENGINE_PUSHDOWN) {
+        rc = ag_pushdown_members(src->conf, ds, plan, &st->secret, c->refs,
+                                 c->n, a, out, err, errlen);
+    } else {
+        rc = ag_execute_members(cat, plan, c->refs, c->n, a, out, err, errlen);
+    }
+    ag_extract_unref(x);
+    return rc;
+}
+
+static void
+members_free(struct ag_cellset *m, size_t n)
+{
+    for (size_t i = 0; m && i < n; i++)
+        free(m[i].m);
+}
+
+/* This agency's vintage among the request's; NULL if none. */
+static const char *
+own_vintage(const struct ag_state *st, Fedq__V1__AgencyVintage *const *v,
+            size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(v[i]->agency, st->cfg->agency) == 0)
+            return v[i]->vintage;
+    }
+    return NULL;
+}
+
+/* The policy covers the query, and its cells' members. */
+static int
+ledger_prepare(struct ag_state *st, const Fedq__V1__ExecuteRequest *q,
+               const char *vintage, Fedq__V1__CellRef *const *cells, size_t n,
+               struct fq_arena *a, struct cells_in *c, struct ag_cellset **ret,
+               char *err, size_t errlen)
+{
+    struct ag_rules *rules = ag_guard_rules(st->guard);
+    struct ag_catalog *cat = state_catalog(st);
+    const struct fq_policy_agreement *agreement = NULL;
+    struct ag_cellset *m = NULL;
+    int rc = FQ_EINVAL;
+
+    if (!q || !q->plan || !vintage) {
+        snprintf(err, errlen,
+                 "request carries no query or no data vintage "
+                 "of this agency");
+        goto out;
+    }
+    if ((rc = ag_rules_check(rules, q, time(NULL), &agreement, err, errlen)) <
+            0 ||
+        (rc = cells_in(q->plan, cells, n, a, c, err, errlen)) < 0)
+        goto out;
+    rc = FQ_ENOMEM;
+    if (!(m = calloc(n + 1, sizeof(*m))))
+        goto out;
+    rc = cell_members(st, cat, q->plan, vintage, c, a, m, err, errlen);
+out:
+    if (rc < 0) {
+        free(m);
+        m = NULL;
+    }
+    *ret = m;
+    ag_catalog_unref(cat);
+    ag_rules_unref(rules);
+    return rc;
+}
+
+static int
+check_reply(struct ag_state *st, const Fedq__V1__CheckCellsRequest *req,
+            const struct cells_in *c, const struct ag_cellset *m,
+            struct fq_arena *a, Fedq__V1__CheckCellsResponse *resp, char *err,
+            size_t errlen)
+{
+    struct ag_ledger_scope scope = {
+        req->query->plan->dataset,
+        own_vintage(st, req->vintages, req->n_vintages)};
+    struct ag_ledger_pair *pairs;
+    size_t n_pairs;
+    int rc = ag_ledger_check(st->ledger, &scope, c->classes, c->groups, m, c->n,
+                             req->min_cell_count ? req->min_cell_count : 11,
+                             req->query->n_pooled_with <= 1, a, &pairs,
+                             &n_pairs, err, errlen);
+
+    if (rc < 0)
+        return rc;
+    resp->agency = st->cfg->agency;
+    resp->contributors = fq_arena_alloc(a, (c->n + 1) * sizeof(int64_t));
+    resp->pairs = fq_arena_alloc(a, (n_pairs + 1) * sizeof(void *));
+    if (!resp->contributors || !resp->pairs)
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < c->n; i++)
+        resp->contributors[resp->n_contributors++] = m[i].persons;
+    for (size_t i = 0; i < n_pairs; i++) {
+        const struct ag_ledger_pair *p = &pairs[i];
+        Fedq__V1__CellPair *x = fq_arena_alloc(a, sizeof(*x));
+        if (!x)
+            return FQ_ENOMEM;
+        fedq__v1__cell_pair__init(x);
+        if (!(x->released_parts =
+                  fq_arena_alloc(a, (p->n_parts + 1) * sizeof(void *))))
+            return FQ_ENOMEM;
+        x->cell = (uint32_t)p->cell;
+        x->released = (char *)(p->released ? p->released : "");
+        x->other = (uint32_t)p->other;
+        x->only_here = p->only_here;
+        x->only_there = p->only_there;
+        for (size_t j = 0; j < p->n_parts; j++) {
+            Fedq__V1__CellPart *cp = fq_arena_alloc(a, sizeof(*cp));
+            if (!cp)
+                return FQ_ENOMEM;
+            fedq__v1__cell_part__init(cp);
+            cp->agency = (char *)p->parts[j].agency;
+            cp->contributors = p->parts[j].persons;
+            cp->data_vintage = (char *)p->parts[j].vintage;
+            x->released_parts[x->n_released_parts++] = cp;
+        }
+        resp->pairs[resp->n_pairs++] = x;
+    }
+    return 0;
+}
+
+static void
+handle_check_cells(struct fq_rpc_call *call, const ProtobufCMessage *msg,
+                   void *app)
+{
+    const Fedq__V1__CheckCellsRequest *req = (const void *)msg;
+    struct ag_state *st = app;
+    Fedq__V1__CheckCellsResponse resp = FEDQ__V1__CHECK_CELLS_RESPONSE__INIT;
+    struct fq_arena *a = fq_rpc_call_arena(call);
+    struct ag_cellset *m = NULL;
+    struct cells_in c = {0};
+    char err[1024];
+    int rc = ledger_prepare(
+        st, req->query, own_vintage(st, req->vintages, req->n_vintages),
+        req->cells, req->n_cells, a, &c, &m, err, sizeof(err));
+
+    if (rc == 0)
+        rc = check_reply(st, req, &c, m, a, &resp, err, sizeof(err));
+    members_free(m, c.n);
+    free(m);
+    fq_log_info("query %.64s: ledger check of %zu cells: %s, %zu pairs",
+                req->query ? req->query->query_id : "?", req->n_cells,
+                rc < 0 ? "refused" : "done", resp.n_pairs);
+    if (rc < 0)
+        fq_rpc_call_fail(call, rc, "agency %s: %s", st->cfg->agency, err);
+    else
+        fq_rpc_call_reply(call, &resp.base);
+}
+
+/* The request's ids and parts as the ledger records them. */
+static int
+record_parts(const Fedq__V1__RecordCellsRequest *req, struct fq_arena *a,
+             const struct ag_ledger_part ***ret_parts, size_t **ret_n,
+             char *err, size_t errlen)
+{
+    const struct ag_ledger_part **parts =
+        fq_arena_alloc(a, (req->n_cells + 1) * sizeof(*parts));
+    size_t *np = fq_arena_alloc(a, (req->n_cells + 1) * sizeof(*np)), at = 0;
+
+    if (!parts || !np)
+        return FQ_ENOMEM;
+    if (req->n_ids != req->n_cells || req->n_parts_per_cell != req->n_cells) {
+        snprintf(err, errlen, "%zu cells with %zu ids and %zu part counts",
+                 req->n_cells, req->n_ids, req->n_parts_per_cell);
+        return FQ_EINVAL;
+    }
+    for (size_t i = 0; i < req->n_cells; i++) {
+        size_t k = req->parts_per_cell[i];
+        struct ag_ledger_part *p = fq_arena_alloc(a, (k + 1) * sizeof(*p));
+        size_t idlen = strlen(req->ids[i]);
+        if (!p)
+            return FQ_ENOMEM;
+        if (idlen == 0 || idlen >= AG_LEDGER_REF || k > AG_LEDGER_PARTS ||
+            at + k > req->n_parts) {
+            snprintf(err, errlen, "cell %zu: a bad id or parts", i);
+            return FQ_EINVAL;
+        }
+        for (size_t j = 0; j < k; j++, at++) {
+            const Fedq__V1__CellPart *cp = req->parts[at];
+            if (strlen(cp->agency) >= AG_LEDGER_AGENCY ||
+                strlen(cp->data_vintage) >= AG_LEDGER_VINTAGE ||
+                strpbrk(cp->agency, " \n") ||
+                strpbrk(cp->data_vintage, " \n")) {
+                snprintf(err, errlen, "cell %zu: a bad part", i);
+                return FQ_EINVAL;
+            }
+            snprintf(p[j].agency, sizeof(p[j].agency), "%s", cp->agency);
+            snprintf(p[j].vintage, sizeof(p[j].vintage), "%s",
+                     cp->data_vintage);
+            p[j].persons = cp->contributors;
+        }
+        parts[i] = p;
+        np[i] = k;
+    }
+    *ret_parts = parts;
+    *ret_n = np;
+    return 0;
+}
+
+static void
+handle_record_cells(struct fq_rpc_call *call, const ProtobufCMessage *msg,
+                    void *app)
+{
+    const Fedq__V1__RecordCellsRequest *req = (const void *)msg;
+    struct ag_state *st = app;
+    Fedq__V1__RecordCellsResponse resp = FEDQ__V1__RECORD_CELLS_RESPONSE__INIT;
+    struct fq_arena *a = fq_rpc_call_arena(call);
+    const struct ag_ledger_part **parts = NULL;
+    size_t *n_parts = NULL;
+    struct ag_cellset *m = NULL;
+    struct cells_in c = {0};
+    char err[1024];
+    int rc = record_parts(req, a, &parts, &n_parts, err, sizeof(err));
+
+    const char *vintage = own_vintage(st, req->vintages, req->n_vintages);
+
+    if (rc == 0)
+        rc = ledger_prepare(st, req->query, vintage, req->cells, req->n_cells,
+                            a, &c, &m, err, sizeof(err));
+    if (rc == 0) {
+        struct ag_ledger_scope scope = {req->query->plan->dataset, vintage};
+        rc = ag_ledger_record(st->ledger, &scope, c.classes, m,
+                              (const char *const *)req->ids, parts, n_parts,
+                              c.n, err, sizeof(err));
+    }
+    members_free(m, c.n);
+    free(m);
+    fq_log_info("query %.64s: ledger records %zu cells: %s",
+                req->query ? req->query->query_id : "?", req->n_cells,
+                rc < 0 ? "refused" : "done");
+    resp.recorded = rc == 0 ? (uint32_t)req->n_cells : 0;
+    if (rc < 0)
+        fq_rpc_call_fail(call, rc, "agency %s: %s", st->cfg->agency, err);
+    else
+        fq_rpc_call_reply(call, &resp.base);
+}
+
 /* ---- the steward's review methods --------------------------------------- */
 
 static void
@@ -509,6 +872,10 @@ static const struct fq_rpc_method agent_methods[] = {
      FQ_ROLE_GATEWAY, handle_describe},
     {"/fedq.v1.Agent/Execute", &fedq__v1__execute_request__descriptor,
      FQ_ROLE_GATEWAY, handle_execute},
+    {"/fedq.v1.Agent/CheckCells", &fedq__v1__check_cells_request__descriptor,
+     FQ_ROLE_GATEWAY, handle_check_cells},
+    {"/fedq.v1.Agent/RecordCells", &fedq__v1__record_cells_request__descriptor,
+     FQ_ROLE_GATEWAY, handle_record_cells},
     {"/fedq.v1.Agent/ListReviews", &fedq__v1__list_reviews_request__descriptor,
      FQ_ROLE_STEWARD, handle_list_reviews},
     {"/fedq.v1.Agent/GetReview", &fedq__v1__get_review_request__descriptor,
@@ -581,6 +948,23 @@ secret_load(struct ag_state *st, char *err, size_t errlen)
     return rc;
 }
 
+/* The ledger, beside the held queries. */
+static int
+ledger_open(struct ag_state *st, char *err, size_t errlen)
+{
+    char *dir = ag_review_dir(st->cfg);
+    int rc;
+
+    if (!dir) {
+        snprintf(err, errlen, "out of memory opening the ledger");
+        return FQ_ENOMEM;
+    }
+    rc = ag_ledger_open(dir, st->cfg->agency, (size_t)st->cfg->ledger_memory,
+                        &st->ledger, err, errlen);
+    free(dir);
+    return rc;
+}
+
 static int
 state_open(struct ag_state *st, const char *path, bool with_store, char *err,
            size_t errlen)
@@ -613,7 +997,8 @@ state_open(struct ag_state *st, const char *path, bool with_store, char *err,
         return rc;
     }
     if ((rc = ag_store_open(st->cfg, &st->store, err, errlen)) < 0 ||
-        (rc = reviews_open(st, err, errlen)) < 0)
+        (rc = reviews_open(st, err, errlen)) < 0 ||
+        (rc = ledger_open(st, err, errlen)) < 0)
         return rc;
     st->store_cat = st->catalog;
     ag_catalog_ref(st->store_cat);
@@ -629,6 +1014,7 @@ state_close(struct ag_state *st)
     ag_catalog_unref(st->catalog);
     ag_guard_close(st->guard);
     ag_review_close(st->reviews);
+    ag_ledger_close(st->ledger);
     fq_tls_material_release(&st->tls);
     ag_config_free(st->cfg);
     ag_cell_secret_release(&st->secret);

@@ -38,7 +38,10 @@
 #include "fq/buf.h"
 #include "fq/error.h"
 #include "fq/plan.h"
+#include "cellkey.h"
 #include "cellstats.h"
+#include "engine.h"
+#include "ledger.h"
 #include "pushdown.h"
 
 #include <pthread.h>
@@ -753,17 +756,20 @@ struct pd_sketch {
 };
 
 struct pd_cells;
+struct pd_members;
 
 struct pd_run {
     const Fedq__V1__Plan *plan;
     const Fedq__V1__Dataset *ds;
-    const struct pd_sql *c;
+    struct pd_sql *c;
     size_t max_groups, cap_groups;
     struct fq_arena *arena;
     Fedq__V1__ExecuteResponse *resp;
     Fedq__V1__PartialGroup *cur; /* the last group row, for its bin rows */
     struct pd_sketch sketches[FQ_PLAN_MAX_AGGREGATES];
-    struct pd_cells *cells; /* the disclosure fields' statements */
+    struct pd_cells *cells;     /* the disclosure fields' statements */
+    struct pd_members *members; /* the ledger's members statement */
+    const struct ag_cell_secret *secret;
     char *err;
     size_t errlen;
 };
@@ -1227,11 +1233,11 @@ person_values(struct pd_sql *c, const Fedq__V1__Plan *plan)
     return rc;
 }
 
-/* One row per group and contributor (its identifier as text; without a
- * contributor each record is one, named by its ctid). */
+/* "SELECT keys..., who AS fq_who": the contributor's identifier as text
+ * (without a contributor each record is one, named by its ctid). */
 static int
-compile_persons(struct pd_sql *c, const Fedq__V1__Plan *plan,
-                const struct ag_dataset_conf *d)
+select_keys_and_who(struct pd_sql *c, const Fedq__V1__Plan *plan,
+                    const struct ag_dataset_conf *d)
 {
     int rc = fq_buf_append_str(&c->sql, "SELECT ");
 
@@ -1243,6 +1249,17 @@ compile_persons(struct pd_sql *c, const Fedq__V1__Plan *plan,
         rc = d->contributor
                  ? call(c, "(", d->contributor, ")::text AS \"fq_who\"")
                  : fq_buf_append_str(&c->sql, "ctid::text AS \"fq_who\"");
+    return rc;
+}
+
+/* One row per group and contributor (its identifier as text; without a
+ * contributor each record is one, named by its ctid). */
+static int
+compile_persons(struct pd_sql *c, const Fedq__V1__Plan *plan,
+                const struct ag_dataset_conf *d)
+{
+    int rc = select_keys_and_who(c, plan, d);
+
     if (rc < 0 || (rc = person_values(c, plan)) < 0 ||
         (rc = from_plain(c, plan, d->source.table, d->contributor)) < 0 ||
         (rc = key_list(c, plan, " GROUP BY ")) < 0)
@@ -1410,6 +1427,45 @@ disclosure_fields(struct pd_run *r, PGconn *conn,
     return rc;
 }
 
+/* The answer and its disclosure fields, in one session (one snapshot). */
+static int
+answer_in_session(const struct ag_dataset_conf *d, struct pd_run *r,
+                  PGconn *conn)
+{
+    int rc = run(r, conn, r->c, read_row);
+
+    if (rc == 0) {
+        finish_group(r);
+        rc = disclosure_fields(r, conn, d, r->secret);
+    }
+    return rc;
+}
+
+/* Compiles r->plan into r->c with compile_fn, then runs fn in a session
+ * of d's database. */
+static int
+in_session(const struct ag_dataset_conf *d, struct pd_run *r,
+           int (*compile_fn)(struct pd_sql *, const Fedq__V1__Plan *,
+                             const struct ag_dataset_conf *),
+           int (*fn)(const struct ag_dataset_conf *, struct pd_run *, PGconn *))
+{
+    PGconn *conn = NULL;
+    int rc;
+
+    fq_buf_init(&r->c->sql, SQL_MAX);
+    if ((rc = compile_fn(r->c, r->plan, d)) < 0) {
+        snprintf(r->err, r->errlen, "cannot compile the plan for PostgreSQL");
+        goto out;
+    }
+    if ((rc = session_open(d, &conn, r->err, r->errlen)) < 0)
+        goto out;
+    rc = fn(d, r, conn);
+    session_close(d, conn);
+out:
+    fq_buf_release(&r->c->sql);
+    return rc;
+}
+
 int
 ag_pushdown_execute(const struct ag_dataset_conf *d,
                     const Fedq__V1__Dataset *ds, const Fedq__V1__Plan *plan,
@@ -1418,30 +1474,146 @@ ag_pushdown_execute(const struct ag_dataset_conf *d,
                     char *err, size_t errlen)
 {
     struct pd_sql c = {.arena = arena, .ds = ds};
-    PGconn *conn = NULL;
-    int rc;
-
-    fq_buf_init(&c.sql, SQL_MAX);
-    if ((rc = compile(&c, plan, d)) < 0) {
-        snprintf(err, errlen, "cannot compile the plan for PostgreSQL");
-        goto out;
-    }
-    if ((rc = session_open(d, &conn, err, errlen)) < 0)
-        goto out;
     struct pd_run r = {.plan = plan,
                        .ds = ds,
                        .c = &c,
                        .max_groups = max_groups,
                        .arena = arena,
                        .resp = resp,
+                       .secret = secret,
                        .err = err,
                        .errlen = errlen};
-    if ((rc = run(&r, conn, &c, read_row)) == 0) {
-        finish_group(&r);
-        rc = disclosure_fields(&r, conn, d, secret);
+
+    return in_session(d, &r, compile, answer_in_session);
+}
+
+/* ---- members (the differencing ledger) ---------------------------------- */
+
+/* A record's place in its table, as one integer: block and offset of
+ * its ctid (stable within a snapshot; a live dataset's ledger says so). */
+#define CTID_INT                                 \
+    "((ctid::text::point)[0]::bigint * 65536 + " \
+    "(ctid::text::point)[1]::bigint)"
+
+/*
+ * SELECT keys..., the contributor's identifier as text (or the ctid),
+ * the record, then per plan aggregate: 1 (COUNT(*)), the HISTOGRAM bin of
+ * the value (NULL outside every bin), or 1 when the value is not NULL.
+ */
+static int
+compile_members(struct pd_sql *c, const Fedq__V1__Plan *plan,
+                const struct ag_dataset_conf *d)
+{
+    int rc = select_keys_and_who(c, plan, d);
+
+    if (rc == 0)
+        rc = fq_buf_append_str(&c->sql, ", " CTID_INT);
+    for (size_t k = 0; rc == 0 && k < plan->n_aggregates; k++) {
+        const Fedq__V1__Aggregate *ag = plan->aggregates[k];
+        if (!ag->column[0]) {
+            rc = fq_buf_append_str(&c->sql, ", 1");
+        } else if (ag->kind !=
+                   FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM) {
+            rc = call(c, ", CASE WHEN ", ag->column, " IS NOT NULL THEN 1 END");
+        } else {
+            rc = fq_buf_append_str(&c->sql, ", CASE");
+            for (size_t b = 0; rc == 0 && b <= ag->n_edges; b++) {
+                if ((rc = fq_buf_append_str(&c->sql, " WHEN ")) == 0 &&
+                    (rc = bin_test(c, ag, b)) == 0)
+                    rc = fq_buf_printf(&c->sql, " THEN %zu", b);
+            }
+            if (rc == 0)
+                rc = fq_buf_append_str(&c->sql, " END");
+        }
     }
-    session_close(d, conn);
-out:
-    fq_buf_release(&c.sql);
+    return rc == 0 ? from_plain(c, plan, d->source.table, d->contributor) : rc;
+}
+
+struct pd_members {
+    const struct ag_cell_secret *secret;
+    const struct ag_member_ref *refs;
+    struct ag_cell_index ix;
+    struct ag_cellset *out;
+    size_t *cap;
+};
+
+static int
+member_row(struct pd_run *r, const PGresult *res)
+{
+    struct pd_members *pm = r->members;
+    Fedq__V1__Literal lits[FQ_PLAN_MAX_GROUP_BY + 1];
+    Fedq__V1__Literal *key[FQ_PLAN_MAX_GROUP_BY + 1];
+    int col = (int)r->plan->n_group_by;
+    int64_t rec;
+    int rc = peek_keys(r, res, lits, key);
+    size_t first, n;
+
+    if (rc < 0 || (rc = get_int(r, res, col + 1, &rec)) < 0)
+        return rc;
+    struct ag_member m = {ag_person_tag(pm->secret, PQgetvalue(res, 0, col),
+                                        (size_t)PQgetlength(res, 0, col)),
+                          (uint64_t)rec};
+    n = ag_cell_index_find(&pm->ix, key, &first);
+    for (size_t s = first; s < first + n; s++) {
+        size_t i = pm->ix.sorted[s].ref;
+        const struct ag_member_ref *ref = &pm->refs[i];
+        int vcol = col + 2 + (int)ref->agg;
+        int64_t v;
+        if (PQgetisnull(res, 0, vcol))
+            continue;
+        if ((rc = get_int(r, res, vcol, &v)) < 0)
+            return rc;
+        bool hist = r->plan->aggregates[ref->agg]->kind ==
+                    FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM;
+        if ((hist ? v == (int64_t)ref->bin : v == 1) &&
+            (rc = ag_cellset_push(&pm->out[i], &pm->cap[i], m)) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int
+members_in_session(const struct ag_dataset_conf *d, struct pd_run *r,
+                   PGconn *conn)
+{
+    (void)d;
+    return run(r, conn, r->c, member_row);
+}
+
+int
+ag_pushdown_members(const struct ag_dataset_conf *d,
+                    const Fedq__V1__Dataset *ds, const Fedq__V1__Plan *plan,
+                    const struct ag_cell_secret *secret,
+                    const struct ag_member_ref *refs, size_t n,
+                    struct fq_arena *arena, struct ag_cellset *out, char *err,
+                    size_t errlen)
+{
+    struct pd_sql c = {.arena = arena, .ds = ds};
+    size_t *cap = fq_arena_alloc(arena, (n + 1) * sizeof(*cap));
+    struct pd_members pm = {secret, refs, {0}, out, cap};
+    int rc;
+
+    memset(out, 0, n * sizeof(*out));
+    if (!cap ||
+        ag_cell_index_build(&pm.ix, refs, n, plan->n_group_by, arena) < 0) {
+        snprintf(err, errlen, "out of memory");
+        return FQ_ENOMEM;
+    }
+    struct pd_run r = {.plan = plan,
+                       .ds = ds,
+                       .c = &c,
+                       .arena = arena,
+                       .members = &pm,
+                       .err = err,
+                       .errlen = errlen};
+    rc = in_session(d, &r, compile_members, members_in_session);
+    for (size_t i = 0; i < n; i++) {
+        if (rc < 0) {
+            free(out[i].m);
+            out[i] = (struct ag_cellset){0};
+        } else {
+            ag_cellset_finish(&out[i]);
+        }
+    }
     return rc;
 }

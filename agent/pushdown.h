@@ -54,4 +54,20 @@ int ag__pg_connect(const struct ag_dataset_conf *d, struct pg_conn **ret,
 /* Appends name to b as a quoted PostgreSQL identifier. 0 or FQ_E*. */
 int ag__pg_quote(struct fq_buf *b, const char *name);
 
+/*
+ * The members (ledger.h) of cells refs[0..n) of plan's answer in d's
+ * postgres source: records by ctid (block and offset), persons by their
+ * tag under secret. out[i].m is malloc'd (the caller frees). 0, or FQ_E*
+ * as ag_pushdown_execute.
+ */
+struct ag_member_ref;
+struct ag_cellset;
+int ag_pushdown_members(const struct ag_dataset_conf *d,
+                        const struct Fedq__V1__Dataset *ds,
+                        const struct Fedq__V1__Plan *plan,
+                        const struct ag_cell_secret *secret,
+                        const struct ag_member_ref *refs, size_t n,
+                        struct fq_arena *arena, struct ag_cellset *out,
+                        char *err, size_t errlen);
+
 #endif

@@ -116,5 +116,7 @@ int cli_cmd_result(struct cli *c, int argc, char **argv);
 int cli_cmd_review(struct cli *c, int argc, char **argv);
 /* Offline: c has no configuration or channel, only its format. */
 int cli_cmd_policy(struct cli *c, int argc, char **argv);
+/* cmd_ptable.c */
+int cli_cmd_ptable(struct cli *c, int argc, char **argv);
 
 #endif

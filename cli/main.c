@@ -35,6 +35,8 @@ static const struct cli_command commands[] = {
      "a steward's held queries: review list|show|approve|deny (agent)", false},
     {"policy", cli_cmd_policy,
      "sign, verify or show an agency's release policy (offline)", true},
+    {"ptable", cli_cmd_ptable,
+     "print the federation's perturbation table (offline)", true},
 };
 
 static void

@@ -77,6 +77,7 @@ gw_rules_tighten(struct gw_rules *r, const struct fq_policy_release *rel)
     raise_to(&r->rounding_base, rel->rounding_base);
     if (rel->decimals < r->decimals)
         r->decimals = rel->decimals;
+    r->ledger |= rel->differencing_ledger == FQ_POLICY_LEDGER_ON;
 }
 
 int
@@ -673,9 +674,13 @@ hidden_interval(const struct ctx *x, struct gw_cell *c)
         ag->column[0] ? fq_catalog_column(x->in->ds, ag->column) : NULL;
     bool counts = c->stat == GW_STAT_RECORDS || c->stat == GW_STAT_DISTINCT;
 
-    c->lo = counts || (col && col->bounds && col->bounds->min >= 0)
-                ? (c->reason == GW_REASON_PRIMARY ? 1 : 0)
-                : -INFINITY;
+    /* a small group hides all its cells, an empty bin among them */
+    c->lo =
+        counts || (col && col->bounds && col->bounds->min >= 0)
+            ? (counts && c->reason == GW_REASON_PRIMARY && c->contributors > 0
+                   ? 1
+                   : 0)
+            : -INFINITY;
     c->hi = INFINITY;
 }
 

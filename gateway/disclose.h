@@ -68,6 +68,7 @@ struct gw_rules {
     bool perturb;               /* cell-key perturbation (else exact) */
     int64_t rounding_base;      /* 1: none */
     int64_t decimals;           /* of means and variances */
+    bool ledger;                /* the agents' differencing ledger */
     double magnitude_noise;     /* sums: fraction of the largest contribution */
     struct fq_ptable *counts;   /* threshold k: released counts */
     struct fq_ptable *distinct; /* threshold 1: COUNT(DISTINCT) values */

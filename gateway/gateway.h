@@ -125,6 +125,7 @@ void gw_held_set_state(struct gw_held *h, const char *id, const char *state);
 /* ---- the cell budget (budget.c) ------------------------------------------ */
 
 struct gw_budget;
+struct gw_released;
 struct Fedq__V1__Plan;
 struct Fedq__V1__PartialGroup;
 struct Fedq__V1__ResultColumn;
@@ -184,11 +185,12 @@ int gw_budget_charge(struct gw_budget *b, const struct gw_budget_table *t,
 struct gw_state {
     const char *config_path;
     struct fq_tls_material tls;
-    struct fq_rpc_server *srv; /* set once serving */
-    void *mu;                  /* pthread_mutex_t *, guards fed */
-    struct gw_federation *fed; /* current; swapped by reload */
-    struct gw_held *held;      /* queries held for review */
-    struct gw_budget *budget;  /* cells released per analyst */
+    struct fq_rpc_server *srv;    /* set once serving */
+    void *mu;                     /* pthread_mutex_t *, guards fed */
+    struct gw_federation *fed;    /* current; swapped by reload */
+    struct gw_held *held;         /* queries held for review */
+    struct gw_budget *budget;     /* cells released per analyst */
+    struct gw_released *released; /* released tables (secondary.c) */
 };
 
 /* The current federation, with a reference the caller drops. */

@@ -8,6 +8,7 @@
 #include "fq/log.h"
 #include "fq/rpc.h"
 #include "gateway.h"
+#include "secondary.h"
 
 #include <pthread.h>
 
@@ -108,12 +109,15 @@ state_open(struct gw_state *st, const char *path, bool serving, char *err,
         return 0;
     if ((rc = gw_held_open(cfg, &st->held, err, errlen)) < 0)
         return rc;
-    return gw_budget_open(cfg, &st->budget, err, errlen);
+    if ((rc = gw_budget_open(cfg, &st->budget, err, errlen)) < 0)
+        return rc;
+    return gw_released_open(cfg, &st->released, err, errlen);
 }
 
 static void
 state_close(struct gw_state *st)
 {
+    gw_released_close(st->released);
     gw_budget_close(st->budget);
     gw_held_close(st->held);
     gw_federation_unref(st->fed);

@@ -27,6 +27,8 @@
 #include "fq/sql.h"
 #include "disclose.h"
 #include "gateway.h"
+#include "gwledger.h"
+#include "secondary.h"
 
 #include <ctype.h>
 #include <math.h>
@@ -38,6 +40,8 @@
 
 #define DESCRIBE "/fedq.v1.Agent/Describe"
 #define EXECUTE  "/fedq.v1.Agent/Execute"
+#define CHECK    "/fedq.v1.Agent/CheckCells"
+#define RECORD   "/fedq.v1.Agent/RecordCells"
 
 #define AGREEMENT_MAX 64  /* bytes of an agreement id */
 #define PURPOSE_MAX   256 /* bytes of a stated purpose */
@@ -68,6 +72,20 @@ struct query {
     size_t n_cols;    /* result columns (a HISTOGRAM spans several) */
     Fedq__V1__AgencyStatus **missing;
     size_t n_missing;
+    /* From the Execute answers on: held until the reply, which points
+     * into them. */
+    struct gw_fanout *exec;
+    Fedq__V1__ExecuteRequest *er; /* what the agents were asked */
+    Fedq__V1__ExecuteResponse **parts;
+    size_t n_parts;
+    int *answered; /* fed->agents index of each part */
+    Fedq__V1__PartialGroup **groups;
+    Fedq__V1__QueryResponse resp;
+    struct gw_table table;
+    struct gw_ledger_cells lc; /* the cells the agents weigh */
+    /* Each agency's persons in each table cell (cell * n_parts + part),
+     * as its ledger counted them: the parts RecordCells records. */
+    int64_t *persons;
 };
 
 /* Ends the query: releases what it holds, then finishes the call. */
@@ -79,6 +97,7 @@ query_end(struct query *q, int err, const ProtobufCMessage *resp,
           const char *fmt, ...)
 {
     struct fq_rpc_call *call = q->call;
+    struct gw_fanout *exec = q->exec;
     char msg[512] = "";
     va_list ap;
 
@@ -103,6 +122,7 @@ query_end(struct query *q, int err, const ProtobufCMessage *resp,
         fq_rpc_call_fail(call, err, "%s", msg);
     else
         fq_rpc_call_reply(call, resp);
+    gw_fanout_free(exec); /* after the reply: the rows point into it */
 }
 
 /* ---- step 1: parse and resolve the source -------------------------------- */
@@ -573,10 +593,12 @@ step_execute(struct query *q)
     er.analyst = (char *)fq_rpc_call_peer(q->call)->uri;
     er.agreement = q->req->agreement;
     er.purpose = q->req->purpose;
-    if (!(er.pooled_with = (char **)asked_agencies(q, &er.n_pooled_with))) {
+    if (!(er.pooled_with = (char **)asked_agencies(q, &er.n_pooled_with)) ||
+        !(q->er = fq_arena_alloc(q->a, sizeof(*q->er)))) {
         query_end(q, FQ_ENOMEM, NULL, "out of memory");
         return;
     }
+    *q->er = er;
     if (gw_fanout_start(q->st, q->fed, fq_rpc_call_deadline(q->call), go, n,
                         EXECUTE, &er.base,
                         &fedq__v1__execute_response__descriptor, execute_done,
@@ -999,61 +1021,388 @@ log_decisions(struct query *q, const struct gw_table *t, size_t n_parts)
                 n[GW_REASON_SECONDARY]);
 }
 
-static void
-execute_done(struct gw_fanout *f, void *arg)
-{
-    struct query *q = arg;
-    Fedq__V1__QueryResponse resp = FEDQ__V1__QUERY_RESPONSE__INIT;
-    Fedq__V1__ExecuteResponse **parts =
-        fq_arena_alloc(q->a, (gw_fanout_count(f) + 1) * sizeof(void *));
-    Fedq__V1__PartialGroup **groups = NULL;
-    const Fedq__V1__PartialGroup **own = NULL;
-    struct gw_table table;
-    size_t n_parts = 0, n_groups = 0;
-    char err[400];
-    int rc;
+static void step_ledger(struct query *q);
+static void step_release(struct query *q);
 
-    if (!parts) {
-        query_end(q, FQ_ENOMEM, NULL, "out of memory");
-        goto out;
+/* The agents of the parts, as fan-out indexes (fed->agents). */
+static int
+answering_agents(struct query *q)
+{
+    if (!(q->answered = fq_arena_alloc(q->a, (q->n_parts + 1) * sizeof(int))))
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < q->n_parts; i++) {
+        if ((q->answered[i] = gw_federation_find(q->fed, q->parts[i]->agency)) <
+            0)
+            return FQ_EPROTO;
     }
-    if (!collect(q, f, parts, &n_parts) || refuse_missing(q))
-        goto out;
-    if (n_parts == 0) { /* allowed to be partial, but nothing to show */
-        query_end(q, FQ_EUNAVAIL, NULL, "no agency of %s answered",
-                  q->sql->source.name);
-        goto out;
-    }
-    if (!accept_terms(q, parts, n_parts) || hold_for_review(q, parts, n_parts))
-        goto out;
-    if ((rc = gw_rules_ready(&q->rules, &q->fed->cfg->perturbation, err,
-                             sizeof(err))) < 0) {
-        query_end(q, rc, NULL, "the perturbation table: %s", err);
-        goto out;
-    }
-    rc = gw_combine_parts(q->a, parts, n_parts, q->plan, q->ds,
-                          (size_t)q->fed->cfg->max_groups, &groups, &n_groups,
-                          &own);
+    return 0;
+}
+
+/* Pools the parts and applies the rules of disclose.c: the table. */
+static int
+pool_and_protect(struct query *q)
+{
+    const Fedq__V1__PartialGroup **own = NULL;
+    size_t n_groups = 0;
+    int rc = gw_combine_parts(q->a, q->parts, q->n_parts, q->plan, q->ds,
+                              (size_t)q->fed->cfg->max_groups, &q->groups,
+                              &n_groups, &own);
+
     if (rc == 0)
-        rc = build_response(q, groups, n_groups, own, parts, n_parts, &resp,
-                            &table);
-    if (rc < 0) {
+        rc = build_response(q, q->groups, n_groups, own, q->parts, q->n_parts,
+                            &q->resp, &q->table);
+    if (rc < 0)
         query_end(q, rc, NULL, "%s",
                   rc == FQ_ETOOBIG  ? "the pooled result has too many groups "
                                       "or a sum overflows 64-bit integers"
                   : rc == FQ_EPROTO ? "an agency answered with the wrong "
                                       "shape"
                                     : "out of memory");
+    return rc;
+}
+
+static void
+execute_done(struct gw_fanout *f, void *arg)
+{
+    struct query *q = arg;
+    char err[400];
+    int rc;
+
+    q->exec = f; /* freed by query_end, after the reply */
+    fedq__v1__query_response__init(&q->resp);
+    if (!(q->parts = fq_arena_alloc(q->a, (gw_fanout_count(f) + 1) *
+                                              sizeof(void *)))) {
+        query_end(q, FQ_ENOMEM, NULL, "out of memory");
+        return;
+    }
+    if (!collect(q, f, q->parts, &q->n_parts) || refuse_missing(q))
+        return;
+    if (q->n_parts == 0) { /* allowed to be partial, but nothing to show */
+        query_end(q, FQ_EUNAVAIL, NULL, "no agency of %s answered",
+                  q->sql->source.name);
+        return;
+    }
+    if (!accept_terms(q, q->parts, q->n_parts) ||
+        hold_for_review(q, q->parts, q->n_parts))
+        return;
+    if ((rc = answering_agents(q)) < 0) {
+        query_end(q, rc, NULL, "an agency answered under another name");
+        return;
+    }
+    if ((rc = gw_rules_ready(&q->rules, &q->fed->cfg->perturbation, err,
+                             sizeof(err))) < 0) {
+        query_end(q, rc, NULL, "the perturbation table: %s", err);
+        return;
+    }
+    if (pool_and_protect(q) == 0)
+        step_ledger(q);
+}
+
+/* ---- step 5: the differencing ledger ------------------------------------ */
+
+/* Each answering agency's data vintage, for CheckCells and RecordCells. */
+static Fedq__V1__AgencyVintage **
+agency_vintages(struct query *q)
+{
+    Fedq__V1__AgencyVintage **v =
+        fq_arena_alloc(q->a, (q->n_parts + 1) * sizeof(*v));
+
+    for (size_t i = 0; v && i < q->n_parts; i++) {
+        if (!(v[i] = fq_arena_alloc(q->a, sizeof(*v[i]))))
+            return NULL;
+        fedq__v1__agency_vintage__init(v[i]);
+        v[i]->agency = q->parts[i]->agency;
+        v[i]->vintage = q->parts[i]->data_vintage;
+    }
+    return v;
+}
+
+/* The agent's answer in slot i of a fan-out, or the query ends with why. */
+static const ProtobufCMessage *
+agent_answer(struct query *q, struct gw_fanout *f, size_t i, const char *what)
+{
+    const struct gw_reply *r = gw_fanout_reply(f, i);
+
+    if (r->status == FQ_RPC_OK)
+        return r->resp;
+    /* Fail closed: without every agency's ledger nothing is released. */
+    query_end(q, fq_rpc_error_from_status(r->status), NULL,
+              "agency %s could not %s: %s", gw_fanout_agent(f, i)->conf->agency,
+              what, r->message);
+    return NULL;
+}
+
+static void
+ledger_checked(struct gw_fanout *f, void *arg)
+{
+    struct query *q = arg;
+    size_t n = gw_fanout_count(f), hidden = 0;
+    const char **agencies = fq_arena_alloc(q->a, (n + 1) * sizeof(char *));
+    const char **vintages = fq_arena_alloc(q->a, (n + 1) * sizeof(char *));
+    Fedq__V1__CheckCellsResponse **resps =
+        fq_arena_alloc(q->a, (n + 1) * sizeof(*resps));
+    int rc;
+
+    if (!agencies || !vintages || !resps) {
+        query_end(q, FQ_ENOMEM, NULL, "out of memory");
         goto out;
     }
-    if (!release_within_budget(q, groups, parts, n_parts, &resp))
+    for (size_t i = 0; i < n; i++) {
+        if (!(resps[i] = (void *)agent_answer(q, f, i, "check its ledger")))
+            goto out;
+        agencies[i] = gw_fanout_agent(f, i)->conf->agency;
+        for (size_t j = 0; j < q->n_parts; j++) {
+            if (strcmp(q->parts[j]->agency, agencies[i]) != 0)
+                continue;
+            vintages[i] = q->parts[j]->data_vintage;
+            for (size_t c = 0; c < q->lc.n && c < resps[i]->n_contributors; c++)
+                q->persons[q->lc.cell[c] * q->n_parts + j] =
+                    resps[i]->contributors[c];
+        }
+    }
+    struct gw_ledger_answers ans = {n, agencies, vintages, resps};
+    if ((rc = gw_ledger_decide(&q->table, &q->lc, &ans, q->rules.k, q->a,
+                               &hidden)) < 0) {
+        query_end(q, rc, NULL, "an agency's ledger answered cells not asked");
         goto out;
-    log_decisions(q, &table, n_parts);
+    }
+    gw_fanout_free(f);
+    step_release(q);
+    return;
+out:
+    gw_fanout_free(f);
+}
+
+/* The released cells the agents weigh against what was released before;
+ * straight to the release when there are none. */
+static void
+step_ledger(struct query *q)
+{
+    Fedq__V1__CheckCellsRequest req = FEDQ__V1__CHECK_CELLS_REQUEST__INIT;
+
+    if (gw_ledger_collect(&q->table, q->cols, q->groups, NULL, q->a, &q->lc) <
+            0 ||
+        !(req.vintages = agency_vintages(q)) ||
+        !(q->persons = fq_arena_alloc(
+              q->a, (q->table.n_rows * q->table.n_cols * q->n_parts + 1) *
+                        sizeof(*q->persons)))) {
+        query_end(q, FQ_ENOMEM, NULL, "out of memory");
+        return;
+    }
+    if (q->lc.n == 0 || !q->rules.ledger) {
+        q->lc.n = 0; /* nothing checked: nothing recorded */
+        step_release(q);
+        return;
+    }
+    req.query = q->er;
+    req.n_vintages = q->n_parts;
+    req.cells = q->lc.refs;
+    req.n_cells = q->lc.n;
+    req.min_cell_count = (uint32_t)q->rules.k;
+    if (gw_fanout_start(q->st, q->fed, fq_rpc_call_deadline(q->call),
+                        q->answered, q->n_parts, CHECK, &req.base,
+                        &fedq__v1__check_cells_response__descriptor,
+                        ledger_checked, q) < 0)
+        query_end(q, FQ_ENOMEM, NULL, "out of memory");
+}
+
+/* ---- step 6: release ----------------------------------------------------- */
+
+static void
+finish(struct query *q)
+{
+    log_decisions(q, &q->table, q->n_parts);
     if (q->resumed)
         gw_held_set_state(q->st->held, q->id, "released");
-    query_end(q, 0, &resp.base, NULL);
-out:
-    gw_fanout_free(f); /* after the reply: the rows point into it */
+    query_end(q, 0, &q->resp.base, NULL);
+}
+
+static void
+ledger_recorded(struct gw_fanout *f, void *arg)
+{
+    struct query *q = arg;
+
+    for (size_t i = 0; i < gw_fanout_count(f); i++) {
+        if (!agent_answer(q, f, i, "record the released cells")) {
+            gw_fanout_free(f);
+            return;
+        }
+    }
+    gw_fanout_free(f);
+    finish(q);
+}
+
+/* Which table rows the response returns (after ORDER BY and LIMIT). */
+static bool *
+returned_rows(struct query *q)
+{
+    bool *rows = fq_arena_alloc(q->a, (q->table.n_rows + 1) * sizeof(*rows));
+
+    /* the response's rows are a subset of the table's, in any order */
+    for (size_t i = 0, j = 0; rows && i < q->table.n_rows; i++) {
+        for (j = 0; j < q->resp.n_rows; j++) {
+            if (q->resp.rows[j] == q->table.rows[i]) {
+                rows[i] = true;
+                break;
+            }
+        }
+    }
+    return rows;
+}
+
+/* Each released cell's parts: every answering agency's contributors to
+ * it, with its vintage. */
+static int
+record_parts(struct query *q, const struct gw_ledger_cells *lc,
+             Fedq__V1__RecordCellsRequest *req)
+{
+    req->parts =
+        fq_arena_alloc(q->a, (lc->n * q->n_parts + 1) * sizeof(*req->parts));
+    req->parts_per_cell =
+        fq_arena_alloc(q->a, (lc->n + 1) * sizeof(*req->parts_per_cell));
+    req->ids = fq_arena_alloc(q->a, (lc->n + 1) * sizeof(*req->ids));
+    if (!req->parts || !req->parts_per_cell || !req->ids)
+        return FQ_ENOMEM;
+    for (size_t c = 0; c < lc->n; c++) {
+        if (!(req->ids[c] =
+                  fq_arena_printf(q->a, "%s/%zu", q->id, lc->cell[c])))
+            return FQ_ENOMEM;
+        req->parts_per_cell[c] = 0;
+        for (size_t i = 0; i < q->n_parts; i++) {
+            int64_t persons = q->persons[lc->cell[c] * q->n_parts + i];
+            Fedq__V1__CellPart *p;
+            if (persons == 0)
+                continue; /* no part there */
+            if (!(p = fq_arena_alloc(q->a, sizeof(*p))))
+                return FQ_ENOMEM;
+            fedq__v1__cell_part__init(p);
+            p->agency = q->parts[i]->agency;
+            p->data_vintage = q->parts[i]->data_vintage;
+            p->contributors = persons;
+            req->parts[req->n_parts++] = p;
+            req->parts_per_cell[c]++;
+        }
+    }
+    req->n_ids = req->n_parts_per_cell = lc->n;
+    return 0;
+}
+
+/* The released cells go into every agency's ledger before the answer. */
+static void
+step_record(struct query *q)
+{
+    Fedq__V1__RecordCellsRequest req = FEDQ__V1__RECORD_CELLS_REQUEST__INIT;
+    struct gw_ledger_cells lc;
+    bool *rows = returned_rows(q);
+
+    if (!q->rules.ledger || !q->persons) {
+        finish(q);
+        return;
+    }
+    if (!rows ||
+        gw_ledger_collect(&q->table, q->cols, q->groups, rows, q->a, &lc) < 0 ||
+        !(req.vintages = agency_vintages(q)) ||
+        record_parts(q, &lc, &req) < 0) {
+        query_end(q, FQ_ENOMEM, NULL, "out of memory");
+        return;
+    }
+    if (lc.n == 0) {
+        finish(q);
+        return;
+    }
+    req.query = q->er;
+    req.n_vintages = q->n_parts;
+    req.cells = lc.refs;
+    req.n_cells = lc.n;
+    if (gw_fanout_start(q->st, q->fed, fq_rpc_call_deadline(q->call),
+                        q->answered, q->n_parts, RECORD, &req.base,
+                        &fedq__v1__record_cells_response__descriptor,
+                        ledger_recorded, q) < 0)
+        query_end(q, FQ_ENOMEM, NULL, "out of memory");
+}
+
+static int
+agency_cmp(const void *a, const void *b)
+{
+    const Fedq__V1__ExecuteResponse *x = *(Fedq__V1__ExecuteResponse *const *)a;
+    const Fedq__V1__ExecuteResponse *y = *(Fedq__V1__ExecuteResponse *const *)b;
+    return strcmp(x->agency, y->agency);
+}
+
+/* The table as the released-table store sees it: its agencies sorted. */
+static int
+release_view(struct query *q, struct gw_release *r)
+{
+    Fedq__V1__ExecuteResponse **sorted =
+        fq_arena_alloc(q->a, (q->n_parts + 1) * sizeof(*sorted));
+    const char **agencies =
+        fq_arena_alloc(q->a, (q->n_parts + 1) * sizeof(char *));
+    const char **vintages =
+        fq_arena_alloc(q->a, (q->n_parts + 1) * sizeof(char *));
+
+    if (!sorted || !agencies || !vintages)
+        return FQ_ENOMEM;
+    memcpy(sorted, q->parts, q->n_parts * sizeof(*sorted));
+    qsort(sorted, q->n_parts, sizeof(*sorted), agency_cmp);
+    for (size_t i = 0; i < q->n_parts; i++) {
+        agencies[i] = sorted[i]->agency;
+        vintages[i] = sorted[i]->data_vintage;
+    }
+    *r = (struct gw_release){
+        .query_id = q->id,
+        .plan = q->plan,
+        .ds = q->ds,
+        .agencies = agencies,
+        .vintages = vintages,
+        .n_agencies = q->n_parts,
+        .table = &q->table,
+        .cols = q->cols,
+        .groups = q->groups,
+        .rules = &q->rules,
+    };
+    return 0;
+}
+
+/* Secondary suppression (secondary.c), on the whole pooled table before
+ * ORDER BY and LIMIT: which rows come back must not depend on it. */
+static bool
+protect_suppressed(struct query *q, struct gw_release *r)
+{
+    char err[512];
+    size_t hidden = 0;
+    int rc;
+
+    if ((rc = release_view(q, r)) < 0 ||
+        (rc = gw_secondary(q->st->released, r, q->a, &hidden, err,
+                           sizeof(err))) < 0) {
+        query_end(q, rc, NULL, "%s", rc == FQ_ENOMEM ? "out of memory" : err);
+        return false;
+    }
+    return true;
+}
+
+static void
+step_release(struct query *q)
+{
+    struct gw_release r;
+    char err[512];
+    bool *rows;
+    int rc;
+
+    if (!protect_suppressed(q, &r) ||
+        !release_within_budget(q, q->groups, q->parts, q->n_parts, &q->resp))
+        return;
+    /* recorded before the answer leaves: a crash loses no release */
+    if (!(rows = returned_rows(q))) {
+        query_end(q, FQ_ENOMEM, NULL, "out of memory");
+        return;
+    }
+    if ((rc = gw_released_record(q->st->released, &r, rows, q->a, err,
+                                 sizeof(err))) < 0) {
+        query_end(q, rc, NULL, "%s", err);
+        return;
+    }
+    step_record(q);
 }
 
 /* ---- Explain ------------------------------------------------------------ */

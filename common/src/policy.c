@@ -30,6 +30,7 @@
 static const char *const review_names[] = {"none", "every_query", NULL};
 static const char *const zero_names[] = {"release", "suppress", NULL};
 static const char *const perturb_names[] = {"cell_key", "none", NULL};
+static const char *const ledger_names[] = {"on", "off", NULL};
 #define UNSET_TEXT "-1" /* an INT release parameter that was not given */
 
 /* Indexed by Fedq__V1__AggregateKind; policies spell kinds this way. */
@@ -191,6 +192,20 @@ static const struct fq_cfg_directive release_table[] = {
      .min = 1,
      .max = POLICY_TEXT_MAX,
      .doc = "why (required with perturbation or rounding_base)"},
+    {.key = "differencing_ledger",
+     .type = FQ_CFG_ENUM,
+     .offset = offsetof(struct fq_policy_release, differencing_ledger),
+     .names = ledger_names,
+     .doc = "on (default): the agents suppress a cell whose difference from "
+            "any cell released before (same dataset and data vintage) is a "
+            "small cell; off"},
+    {.key = "differencing_ledger_rationale",
+     .type = FQ_CFG_STRING,
+     .offset =
+         offsetof(struct fq_policy_release, differencing_ledger_rationale),
+     .min = 1,
+     .max = POLICY_TEXT_MAX,
+     .doc = "why (required with differencing_ledger)"},
     {.key = "decimals",
      .type = FQ_CFG_INT,
      .offset = offsetof(struct fq_policy_release, decimals),
@@ -486,7 +501,10 @@ check_release(void *obj, struct fq_cfg_error *err)
         check_group("protection", prot, r->protection_rationale, err) < 0 ||
         check_group("perturbation", pert, r->perturbation_rationale, err) < 0 ||
         check_group("decimals", r->decimals >= 0, r->decimals_rationale, err) <
-            0)
+            0 ||
+        check_group("differencing_ledger",
+                    r->differencing_ledger != FQ_POLICY_LEDGER_ON,
+                    r->differencing_ledger_rationale, err) < 0)
         return FQ_EINVAL;
     default_int(&r->dominance_min_units, FQ_POLICY_DOMINANCE_UNITS_DEFAULT);
     default_int(&r->dominance_top_percent, FQ_POLICY_DOMINANCE_PERCENT_DEFAULT);

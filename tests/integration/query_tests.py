@@ -932,6 +932,13 @@ VINTAGE_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 HASH_RE = re.compile(r"[0-9a-f]{64}")
 
 
+RULE_KEYS = ["min_cell_count", "zeros_suppressed", "dominance_min_units",
+             "dominance_top_percent", "p_percent", "perturbed",
+             "max_deviation", "noise_variance", "magnitude_percent",
+             "rounding_base", "protection_level", "protection_percent",
+             "decimals"]
+
+
 def json_table(doc):
     """`fedq query --format json` output in the form of proto_table. A
     column has keys name, type and aggregate, and error_bound only where
@@ -939,8 +946,11 @@ def json_table(doc):
     keys = sorted(doc) if isinstance(doc, dict) else doc
     check(keys == ["agencies", "agreement", "columns", "min_cell_count",
                    "missing", "partial", "pending", "policies", "query_id",
-                   "rows", "state", "vintages"],
+                   "rows", "rules", "state", "vintages"],
           f"JSON keys {keys!r}")
+    check(doc["rules"]["min_cell_count"] == doc["min_cell_count"] and
+          sorted(doc["rules"]) == sorted(RULE_KEYS), f"JSON rules "
+                                                     f"{doc['rules']!r}")
     check(all(sorted(v) == ["agency", "vintage"] for v in doc["vintages"]),
           f"JSON vintages {doc['vintages']!r}")
     check(all(sorted(v) == ["agency", "hash", "version"]

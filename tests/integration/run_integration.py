@@ -701,11 +701,8 @@ def test_agreement(agency, **changes):
                       "min_cell_count_rationale":
                           "the federation's default threshold; the fixture "
                           "data is synthetic",
-                      # exact values for the oracles (perturbation has
-                      # tests of its own)
-                      "perturbation": "none",
-                      "perturbation_rationale":
-                          "the oracle tests compare true values",
+                      # exact values for the oracles, query by query
+                      **EXACT_RELEASE,
                       # thousands of oracle queries per run
                       "cell_budget": 100000000,
                       "cell_budget_rationale":
@@ -785,15 +782,28 @@ class NoAliasDumper(yaml.SafeDumper):
         return True
 
 
+# What the exact oracles compare: true values (no perturbation) of each
+# query on its own (no differencing ledger and no secondary suppression,
+# which depend on the queries before); they have tests of their own
+# (disclosure_tests.py).
+EXACT_RELEASE = {
+    "perturbation": "none",
+    "perturbation_rationale": "the exact oracle tests compare true values",
+    "differencing_ledger": "off",
+    "differencing_ledger_rationale": "the exact oracle tests weigh each "
+                                     "query on its own",
+    "protection_level": 0, "protection_percent": 0,
+    "protection_rationale": "the exact oracle tests weigh each query on its "
+                            "own"}
+
+
 def exact_release(text):
     """A policy's text with perturbation: none in every agreement: what
     the exact oracles compare (perturbation has tests of its own,
     disclosure_tests.py)."""
     def fn(pol):
         for ag in pol["agreements"]:
-            ag["release"]["perturbation"] = "none"
-            ag["release"]["perturbation_rationale"] = (
-                "the exact oracle tests compare true values")
+            ag["release"].update(EXACT_RELEASE)
     return edit_policy_text(text, fn)
 
 
@@ -2175,6 +2185,7 @@ import pushdown_tests  # noqa: E402,F401
 import store_tests  # noqa: E402,F401
 import policy_tests  # noqa: E402,F401
 import budget_tests  # noqa: E402,F401
+import disclosure_tests  # noqa: E402,F401
 
 
 # ---- runner -----------------------------------------------------------------

@@ -17,6 +17,7 @@
 #include "engine.h"
 #include "engine_internal.h"
 #include "extract.h"
+#include "ledger.h"
 
 #include <math.h>
 #include <setjmp.h>
@@ -426,6 +427,7 @@ extract_free(struct ag_extract *x)
     if (x) {
         free(x->cols);
         free((void *)x->contributor_runs);
+        free(atomic_load(&x->person_tags));
     }
     free(x);
 }
@@ -1368,6 +1370,114 @@ test_built_extract(void **state)
     }
 }
 
+/* ---- members (the differencing ledger) ---------------------------------- */
+
+static bool
+ledgered(const Fedq__V1__Aggregate *ag)
+{
+    return ag->kind !=
+               FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT &&
+           ag->kind != FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE;
+}
+
+/* Two cellsets hold the same persons with as many records each (the
+ * engines name records differently: extract rows, SQLite rowids). */
+static bool
+same_persons(const struct ag_cellset *a, const struct ag_cellset *b)
+{
+    size_t i = 0, j = 0;
+
+    if (a->persons != b->persons)
+        return false;
+    while (i < a->n && j < b->n) {
+        size_t ni = i, nj = j;
+        if (a->m[i].person != b->m[j].person)
+            return false;
+        while (ni < a->n && a->m[ni].person == a->m[i].person)
+            ni++;
+        while (nj < b->n && b->m[nj].person == b->m[j].person)
+            nj++;
+        if (ni - i != nj - j)
+            return false;
+        i = ni;
+        j = nj;
+    }
+    return i == a->n && j == b->n;
+}
+
+/* Every ledgered cell of the answer's groups (up to max), as refs. */
+static size_t
+answer_refs(const Fedq__V1__Plan *plan, const Fedq__V1__ExecuteResponse *r,
+            struct ag_member_ref *refs, size_t max, size_t *records)
+{
+    size_t n = 0;
+    for (size_t g = 0; g < r->n_groups && n < max; g++) {
+        for (size_t k = 0; k < plan->n_aggregates && n < max; k++) {
+            const Fedq__V1__Aggregate *ag = plan->aggregates[k];
+            size_t bins =
+                ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM
+                    ? ag->n_edges + 1
+                    : 1;
+            for (size_t b = 0; ledgered(ag) && b < bins && n < max; b++) {
+                refs[n++] = (struct ag_member_ref){r->groups[g]->key, k, b};
+                records[n - 1] = (size_t)r->groups[g]->records;
+            }
+        }
+    }
+    return n;
+}
+
+/* Members of random plans' cells: the extract engine and SQLite find the
+ * same persons with as many records each, never more records than the
+ * group holds. */
+static void
+test_members(void **state)
+{
+    struct fixture *f = *state;
+    enum { MAX_REFS = 400 };
+    struct ag_member_ref refs[MAX_REFS];
+    struct ag_cellset a[MAX_REFS], b[MAX_REFS];
+    size_t records[MAX_REFS];
+    int compared = 0;
+
+    for (int i = 0; i < 60; i++) {
+        struct fq_arena *ar = fq_arena_new(64 << 20);
+        struct gen g = {900000 + (uint64_t)i * 31, ar, f, false};
+        Fedq__V1__ExecuteResponse ref;
+        struct ag_engine_limits lim = {100000, 1, 256 << 20, &test_secret};
+        rnd(&g.seed);
+        Fedq__V1__Plan *plan = random_plan(&g, f->ds->name);
+        fedq__v1__execute_response__init(&ref);
+        if (fq_plan_check(plan, f->ds, f->err, sizeof(f->err)) != 0 ||
+            ag_execute(f->cat, plan, 100000, ar, &ref, f->err,
+                       sizeof(f->err)) != 0) {
+            fq_arena_free(ar);
+            continue;
+        }
+        size_t n = answer_refs(plan, &ref, refs, MAX_REFS, records);
+        assert_int_equal(ag_engine_members(f->x, f->ds, plan, &lim, refs, n, a,
+                                           f->err, sizeof(f->err)),
+                         0);
+        assert_int_equal(ag_execute_members(f->cat, plan, refs, n, ar, b,
+                                            f->err, sizeof(f->err)),
+                         0);
+        for (size_t c = 0; c < n; c++) {
+            if (!same_persons(&a[c], &b[c])) {
+                print_error("plan %d cell %zu: %" PRId64 " persons in %zu "
+                            "records, SQLite %" PRId64 " in %zu\n",
+                            i, c, a[c].persons, a[c].n, b[c].persons, b[c].n);
+                fail();
+            }
+            assert_true(a[c].n <= records[c]);
+            compared += a[c].n > 0;
+            free(a[c].m);
+            free(b[c].m);
+        }
+        fq_arena_free(ar);
+    }
+    assert_true(compared > 200);
+}
+
 int
 main(void)
 {
@@ -1382,6 +1492,7 @@ main(void)
         cmocka_unit_test(test_sum_overflow),
         cmocka_unit_test(test_empty),
         cmocka_unit_test(test_keys),
+        cmocka_unit_test(test_members),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -93,7 +93,8 @@ write_config(struct fixture *f, const char *extra, const char *columns)
             "  - name: t\n"
             "    contributor: person_id\n"
             "    source: {sqlite: ../d.sqlite, table: t}\n"
-            "%s",
+            "%s"
+            "cell_key_secret: ck.key\n",
             extra, columns);
     fclose(fp);
     assert_int_equal(rename(tmp, f->cfg_path), 0);

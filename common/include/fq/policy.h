@@ -39,6 +39,7 @@
  *           perturbation: cell_key       # or none; rounding_base: 1, 3, 5;
  *                                        # perturbation_rationale
  *           decimals: 2                  # decimals_rationale
+ *           differencing_ledger: on      # or off (+ _rationale)
  *           cell_budget: 50000           # default 10000
  *           cell_budget_rationale: "..." # required with cell_budget
  *         review: none                 # or every_query
@@ -83,6 +84,7 @@ struct fq_policy_dataset {
 
 enum fq_policy_zero { FQ_POLICY_ZERO_RELEASE, FQ_POLICY_ZERO_SUPPRESS };
 enum fq_policy_perturb { FQ_POLICY_PERTURB_CELL_KEY, FQ_POLICY_PERTURB_NONE };
+enum fq_policy_ledger { FQ_POLICY_LEDGER_ON, FQ_POLICY_LEDGER_OFF };
 
 /*
  * What an agreement lets the federation release (docs/disclosure-control.md
@@ -118,6 +120,11 @@ struct fq_policy_release {
     int perturbation; /* enum fq_policy_perturb */
     int64_t rounding_base;
     char *perturbation_rationale;
+    /* The differencing ledger at the agents (on by default): a cell whose
+     * difference from an earlier released one is a small cell is
+     * suppressed. */
+    int differencing_ledger; /* enum fq_policy_ledger */
+    char *differencing_ledger_rationale;
     /* Decimal places of derived statistics (AVG, VAR, STDDEV). */
     int64_t decimals;
     char *decimals_rationale;

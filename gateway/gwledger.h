@@ -1,0 +1,52 @@
+/*
+ * The gateway's side of the differencing ledger (gateway/ledger.c; the
+ * agents keep the ledger, agent/ledger.h).
+ */
+#ifndef GW_LEDGER_H
+#define GW_LEDGER_H
+
+#include "fq/compat.h"
+
+struct fq_arena;
+struct gw_column;
+struct gw_table;
+struct Fedq__V1__CellRef;
+struct Fedq__V1__CheckCellsResponse;
+struct Fedq__V1__PartialGroup;
+
+/* The cells of a table the agents weigh: released count and magnitude
+ * cells (the others imply no difference cell). */
+struct gw_ledger_cells {
+    size_t n;
+    size_t *cell;                    /* index into the table's cells */
+    struct Fedq__V1__CellRef **refs; /* what the agents are sent */
+};
+
+/*
+ * The ledgered cells of t (rows: only the rows marked, or every row if
+ * NULL); groups[i] is row i's pooled group. In a. 0 or FQ_ENOMEM.
+ */
+int gw_ledger_collect(const struct gw_table *t, const struct gw_column *cols,
+                      struct Fedq__V1__PartialGroup *const *groups,
+                      const bool *rows, struct fq_arena *a,
+                      struct gw_ledger_cells *ret);
+
+/* Every pooled agency's CheckCells answer, with its data vintage. */
+struct gw_ledger_answers {
+    size_t n;
+    const char *const *agencies;
+    const char *const *vintages;
+    struct Fedq__V1__CheckCellsResponse *const *resps;
+};
+
+/*
+ * Suppresses (reason ledger) every candidate of lc whose pooled
+ * difference from an earlier released cell or an earlier candidate holds
+ * 1 to k - 1 persons; their number in *ret_suppressed. 0, FQ_EPROTO (an
+ * answer naming cells that were not asked) or FQ_ENOMEM.
+ */
+int gw_ledger_decide(struct gw_table *t, const struct gw_ledger_cells *lc,
+                     const struct gw_ledger_answers *ans, int64_t k,
+                     struct fq_arena *a, size_t *ret_suppressed);
+
+#endif

@@ -1,0 +1,1203 @@
+/*
+ * Secondary suppression against everything released (secondary.h).
+ *
+ * A family's tables are laid over the finest cross-classification U of
+ * their columns: one LP variable per combination of U's values that every
+ * table allows (a combination whose projection is a group some table does
+ * not have is empty, since counts and the family's sums are not
+ * negative), one per table cell; each cell equals the sum of the
+ * combinations under it. A released cell is bounded by what its published
+ * value says of the truth (exact; within the perturbation's preimage;
+ * within the rounding), a suppressed one by what the published rules say
+ * (at least 1 below k for a primary one, not negative otherwise). The
+ * interval of a suppressed cell is its minimum and maximum over that
+ * polytope (lp.c; an LP relaxation, which for two-way tables equals the
+ * integer interval and is otherwise at least as wide: the integer check
+ * in tests/integration bounds the gap).
+ *
+ * Suppression is greedy: while a suppressed cell's interval is narrower
+ * than the protection level, the smallest released cell of the new table
+ * that shares a margin with it is suppressed too. Violations that remain
+ * with every cell of the new table suppressed are not this table's doing
+ * (a stricter level than an earlier release's) and are left as they are.
+ */
+#include "fq/compat.h"
+#include "fq/arena.h"
+#include "fq/plan.h"
+#include "fq/error.h"
+#include "fq/log.h"
+#include "disclose.h"
+#include "gateway.h"
+#include "lp.h"
+#include "secondary.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <sqlite3.h>
+
+#include <openssl/evp.h>
+
+#include "fedq/v1/gateway.pb-c.h"
+
+#define RELEASED_FILE "released-cells.db"
+#define MAX_DIMS      16
+#define MAX_COMBOS    6000 /* finest cells of one family's program */
+#define VALUE_MAX     4096 /* bytes of one packed key value */
+
+struct gw_released {
+    pthread_mutex_t mu;
+    sqlite3 *db;
+};
+
+static const char released_schema[] =
+    "PRAGMA journal_mode=WAL;"
+    "PRAGMA synchronous=FULL;"
+    "CREATE TABLE IF NOT EXISTS releases ("
+    " id INTEGER PRIMARY KEY,"
+    " family TEXT NOT NULL," /* SHA-256 of what makes cells add up */
+    " dims TEXT NOT NULL,"   /* the GROUP BY columns, sorted, "\x1f" apart */
+    " complete INTEGER NOT NULL," /* every group returned (no LIMIT cut) */
+    " query TEXT NOT NULL,"
+    " released TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS releases_family ON releases (family);"
+    "CREATE TABLE IF NOT EXISTS cells ("
+    " release INTEGER NOT NULL REFERENCES releases (id),"
+    " key BLOB NOT NULL," /* its values, in dims order: 4-byte length, bytes */
+    " lo REAL NOT NULL,"
+    " hi REAL NOT NULL,"
+    " hidden INTEGER NOT NULL,"
+    " truth REAL);"; /* hidden sums only: their % protection */
+
+int
+gw_released_open(const struct gw_config *cfg, struct gw_released **ret,
+                 char *err, size_t errlen)
+{
+    struct gw_released *s = calloc(1, sizeof(*s));
+    int rc;
+
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return FQ_ENOMEM;
+    }
+    pthread_mutex_init(&s->mu, NULL);
+    if ((rc = gw_state_db_open(cfg, RELEASED_FILE, "released-cell store",
+                               released_schema, &s->db, err, errlen)) < 0) {
+        gw_released_close(s);
+        return rc;
+    }
+    *ret = s;
+    return 0;
+}
+
+void
+gw_released_close(struct gw_released *s)
+{
+    if (!s)
+        return;
+    sqlite3_close(s->db);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+}
+
+/* ---- families ------------------------------------------------------------ */
+
+/* Whether column j's cells add up over nested groupings. */
+static bool
+additive(const struct gw_column *c)
+{
+    return c->stat == GW_STAT_RECORDS || c->stat == GW_STAT_SUM;
+}
+
+static int
+put(EVP_MD_CTX *md, const void *p, size_t n)
+{
+    unsigned char len[8];
+    for (int i = 0; i < 8; i++)
+        len[i] = (unsigned char)((uint64_t)n >> (8 * i));
+    return EVP_DigestUpdate(md, len, 8) == 1 &&
+                   (n == 0 || EVP_DigestUpdate(md, p, n) == 1)
+               ? 0
+               : FQ_EINTERNAL;
+}
+
+static int
+put_str(EVP_MD_CTX *md, const char *s)
+{
+    return put(md, s, strlen(s));
+}
+
+/* The literal's packed bytes, into a (NULL literal: none). */
+static uint8_t *
+pack_literal(const Fedq__V1__Literal *l, struct fq_arena *a, size_t *len)
+{
+    *len = l ? protobuf_c_message_get_packed_size(&l->base) : 0;
+    uint8_t *b = fq_arena_alloc(a, *len + 1);
+    if (b && *len)
+        protobuf_c_message_pack(&l->base, b);
+    return b;
+}
+
+/* The statistic of column c: a count of records (a HISTOGRAM bin is the
+ * count of its values: named by its bounds, not the other edges), or a
+ * sum of one measure. */
+static int
+put_statistic(EVP_MD_CTX *md, const struct gw_release *r,
+              const struct gw_column *c, struct fq_arena *a)
+{
+    const Fedq__V1__Aggregate *ag = r->plan->aggregates[c->agg];
+    size_t n;
+    int rc;
+
+    if (c->stat == GW_STAT_SUM)
+        return put_str(md, "sum") == 0 ? put_str(md, ag->column) : FQ_EINTERNAL;
+    if ((rc = put_str(md, "records")) < 0 || !c->is_bin)
+        return rc;
+    const Fedq__V1__Literal *lo = c->bin > 0 ? ag->edges[c->bin - 1] : NULL;
+    const Fedq__V1__Literal *hi =
+        c->bin < ag->n_edges ? ag->edges[c->bin] : NULL;
+    uint8_t *b;
+    if ((rc = put_str(md, ag->column)) < 0 || !(b = pack_literal(lo, a, &n)))
+        return rc < 0 ? rc : FQ_ENOMEM;
+    if ((rc = put(md, b, n)) < 0 || !(b = pack_literal(hi, a, &n)))
+        return rc < 0 ? rc : FQ_ENOMEM;
+    return put(md, b, n);
+}
+
+/* The family of column c: dataset, agencies and vintages (sorted: the
+ * caller's order), the filter, the statistic. */
+static int
+family_id(const struct gw_release *r, const struct gw_column *c,
+          struct fq_arena *a, char out[65])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned char h[32];
+    unsigned int n = 0;
+    size_t flen = 0;
+    uint8_t *f = NULL;
+    int rc = FQ_ENOMEM;
+
+    if (!md)
+        return FQ_ENOMEM;
+    if (r->plan->filter) {
+        flen = protobuf_c_message_get_packed_size(&r->plan->filter->base);
+        if (!(f = fq_arena_alloc(a, flen + 1)))
+            goto out;
+        protobuf_c_message_pack(&r->plan->filter->base, f);
+    }
+    rc = FQ_EINTERNAL;
+    if (EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+        put_str(md, "fedq family v1") < 0 || put_str(md, r->plan->dataset) < 0)
+        goto out;
+    for (size_t i = 0; i < r->n_agencies; i++) {
+        if (put_str(md, r->agencies[i]) < 0 || put_str(md, r->vintages[i]) < 0)
+            goto out;
+    }
+    if (put(md, f, flen) < 0 || (rc = put_statistic(md, r, c, a)) < 0)
+        goto out;
+    rc = EVP_DigestFinal_ex(md, h, &n) == 1 ? 0 : FQ_EINTERNAL;
+    for (unsigned int i = 0; rc == 0 && i < 32; i++)
+        snprintf(out + 2 * i, 3, "%02x", h[i]);
+out:
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+/* ---- a family's tables in memory ---------------------------------------- */
+
+struct fcell {
+    uint32_t v[MAX_DIMS]; /* value ids, per dim of its table */
+    double lo, hi, truth;
+    bool hidden, primary;
+    struct gw_cell *live; /* a cell of the new table, else NULL */
+    size_t row;           /* live: its row in the new table */
+    size_t var;           /* its LP variable */
+    size_t *combos;       /* the finest cells under it */
+    size_t n_combos;
+};
+
+struct ftable {
+    size_t n_dims;
+    size_t dim[MAX_DIMS]; /* indexes into the family's dims */
+    const char *dims;     /* as stored */
+    bool complete;        /* every non-empty group is a cell */
+    struct fcell *cells;
+    size_t n, cap;
+};
+
+/* The distinct values of one dimension, as bytes. */
+struct values {
+    const uint8_t **b;
+    size_t *len;
+    size_t n, cap;
+};
+
+struct family {
+    struct fq_arena *a;
+    int stat;
+    bool nonneg;    /* the cells cannot be negative */
+    bool nonempty;  /* COUNT(*): a group that is a row has a record */
+    size_t exposed; /* cells of the new table narrow whatever it hides */
+    double scale;   /* the program's unit (choose_scale) */
+    char *dims[MAX_DIMS];
+    size_t n_dims;
+    struct values vals[MAX_DIMS];
+    struct ftable *tables;
+    size_t n_tables, cap_tables;
+    uint32_t *combos; /* n_combos * n_dims value ids */
+    size_t n_combos;
+};
+
+/* The id of bytes b in dimension d's values (added if new). */
+static int
+value_id(struct family *f, size_t d, const uint8_t *b, size_t len,
+         uint32_t *ret)
+{
+    struct values *v = &f->vals[d];
+    for (size_t i = 0; i < v->n; i++) {
+        if (v->len[i] == len && (len == 0 || memcmp(v->b[i], b, len) == 0)) {
+            *ret = (uint32_t)i;
+            return 0;
+        }
+    }
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 16;
+        const uint8_t **nb = fq_arena_alloc(f->a, cap * sizeof(*nb));
+        size_t *nl = fq_arena_alloc(f->a, cap * sizeof(*nl));
+        if (!nb || !nl)
+            return FQ_ENOMEM;
+        if (v->n) {
+            memcpy(nb, v->b, v->n * sizeof(*nb));
+            memcpy(nl, v->len, v->n * sizeof(*nl));
+        }
+        v->b = nb;
+        v->len = nl;
+        v->cap = cap;
+    }
+    uint8_t *copy = fq_arena_alloc(f->a, len + 1);
+    if (!copy)
+        return FQ_ENOMEM;
+    if (len)
+        memcpy(copy, b, len);
+    v->b[v->n] = copy;
+    v->len[v->n] = len;
+    *ret = (uint32_t)v->n++;
+    return 0;
+}
+
+static int
+dim_index(struct family *f, const char *name, size_t *ret)
+{
+    for (size_t i = 0; i < f->n_dims; i++) {
+        if (strcmp(f->dims[i], name) == 0) {
+            *ret = i;
+            return 0;
+        }
+    }
+    if (f->n_dims == MAX_DIMS)
+        return FQ_ETOOBIG;
+    if (!(f->dims[f->n_dims] = fq_arena_strdup(f->a, name)))
+        return FQ_ENOMEM;
+    *ret = f->n_dims++;
+    return 0;
+}
+
+static struct ftable *
+new_table(struct family *f)
+{
+    if (f->n_tables == f->cap_tables) {
+        size_t cap = f->cap_tables ? f->cap_tables * 2 : 8;
+        struct ftable *n = fq_arena_alloc(f->a, cap * sizeof(*n));
+        if (!n)
+            return NULL;
+        if (f->n_tables)
+            memcpy(n, f->tables, f->n_tables * sizeof(*n));
+        f->tables = n;
+        f->cap_tables = cap;
+    }
+    struct ftable *t = &f->tables[f->n_tables++];
+    memset(t, 0, sizeof(*t));
+    return t;
+}
+
+/* A new, zeroed cell at the end of t. */
+static struct fcell *
+table_append(struct family *f, struct ftable *t)
+{
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? t->cap * 2 : 16;
+        struct fcell *n = fq_arena_alloc(f->a, cap * sizeof(*n));
+        if (!n)
+            return NULL;
+        if (t->n)
+            memcpy(n, t->cells, t->n * sizeof(*n));
+        t->cells = n;
+        t->cap = cap;
+    }
+    struct fcell *c = &t->cells[t->n++];
+    memset(c, 0, sizeof(*c));
+    return c;
+}
+
+/* "a\x1fb" into t's dims. */
+static int
+table_dims(struct family *f, struct ftable *t, const char *text)
+{
+    char *copy = fq_arena_strdup(f->a, text), *save = NULL;
+    if (!copy)
+        return FQ_ENOMEM;
+    for (char *tok = strtok_r(copy, "\x1f", &save); tok;
+         tok = strtok_r(NULL, "\x1f", &save)) {
+        int rc;
+        if (t->n_dims == MAX_DIMS)
+            return FQ_ETOOBIG;
+        if ((rc = dim_index(f, tok, &t->dim[t->n_dims++])) < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* A stored key (4-byte length, bytes per dim) into value ids. */
+static int
+key_ids(struct family *f, const struct ftable *t, const uint8_t *k, size_t len,
+        uint32_t *ids)
+{
+    size_t at = 0;
+    for (size_t d = 0; d < t->n_dims; d++) {
+        uint32_t n;
+        int rc;
+        if (at + 4 > len)
+            return FQ_EPROTO;
+        n = (uint32_t)k[at] | (uint32_t)k[at + 1] << 8 |
+            (uint32_t)k[at + 2] << 16 | (uint32_t)k[at + 3] << 24;
+        at += 4;
+        if (n > len - at)
+            return FQ_EPROTO;
+        if ((rc = value_id(f, t->dim[d], k + at, n, &ids[d])) < 0)
+            return rc;
+        at += n;
+    }
+    return at == len ? 0 : FQ_EPROTO;
+}
+
+/* The earlier table of dims, a new one if none. */
+static int
+stored_table(struct family *f, const char *dims, struct ftable **ret)
+{
+    struct ftable *t;
+    int rc;
+
+    for (size_t i = 0; i < f->n_tables; i++) {
+        if (strcmp(f->tables[i].dims, dims) == 0) {
+            *ret = &f->tables[i];
+            return 0;
+        }
+    }
+    if (!(t = new_table(f)) || !(t->dims = fq_arena_strdup(f->a, dims)))
+        return FQ_ENOMEM;
+    if ((rc = table_dims(f, t, dims)) < 0)
+        return rc;
+    *ret = t;
+    return 0;
+}
+
+/* The cell of t at values v, a new hidden one if none. */
+static struct fcell *
+stored_cell(struct family *f, struct ftable *t, const uint32_t *v)
+{
+    struct fcell *c;
+
+    for (size_t i = 0; i < t->n; i++) {
+        if (memcmp(t->cells[i].v, v, t->n_dims * sizeof(*v)) == 0)
+            return &t->cells[i];
+    }
+    if (!(c = table_append(f, t)))
+        return NULL;
+    memcpy(c->v, v, t->n_dims * sizeof(*v));
+    c->hidden = true;
+    c->lo = -INFINITY;
+    c->hi = INFINITY;
+    return c;
+}
+
+/* One stored cell into what the analyst knows of it: a table asked again
+ * (a repeat, a rewrite) is one table whose cells are known as well as
+ * the best of its releases tells. */
+static void
+merge_cell(struct fcell *c, bool hidden, double lo, double hi, double truth)
+{
+    if (hidden) {
+        c->primary = c->primary || (c->hidden && lo >= 1);
+        c->truth = truth;
+        return;
+    }
+    if (c->hidden) {
+        c->hidden = c->primary = false;
+        c->lo = lo;
+        c->hi = hi;
+        return;
+    }
+    c->lo = lo > c->lo ? lo : c->lo;
+    c->hi = hi < c->hi ? hi : c->hi;
+}
+
+/* The family's earlier tables from the store, one per GROUP BY. */
+static int
+load_family(struct gw_released *s, struct family *f, const char *id)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = FQ_EIO, step;
+
+    if (sqlite3_prepare_v2(s->db,
+                           "SELECT r.dims, r.complete, c.key, c.lo, c.hi, "
+                           "c.hidden, c.truth FROM releases r JOIN cells c "
+                           "ON c.release = r.id WHERE r.family = ?1 ORDER "
+                           "BY r.id",
+                           -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) != SQLITE_OK)
+        goto out;
+    while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *dims = (const char *)sqlite3_column_text(st, 0);
+        uint32_t v[MAX_DIMS] = {0};
+        struct ftable *t;
+        struct fcell *c;
+        if ((rc = stored_table(f, dims ? dims : "", &t)) < 0 ||
+            (rc = key_ids(f, t, sqlite3_column_blob(st, 2),
+                          (size_t)sqlite3_column_bytes(st, 2), v)) < 0)
+            goto out;
+        if (!(c = stored_cell(f, t, v))) {
+            rc = FQ_ENOMEM;
+            goto out;
+        }
+        t->complete = t->complete || sqlite3_column_int(st, 1) != 0;
+        merge_cell(c, sqlite3_column_int(st, 5) != 0,
+                   sqlite3_column_double(st, 3), sqlite3_column_double(st, 4),
+                   sqlite3_column_double(st, 6));
+    }
+    rc = step == SQLITE_DONE ? 0 : FQ_EIO;
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* The group-by columns of the plan, sorted, and where each sits in the
+ * plan (dims order -> group_by index). */
+static size_t
+sorted_dims(const Fedq__V1__Plan *plan, size_t *order)
+{
+    size_t n = plan->n_group_by;
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    for (size_t i = 1; i < n; i++) { /* insertion: a few columns */
+        for (size_t j = i; j > 0 && strcmp(plan->group_by[order[j - 1]],
+                                           plan->group_by[order[j]]) > 0;
+             j--) {
+            size_t x = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = x;
+        }
+    }
+    return n;
+}
+
+/* The new table's column j as the family's last table. */
+static int
+add_live(struct family *f, const struct gw_release *r, size_t col)
+{
+    struct gw_table *t = r->table;
+    size_t order[MAX_DIMS], n = sorted_dims(r->plan, order);
+    struct ftable *ft = new_table(f);
+    int rc;
+
+    if (!ft)
+        return FQ_ENOMEM;
+    if (n > MAX_DIMS)
+        return FQ_ETOOBIG;
+    ft->complete = true; /* the pooled table, before any LIMIT */
+    for (size_t d = 0; d < n; d++) {
+        if ((rc = dim_index(f, r->plan->group_by[order[d]], &ft->dim[d])) < 0)
+            return rc;
+    }
+    ft->n_dims = n;
+    for (size_t i = 0; i < t->n_rows; i++) {
+        struct gw_cell *g = &t->cells[i * t->n_cols + col];
+        struct fcell *c = table_append(f, ft);
+        if (!c)
+            return FQ_ENOMEM;
+        for (size_t d = 0; d < n; d++) {
+            size_t len;
+            uint8_t *b = pack_literal(r->groups[i]->key[order[d]], f->a, &len);
+            if (!b)
+                return FQ_ENOMEM;
+            if ((rc = value_id(f, ft->dim[d], b, len, &c->v[d])) < 0)
+                return rc;
+        }
+        c->live = g;
+        c->row = i;
+        c->hidden = g->reason != GW_REASON_NONE;
+        /* a small group hides its cells, an empty bin among them */
+        c->primary = g->reason == GW_REASON_PRIMARY && g->contributors > 0;
+        c->lo = g->lo;
+        c->hi = g->hi;
+        c->truth = g->truth;
+    }
+    return 0;
+}
+
+/* ---- the finest cells ---------------------------------------------------- */
+
+/* Whether table t holds a cell of values (per family dim) v. */
+static bool
+table_has(const struct ftable *t, const uint32_t *v)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        bool same = true;
+        for (size_t d = 0; same && d < t->n_dims; d++)
+            same = t->cells[i].v[d] == v[t->dim[d]];
+        if (same)
+            return true;
+    }
+    return false;
+}
+
+/* The deepest family dim of t (its dims are all set at that depth). */
+static size_t
+table_depth(const struct ftable *t)
+{
+    size_t deepest = 0;
+    for (size_t d = 0; d < t->n_dims; d++)
+        deepest = t->dim[d] > deepest ? t->dim[d] : deepest;
+    return deepest;
+}
+
+static int
+enumerate(struct family *f, size_t depth, uint32_t *v, size_t cap)
+{
+    if (depth == f->n_dims) {
+        if (f->n_combos == cap)
+            return FQ_ETOOBIG;
+        memcpy(f->combos + f->n_combos++ * f->n_dims, v,
+               f->n_dims * sizeof(*v));
+        return 0;
+    }
+    for (uint32_t x = 0; x < f->vals[depth].n; x++) {
+        bool ok = true;
+        v[depth] = x;
+        /* a combination some complete table has no group for is empty */
+        for (size_t t = 0; ok && t < f->n_tables; t++) {
+            if (f->tables[t].complete && f->tables[t].n_dims &&
+                table_depth(&f->tables[t]) == depth)
+                ok = table_has(&f->tables[t], v);
+        }
+        int rc = ok ? enumerate(f, depth + 1, v, cap) : 0;
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* Each cell's finest cells (the combinations projecting onto it). */
+static int
+attach_combos(struct family *f)
+{
+    for (size_t t = 0; t < f->n_tables; t++) {
+        struct ftable *ft = &f->tables[t];
+        for (size_t i = 0; i < ft->n; i++) {
+            struct fcell *c = &ft->cells[i];
+            if (!(c->combos =
+                      fq_arena_alloc(f->a, (f->n_combos + 1) * sizeof(size_t))))
+                return FQ_ENOMEM;
+            for (size_t u = 0; u < f->n_combos; u++) {
+                const uint32_t *v = f->combos + u * f->n_dims;
+                bool under = true;
+                for (size_t d = 0; under && d < ft->n_dims; d++)
+                    under = c->v[d] == v[ft->dim[d]];
+                if (under)
+                    c->combos[c->n_combos++] = u;
+            }
+        }
+    }
+    return 0;
+}
+
+/* ---- the program -----------------------------------------------------------
+ */
+
+/* What the analyst can tell of a suppressed cell from the rules alone. */
+static void
+hidden_bounds(const struct family *f, const struct ftable *t,
+              const struct fcell *c, double *lo, double *hi)
+{
+    /* a count below k but not 0 (the primary rule on the cell's own
+     * contributors), or a COUNT(*) of a group that is a row: one or more;
+     * a sum: its sign */
+    bool one = f->stat == GW_STAT_RECORDS &&
+               (c->primary || (f->nonempty && t->n_dims > 0));
+    *lo = f->nonneg ? (one ? 1 : 0) : -INFINITY;
+    *hi = INFINITY;
+}
+
+/* Sums run to 10^8 and more, where the simplex's tolerances are
+ * absolute: the program works in units of the family's largest value. */
+static void
+choose_scale(struct family *f)
+{
+    f->scale = 1;
+    for (size_t t = 0; f->stat == GW_STAT_SUM && t < f->n_tables; t++) {
+        for (size_t i = 0; i < f->tables[t].n; i++) {
+            const struct fcell *c = &f->tables[t].cells[i];
+            double v[] = {c->lo, c->hi, c->truth};
+            for (size_t j = 0; j < 3; j++) {
+                if (isfinite(v[j]) && fabs(v[j]) < 1e300 &&
+                    fabs(v[j]) > f->scale)
+                    f->scale = fabs(v[j]);
+            }
+        }
+    }
+}
+
+static int
+set_scaled(const struct family *f, struct gw_lp *lp, size_t var, double lo,
+           double hi)
+{
+    return gw_lp_set_bounds(lp, var, lo / f->scale, hi / f->scale);
+}
+
+static int
+range_scaled(const struct family *f, struct gw_lp *lp, size_t var, double *lo,
+             double *hi)
+{
+    int rc = gw_lp_range(lp, var, lo, hi);
+    if (rc == 0) {
+        *lo *= f->scale;
+        *hi *= f->scale;
+    }
+    return rc;
+}
+
+static int
+build_lp(struct family *f, struct gw_lp **ret)
+{
+    size_t cells = 0, var;
+    struct gw_lp *lp;
+    int rc;
+
+    for (size_t t = 0; t < f->n_tables; t++)
+        cells += f->tables[t].n;
+    if ((rc = gw_lp_new(f->n_combos + cells, &lp)) < 0)
+        return rc;
+    for (size_t u = 0; u < f->n_combos; u++) {
+        if ((rc = gw_lp_set_bounds(lp, u, f->nonneg ? 0 : -INFINITY,
+                                   INFINITY)) < 0)
+            goto fail;
+    }
+    var = f->n_combos;
+    for (size_t t = 0; t < f->n_tables; t++) {
+        for (size_t i = 0; i < f->tables[t].n; i++) {
+            struct fcell *c = &f->tables[t].cells[i];
+            size_t *vars =
+                fq_arena_alloc(f->a, (c->n_combos + 2) * sizeof(size_t));
+            double *coef =
+                fq_arena_alloc(f->a, (c->n_combos + 2) * sizeof(double));
+            double lo = c->lo, hi = c->hi;
+            if (!vars || !coef) {
+                rc = FQ_ENOMEM;
+                goto fail;
+            }
+            c->var = var++;
+            if (c->hidden)
+                hidden_bounds(f, &f->tables[t], c, &lo, &hi);
+            for (size_t k = 0; k < c->n_combos; k++) {
+                vars[k] = c->combos[k];
+                coef[k] = 1;
+            }
+            vars[c->n_combos] = c->var;
+            coef[c->n_combos] = -1;
+            if ((rc = set_scaled(f, lp, c->var, lo, hi)) < 0 ||
+                (rc = gw_lp_add_row(lp, vars, coef, c->n_combos + 1, 0)) < 0)
+                goto fail;
+        }
+    }
+    *ret = lp;
+    return 0;
+fail:
+    gw_lp_free(lp);
+    return rc;
+}
+
+/* The width cell c's interval must have. */
+static double
+required(const struct family *f, const struct gw_rules *r,
+         const struct fcell *c)
+{
+    if (f->stat == GW_STAT_SUM)
+        return (double)r->protection_pct / 100.0 * fabs(c->truth);
+    return (double)r->protection;
+}
+
+/* Whether [lo, hi], a suppressed cell's interval by the LP, is narrower
+ * than required. A count is whole, so its interval is the whole numbers
+ * within; LP results are good to ~1e-9, and the slack keeps an exact
+ * boundary case on the protected side only when it is one. */
+static bool
+narrow(const struct family *f, const struct gw_rules *r, const struct fcell *c,
+       double lo, double hi)
+{
+    if (f->stat != GW_STAT_SUM) {
+        lo = ceil(lo - 1e-6);
+        hi = floor(hi + 1e-6);
+    }
+    return hi - lo + 1e-6 < required(f, r, c);
+}
+
+/* The first suppressed cell narrower than required, or NULL. skip[i]:
+ * violations that stand with the new table all hidden (not its doing). */
+static struct fcell *
+violation(struct family *f, struct gw_lp *lp, const struct gw_rules *r,
+          const bool *skip, int *rc)
+{
+    size_t idx = 0;
+
+    for (size_t t = 0; t < f->n_tables; t++) {
+        for (size_t i = 0; i < f->tables[t].n; i++, idx++) {
+            struct fcell *c = &f->tables[t].cells[i];
+            double lo, hi, need = required(f, r, c);
+            if (!c->hidden || need <= 0 || (skip && skip[idx]))
+                continue;
+            if ((*rc = range_scaled(f, lp, c->var, &lo, &hi)) < 0)
+                return NULL;
+            if (narrow(f, r, c, lo, hi))
+                return c;
+        }
+    }
+    *rc = 0;
+    return NULL;
+}
+
+/* Hides cell c of the new table in the program. */
+static int
+hide(struct family *f, struct gw_lp *lp, struct fcell *c)
+{
+    double lo, hi;
+
+    gw_cell_suppress(c->live, GW_REASON_SECONDARY);
+    c->hidden = true;
+    c->primary = false;
+    hidden_bounds(f, &f->tables[f->n_tables - 1], c, &lo, &hi);
+    return set_scaled(f, lp, c->var, lo, hi);
+}
+
+/* Whether a and b have a finest cell in common (both lists ascend). */
+static bool
+share_combo(const struct fcell *a, const struct fcell *b)
+{
+    size_t i = 0, j = 0;
+
+    while (i < a->n_combos && j < b->n_combos) {
+        if (a->combos[i] == b->combos[j])
+            return true;
+        if (a->combos[i] < b->combos[j])
+            i++;
+        else
+            j++;
+    }
+    return false;
+}
+
+/* Whether live cell c shares a margin with v: some cell of the family
+ * lies over both. */
+static bool
+related(const struct family *f, const struct fcell *v, const struct fcell *c)
+{
+    for (size_t t = 0; t < f->n_tables; t++) {
+        for (size_t i = 0; i < f->tables[t].n; i++) {
+            const struct fcell *m = &f->tables[t].cells[i];
+            if (share_combo(m, v) && share_combo(m, c))
+                return true;
+        }
+    }
+    return false;
+}
+
+/* The smallest released cell of the new table related to v (any
+ * released one if none is), or NULL. A cell that earlier releases already
+ * tell (narrow with the whole new table hidden: live_skip) is no cover. */
+static struct fcell *
+partner(struct family *f, const struct fcell *v, const bool *live_skip)
+{
+    struct ftable *live = &f->tables[f->n_tables - 1];
+    struct fcell *best = NULL;
+
+    for (int pass = 0; pass < 2 && !best; pass++) {
+        for (size_t i = 0; i < live->n; i++) {
+            struct fcell *c = &live->cells[i];
+            if (c->hidden || c == v || live_skip[i] ||
+                (pass == 0 && !related(f, v, c)))
+                continue;
+            if (!best || fabs(c->truth) < fabs(best->truth))
+                best = c;
+        }
+    }
+    return best;
+}
+
+/* Violations that stand with every cell of the new table hidden: earlier
+ * releases (before this check existed, or under a lower level) narrow
+ * them, which no suppression now can undo; they are counted in
+ * f->exposed for the steward's log. */
+static int
+baseline(struct family *f, const struct gw_rules *r, bool **ret)
+{
+    struct ftable *live = &f->tables[f->n_tables - 1];
+    size_t total = 0, idx = 0;
+    struct gw_lp *lp = NULL;
+    bool *skip;
+    int rc;
+
+    for (size_t t = 0; t < f->n_tables; t++)
+        total += f->tables[t].n;
+    if (!(skip = fq_arena_alloc(f->a, (total + 1) * sizeof(*skip))))
+        return FQ_ENOMEM;
+    bool *was = fq_arena_alloc(f->a, (live->n + 1) * sizeof(*was));
+    if (!was)
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < live->n; i++) {
+        was[i] = live->cells[i].hidden;
+        live->cells[i].hidden = true;
+    }
+    if ((rc = build_lp(f, &lp)) == 0) {
+        for (size_t t = 0; rc == 0 && t < f->n_tables; t++) {
+            for (size_t i = 0; rc == 0 && i < f->tables[t].n; i++, idx++) {
+                struct fcell *c = &f->tables[t].cells[i];
+                double lo, hi;
+                if (c->hidden && required(f, r, c) > 0 &&
+                    (rc = range_scaled(f, lp, c->var, &lo, &hi)) == 0)
+                    skip[idx] = narrow(f, r, c, lo, hi);
+                if (skip[idx] && t == f->n_tables - 1 && was[i])
+                    f->exposed++;
+            }
+        }
+    }
+    gw_lp_free(lp);
+    for (size_t i = 0; i < live->n; i++)
+        live->cells[i].hidden = was[i];
+    *ret = skip;
+    return rc;
+}
+
+/* Protects the family: hides cells of the new table until no suppressed
+ * cell is narrower than required. */
+static int
+protect(struct family *f, const struct gw_rules *r, size_t *hidden)
+{
+    struct gw_lp *lp = NULL;
+    bool *skip = NULL;
+    int rc;
+
+    size_t live_at = 0; /* the new table's first cell in skip */
+
+    for (size_t t = 0; t + 1 < f->n_tables; t++)
+        live_at += f->tables[t].n;
+    if ((rc = baseline(f, r, &skip)) < 0 || (rc = build_lp(f, &lp)) < 0)
+        return rc;
+    for (;;) {
+        struct fcell *v = violation(f, lp, r, skip, &rc), *c;
+        if (rc < 0 || !v)
+            break;
+        if (!(c = partner(f, v, skip + live_at))) {
+            rc = FQ_EPRECOND;
+            break;
+        }
+        if ((rc = hide(f, lp, c)) < 0)
+            break;
+        (*hidden)++;
+    }
+    gw_lp_free(lp);
+    return rc;
+}
+
+/* ---- one table -------------------------------------------------------------
+ */
+
+/* Whether the family's program relates anything: two tables at least,
+ * and a suppressed cell. */
+static bool
+worth_solving(const struct family *f)
+{
+    if (f->n_tables < 2)
+        return false;
+    for (size_t t = 0; t < f->n_tables; t++) {
+        for (size_t i = 0; i < f->tables[t].n; i++) {
+            if (f->tables[t].cells[i].hidden)
+                return true;
+        }
+    }
+    return false;
+}
+
+static bool
+column_nonneg(const struct gw_release *r, const struct gw_column *c)
+{
+    if (c->stat != GW_STAT_SUM)
+        return true;
+    const Fedq__V1__Column *col =
+        fq_catalog_column(r->ds, r->plan->aggregates[c->agg]->column);
+    return col && col->bounds && col->bounds->min >= 0;
+}
+
+static int
+one_family(struct gw_released *s, const struct gw_release *r, size_t col,
+           struct fq_arena *a, size_t *hidden, char *err, size_t errlen)
+{
+    struct family f = {.a = a, .stat = r->cols[col].stat};
+    uint32_t v[MAX_DIMS];
+    char id[65];
+    int rc;
+
+    f.nonneg = column_nonneg(r, &r->cols[col]);
+    f.nonempty = f.stat == GW_STAT_RECORDS && !r->cols[col].is_bin;
+    if ((rc = family_id(r, &r->cols[col], a, id)) < 0)
+        return rc;
+    pthread_mutex_lock(&s->mu);
+    rc = load_family(s, &f, id);
+    pthread_mutex_unlock(&s->mu);
+    if (rc < 0 || (rc = add_live(&f, r, col)) < 0)
+        goto out;
+    if (!worth_solving(&f))
+        goto out;
+    if (!(f.combos = fq_arena_alloc(a, (MAX_COMBOS + 1) * MAX_DIMS *
+                                           sizeof(*f.combos)))) {
+        rc = FQ_ENOMEM;
+        goto out;
+    }
+    if ((rc = enumerate(&f, 0, v, MAX_COMBOS)) < 0 ||
+        (rc = attach_combos(&f)) < 0)
+        goto out;
+    choose_scale(&f);
+    rc = protect(&f, r->rules, hidden);
+    if (rc == 0 && f.exposed)
+        fq_log_warnx("query %s: %zu suppressed cells are narrower than the "
+                     "protection level given earlier releases alone",
+                     r->query_id, f.exposed);
+out:
+    if (rc == FQ_ETOOBIG)
+        snprintf(err, errlen,
+                 "the table cannot be checked against the tables released "
+                 "before it with the same filter (more than %d finest cells "
+                 "in its margins): ask for fewer groups, or another filter",
+                 MAX_COMBOS);
+    else if (rc == FQ_EPRECOND)
+        snprintf(err, errlen,
+                 "the table's suppressed cells cannot be "
+                 "protected against the tables released before");
+    else if (rc == FQ_EINVAL) /* the truth is feasible: never seen */
+        snprintf(err, errlen,
+                 "secondary suppression failed: the released "
+                 "tables of this family contradict each other");
+    else if (rc < 0)
+        snprintf(err, errlen, "secondary suppression failed: %s",
+                 fq_strerror(rc));
+    if (rc == FQ_EINVAL)
+        fq_log_warnx("query %s: secondary suppression: %zu tables, %zu "
+                     "finest cells, an infeasible program (family %s)",
+                     r->query_id, f.n_tables, f.n_combos, id);
+    return rc;
+}
+
+/* Whether the rules ask suppressed cells of column c to be protected
+ * (a protection level of 0 asks nothing). */
+static bool
+protected_stat(const struct gw_rules *r, const struct gw_column *c)
+{
+    return c->stat == GW_STAT_SUM ? r->protection_pct > 0 : r->protection > 0;
+}
+
+/* A mean beside a sum or count hidden for another cell's sake gives it
+ * back (sum = mean x count): the row's means and spreads go too. */
+static void
+hide_derived(struct gw_table *t)
+{
+    for (size_t i = 0; i < t->n_rows; i++) {
+        struct gw_cell *row = &t->cells[i * t->n_cols];
+        bool any = false;
+        for (size_t j = 0; !any && j < t->n_cols; j++)
+            any = row[j].reason == GW_REASON_SECONDARY;
+        for (size_t j = 0; any && j < t->n_cols; j++) {
+            if ((row[j].stat == GW_STAT_MEAN ||
+                 row[j].stat == GW_STAT_SPREAD) &&
+                row[j].reason == GW_REASON_NONE)
+                gw_cell_suppress(&row[j], GW_REASON_SECONDARY);
+        }
+    }
+}
+
+int
+gw_secondary(struct gw_released *s, const struct gw_release *r,
+             struct fq_arena *a, size_t *ret_hidden, char *err, size_t errlen)
+{
+    size_t hidden = 0;
+
+    if (r->plan->n_group_by > MAX_DIMS)
+        return 0; /* never: the plan's cap is lower */
+    for (size_t j = 0; j < r->table->n_cols; j++) {
+        int rc;
+        if (!additive(&r->cols[j]) || !protected_stat(r->rules, &r->cols[j]))
+            continue;
+        if ((rc = one_family(s, r, j, a, &hidden, err, errlen)) < 0)
+            return rc;
+    }
+    if (hidden)
+        hide_derived(r->table);
+    *ret_hidden = hidden;
+    return 0;
+}
+
+/* ---- recording -------------------------------------------------------------
+ */
+
+/* The group's key, in sorted-dims order, as stored. */
+static uint8_t *
+stored_key(const struct gw_release *r, size_t row, struct fq_arena *a,
+           size_t *ret_len)
+{
+    size_t order[MAX_DIMS], n = sorted_dims(r->plan, order), len = 0;
+    size_t lens[MAX_DIMS];
+    uint8_t *parts[MAX_DIMS], *out;
+
+    for (size_t d = 0; d < n; d++) {
+        if (!(parts[d] =
+                  pack_literal(r->groups[row]->key[order[d]], a, &lens[d])) ||
+            lens[d] > VALUE_MAX)
+            return NULL;
+        len += 4 + lens[d];
+    }
+    if (!(out = fq_arena_alloc(a, len + 1)))
+        return NULL;
+    len = 0;
+    for (size_t d = 0; d < n; d++) {
+        for (int i = 0; i < 4; i++)
+            out[len++] = (uint8_t)(lens[d] >> (8 * i));
+        if (lens[d])
+            memcpy(out + len, parts[d], lens[d]);
+        len += lens[d];
+    }
+    *ret_len = len;
+    return out;
+}
+
+static char *
+dims_text(const struct gw_release *r, struct fq_arena *a)
+{
+    size_t order[MAX_DIMS], n = sorted_dims(r->plan, order);
+    char *t = fq_arena_strdup(a, "");
+    for (size_t d = 0; t && d < n; d++)
+        t = fq_arena_printf(a, "%s%s%s", t, d ? "\x1f" : "",
+                            r->plan->group_by[order[d]]);
+    return t;
+}
+
+static int
+insert_release(struct gw_released *s, const char *family, const char *dims,
+               bool complete, const char *query, int64_t *ret_id)
+{
+    sqlite3_stmt *st = NULL;
+    char now[32];
+    int rc = FQ_EIO;
+
+    gw_utc_now(now);
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO releases (family, dims, complete, "
+                           "query, released) VALUES (?1, ?2, ?5, ?3, ?4)",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_bind_text(st, 1, family, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_text(st, 2, dims, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_text(st, 3, query, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC) == SQLITE_OK &&
+        sqlite3_bind_int(st, 5, complete) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_DONE) {
+        *ret_id = sqlite3_last_insert_rowid(s->db);
+        rc = 0;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+static int
+insert_cells(struct gw_released *s, const struct gw_release *r, size_t col,
+             int64_t id, const bool *rows, struct fq_arena *a)
+{
+    struct gw_table *t = r->table;
+    sqlite3_stmt *st = NULL;
+    int rc = FQ_EIO;
+
+    if (sqlite3_prepare_v2(s->db,
+                           "INSERT INTO cells (release, key, lo, hi, hidden, "
+                           "truth) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                           -1, &st, NULL) != SQLITE_OK)
+        goto out;
+    for (size_t i = 0; i < t->n_rows; i++) {
+        const struct gw_cell *c = &t->cells[i * t->n_cols + col];
+        size_t len;
+        uint8_t *key;
+        bool hidden = c->reason != GW_REASON_NONE;
+        if (rows && !rows[i])
+            continue;
+        rc = FQ_ENOMEM;
+        if (!(key = stored_key(r, i, a, &len)))
+            goto out;
+        rc = FQ_EIO;
+        sqlite3_reset(st);
+        if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
+            sqlite3_bind_blob(st, 2, key, (int)len, SQLITE_STATIC) !=
+                SQLITE_OK ||
+            sqlite3_bind_double(st, 3, isfinite(c->lo) ? c->lo : -1e308) !=
+                SQLITE_OK ||
+            sqlite3_bind_double(st, 4, isfinite(c->hi) ? c->hi : 1e308) !=
+                SQLITE_OK ||
+            sqlite3_bind_int(st, 5, hidden) != SQLITE_OK ||
+            (hidden && r->cols[col].stat == GW_STAT_SUM
+                 ? sqlite3_bind_double(st, 6, c->truth)
+                 : sqlite3_bind_null(st, 6)) != SQLITE_OK ||
+            sqlite3_step(st) != SQLITE_DONE)
+            goto out;
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(st);
+    return rc;
+}
+
+int
+gw_released_record(struct gw_released *s, const struct gw_release *r,
+                   const bool *rows, struct fq_arena *a, char *err,
+                   size_t errlen)
+{
+    char *dims = dims_text(r, a), id[65];
+    int rc = dims ? 0 : FQ_ENOMEM;
+    bool complete = true;
+
+    for (size_t i = 0; rows && i < r->table->n_rows; i++)
+        complete = complete && rows[i];
+
+    pthread_mutex_lock(&s->mu);
+    if (rc == 0 &&
+        sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
+        rc = FQ_EIO;
+    for (size_t j = 0; rc == 0 && j < r->table->n_cols; j++) {
+        int64_t rid;
+        if (!additive(&r->cols[j]))
+            continue;
+        if ((rc = family_id(r, &r->cols[j], a, id)) == 0 &&
+            (rc = insert_release(s, id, dims, complete, r->query_id, &rid)) ==
+                0)
+            rc = insert_cells(s, r, j, rid, rows, a);
+    }
+    if (rc == 0 && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+        rc = FQ_EIO;
+    if (rc < 0) {
+        snprintf(err, errlen, "cannot record the released cells: %s",
+                 rc == FQ_EIO ? sqlite3_errmsg(s->db) : fq_strerror(rc));
+        sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
