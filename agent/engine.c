@@ -809,7 +809,8 @@ members_pass(struct en_query *q, struct en_thread *t, struct grow **ret,
         en_free(&q->budget, v, cap * sizeof(*v));
         return thread_fail(q, t, rc);
     }
-    qsort(v, n, sizeof(*v), grow_cmp);
+    if (n)
+        qsort(v, n, sizeof(*v), grow_cmp);
     *ret = v;
     *ret_n = n;
     *ret_cap = cap;

@@ -22,6 +22,8 @@ struct lcell {
     size_t n_sent;
     struct ag_ledger_part *parts;
     size_t n_parts;
+    uint8_t *value; /* the published value (opaque), NULL if none */
+    size_t value_len;
 };
 
 /* The recorded cells of one dataset, vintage and class. */
@@ -51,6 +53,7 @@ static const char ledger_schema[] =
     " persons INTEGER NOT NULL,"
     " parts TEXT NOT NULL,"   /* "agency persons vintage" lines */
     " members BLOB NOT NULL," /* 16 bytes each: person, record (LE) */
+    " value BLOB,"            /* the published value (the gateway's) */
     " recorded TEXT NOT NULL,"
     " UNIQUE (dataset, vintage, class, ref));";
 
@@ -247,6 +250,7 @@ cell_release(struct lcell *c)
     free(c->ref);
     free(c->set.m);
     free(c->parts);
+    free(c->value);
 }
 
 void
@@ -295,9 +299,10 @@ parse_parts(const char *text, size_t *ret_n)
 
 static int
 scope_push(struct ag_ledger *l, struct lscope *s, const char *ref,
-           struct ag_cellset set, struct ag_ledger_part *parts, size_t n_parts)
+           struct ag_cellset set, struct ag_ledger_part *parts, size_t n_parts,
+           struct ag_ledger_value value)
 {
-    size_t bytes = set.n * sizeof(struct ag_member);
+    size_t bytes = set.n * sizeof(struct ag_member) + value.len;
 
     if (l->max_bytes && l->used + bytes > l->max_bytes)
         return FQ_ETOOBIG;
@@ -311,8 +316,14 @@ scope_push(struct ag_ledger *l, struct lscope *s, const char *ref,
     }
     struct lcell *c = &s->cells[s->n];
     memset(c, 0, sizeof(*c));
-    if (!(c->ref = strdup(ref)))
+    if (!(c->ref = strdup(ref)) ||
+        (value.len && !(c->value = malloc(value.len)))) {
+        free(c->ref);
         return FQ_ENOMEM;
+    }
+    if (value.len)
+        memcpy(c->value, value.b, value.len);
+    c->value_len = value.len;
     c->set = set;
     c->n_sent = sentinels(&set, c->sent, AG_LEDGER_SENTINELS);
     c->parts = parts;
@@ -348,7 +359,8 @@ scope_load(struct ag_ledger *l, struct lscope *s)
     int rc = FQ_EIO, step;
 
     if (sqlite3_prepare_v2(l->db,
-                           "SELECT ref, persons, parts, members FROM cells "
+                           "SELECT ref, persons, parts, members, value FROM "
+                           "cells "
                            "WHERE dataset = ?1 AND vintage = ?2 AND "
                            "class = ?3 ORDER BY id",
                            -1, &st, NULL) != SQLITE_OK ||
@@ -370,7 +382,9 @@ scope_load(struct ag_ledger *l, struct lscope *s)
             rc = FQ_ENOMEM;
             goto out;
         }
-        if ((rc = scope_push(l, s, ref, set, parts, n_parts)) < 0) {
+        struct ag_ledger_value v = {sqlite3_column_blob(st, 4),
+                                    (size_t)sqlite3_column_bytes(st, 4)};
+        if ((rc = scope_push(l, s, ref, set, parts, n_parts, v)) < 0) {
             free(set.m);
             free(parts);
             goto out;
@@ -521,8 +535,9 @@ check_vintages(struct ag_ledger *l, const struct ag_ledger_scope *scope,
         struct lscope *s = scope_get(l, &other, class, &rc);
         for (size_t j = 0; s && rc == 0 && j < s->n; j++) {
             const struct lcell *b = &s->cells[j];
-            struct ag_ledger_pair x = {i, b->ref,   0,         0,
-                                       0, b->parts, b->n_parts};
+            struct ag_ledger_pair x = {i,          b->ref,   0,
+                                       0,          0,        b->parts,
+                                       b->n_parts, b->value, b->value_len};
             if (weigh(cell, sent, n_sent, &b->set, b->sent, b->n_sent, k,
                       single, true, &x.only_here, &x.only_there))
                 rc = pair_add(p, &x);
@@ -551,8 +566,9 @@ ag_ledger_check(struct ag_ledger *l, const struct ag_ledger_scope *scope,
         struct lscope *s = scope_get(l, scope, classes[i], &rc);
         for (size_t j = 0; s && rc == 0 && j < s->n; j++) {
             const struct lcell *b = &s->cells[j];
-            struct ag_ledger_pair x = {i, b->ref,   0,         0,
-                                       0, b->parts, b->n_parts};
+            struct ag_ledger_pair x = {i,          b->ref,   0,
+                                       0,          0,        b->parts,
+                                       b->n_parts, b->value, b->value_len};
             if (weigh(&cells[i], sent[i], n_sent[i], &b->set, b->sent,
                       b->n_sent, k, single, false, &x.only_here, &x.only_there))
                 rc = pair_add(&p, &x);
@@ -563,7 +579,7 @@ ag_ledger_check(struct ag_ledger *l, const struct ag_ledger_scope *scope,
         /* cells of another group share no record: never a small
          * difference (both are released cells of k or more pooled) */
         for (size_t j = 0; rc == 0 && j < i; j++) {
-            struct ag_ledger_pair x = {i, NULL, j, 0, 0, NULL, 0};
+            struct ag_ledger_pair x = {i, NULL, j, 0, 0, NULL, 0, NULL, 0};
             if (groups[j] == groups[i] && strcmp(classes[j], classes[i]) == 0 &&
                 weigh(&cells[i], sent[i], n_sent[i], &cells[j], sent[j],
                       n_sent[j], k, single, false, &x.only_here, &x.only_there))
@@ -624,7 +640,8 @@ static int
 insert_cell(struct ag_ledger *l, sqlite3_stmt *st,
             const struct ag_ledger_scope *scope, const char *class,
             const struct ag_cellset *c, const char *ref,
-            const struct ag_ledger_part *parts, size_t n_parts, bool *ret_new)
+            const struct ag_ledger_part *parts, size_t n_parts,
+            struct ag_ledger_value value, bool *ret_new)
 {
     char *pt = parts_text(parts, n_parts);
     unsigned char *blob = encode_members(c);
@@ -641,6 +658,9 @@ insert_cell(struct ag_ledger *l, sqlite3_stmt *st,
         sqlite3_bind_int64(st, 5, c->persons) ||
         sqlite3_bind_text(st, 6, pt, -1, SQLITE_STATIC) ||
         sqlite3_bind_blob(st, 7, blob, (int)(c->n * 16), SQLITE_STATIC) ||
+        (value.len
+             ? sqlite3_bind_blob(st, 9, value.b, (int)value.len, SQLITE_STATIC)
+             : sqlite3_bind_null(st, 9)) ||
         sqlite3_step(st) != SQLITE_DONE)
         goto out;
     *ret_new = sqlite3_changes(l->db) > 0;
@@ -655,7 +675,8 @@ out:
 static int
 remember(struct ag_ledger *l, const struct ag_ledger_scope *scope,
          const char *class, const struct ag_cellset *c, const char *ref,
-         const struct ag_ledger_part *parts, size_t n_parts)
+         const struct ag_ledger_part *parts, size_t n_parts,
+         struct ag_ledger_value value)
 {
     int rc = 0;
     struct lscope *s = scope_get(l, scope, class, &rc);
@@ -670,7 +691,7 @@ remember(struct ag_ledger *l, const struct ag_ledger_scope *scope,
         memcpy(set.m, c->m, c->n * sizeof(*set.m));
     if (n_parts)
         memcpy(p, parts, n_parts * sizeof(*p));
-    if ((rc = scope_push(l, s, ref, set, p, n_parts)) < 0) {
+    if ((rc = scope_push(l, s, ref, set, p, n_parts, value)) < 0) {
         free(set.m);
         free(p);
     }
@@ -682,8 +703,10 @@ ag_ledger_record(struct ag_ledger *l, const struct ag_ledger_scope *scope,
                  const char *const *classes, const struct ag_cellset *cells,
                  const char *const *refs,
                  const struct ag_ledger_part *const *parts,
-                 const size_t *n_parts, size_t n, char *err, size_t errlen)
+                 const size_t *n_parts, const struct ag_ledger_value *values,
+                 size_t n, char *err, size_t errlen)
 {
+    static const struct ag_ledger_value none = {NULL, 0};
     sqlite3_stmt *st = NULL;
     bool *fresh = calloc(n + 1, sizeof(*fresh));
     char now[32];
@@ -713,14 +736,15 @@ ag_ledger_record(struct ag_ledger *l, const struct ag_ledger_scope *scope,
     if (sqlite3_prepare_v2(
             l->db,
             "INSERT INTO cells (dataset, vintage, class, ref, persons, parts, "
-            "members, recorded) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON "
-            "CONFLICT DO NOTHING",
+            "members, recorded, value) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, "
+            "?8, ?9) ON CONFLICT DO NOTHING",
             -1, &st, NULL) != SQLITE_OK ||
         sqlite3_bind_text(st, 8, now, -1, SQLITE_STATIC) != SQLITE_OK)
         goto rollback;
     for (size_t i = 0; i < n; i++) {
         if ((rc = insert_cell(l, st, scope, classes[i], &cells[i], refs[i],
-                              parts[i], n_parts[i], &fresh[i])) < 0)
+                              parts[i], n_parts[i], values ? values[i] : none,
+                              &fresh[i])) < 0)
             goto rollback;
     }
     sqlite3_finalize(st);
@@ -735,7 +759,7 @@ ag_ledger_record(struct ag_ledger *l, const struct ag_ledger_scope *scope,
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (fresh[i])
             rc = remember(l, scope, classes[i], &cells[i], refs[i], parts[i],
-                          n_parts[i]);
+                          n_parts[i], values ? values[i] : none);
     }
     if (rc == FQ_ETOOBIG)
         snprintf(err, errlen,

@@ -63,6 +63,15 @@ int ag_cellset_push(struct ag_cellset *c, size_t *cap, struct ag_member m);
 /* Sorts a cellset and removes duplicates; sets persons. */
 void ag_cellset_finish(struct ag_cellset *c);
 
+#define AG_LEDGER_VALUE_MAX 256 /* bytes of a published value */
+
+/* A released cell's published value, opaque to the ledger: recorded with
+ * the cell and returned with the pairs it is in. */
+struct ag_ledger_value {
+    const uint8_t *b;
+    size_t len;
+};
+
 /* An agency's part of a released cell, as the gateway recorded it. */
 struct ag_ledger_part {
     char agency[AG_LEDGER_AGENCY];
@@ -85,6 +94,8 @@ struct ag_ledger_pair {
     int64_t only_here, only_there;
     const struct ag_ledger_part *parts; /* released: its parts */
     size_t n_parts;
+    const uint8_t *value; /* released: its published value, as recorded */
+    size_t value_len;
 };
 
 /* A scope: one dataset's one data vintage. */
@@ -121,14 +132,18 @@ int ag_ledger_check(struct ag_ledger *l, const struct ag_ledger_scope *scope,
 /*
  * Records cells[0..n) as released: refs[i] its id (unique in the scope; a
  * cell recorded twice keeps its first record), parts[i] (n_parts[i]) the
- * pooled agencies' parts. Durable (synchronous) before it returns. 0, or
- * FQ_ETOOBIG / FQ_EIO / FQ_ENOMEM with err.
+ * pooled agencies' parts, values[i] its published value (values may be
+ * NULL: none; each at most AG_LEDGER_VALUE_MAX bytes). Durable
+ * (synchronous) before it returns. 0, or FQ_ETOOBIG / FQ_EIO / FQ_ENOMEM
+ * with err.
  */
 int ag_ledger_record(struct ag_ledger *l, const struct ag_ledger_scope *scope,
                      const char *const *classes, const struct ag_cellset *cells,
                      const char *const *refs,
                      const struct ag_ledger_part *const *parts,
-                     const size_t *n_parts, size_t n, char *err, size_t errlen);
+                     const size_t *n_parts,
+                     const struct ag_ledger_value *values, size_t n, char *err,
+                     size_t errlen);
 
 /* Cells and members recorded in the scope (for stewards and tests). */
 void ag_ledger_stats(struct ag_ledger *l, const struct ag_ledger_scope *scope,

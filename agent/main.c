@@ -610,6 +610,8 @@ check_reply(struct ag_state *st, const Fedq__V1__CheckCellsRequest *req,
         x->other = (uint32_t)p->other;
         x->only_here = p->only_here;
         x->only_there = p->only_there;
+        x->released_value.data = (uint8_t *)p->value;
+        x->released_value.len = p->value_len;
         for (size_t j = 0; j < p->n_parts; j++) {
             Fedq__V1__CellPart *cp = fq_arena_alloc(a, sizeof(*cp));
             if (!cp)
@@ -651,6 +653,36 @@ handle_check_cells(struct fq_rpc_call *call, const ProtobufCMessage *msg,
         fq_rpc_call_fail(call, rc, "agency %s: %s", st->cfg->agency, err);
     else
         fq_rpc_call_reply(call, &resp.base);
+}
+
+/* The request's published values as the ledger keeps them (opaque). */
+static int
+record_values(const Fedq__V1__RecordCellsRequest *req, struct fq_arena *a,
+              struct ag_ledger_value **ret, char *err, size_t errlen)
+{
+    struct ag_ledger_value *v;
+
+    *ret = NULL;
+    if (req->n_values == 0)
+        return 0;
+    if (req->n_values != req->n_cells) {
+        snprintf(err, errlen, "%zu cells with %zu values", req->n_cells,
+                 req->n_values);
+        return FQ_EINVAL;
+    }
+    if (!(v = fq_arena_alloc(a, (req->n_values + 1) * sizeof(*v))))
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < req->n_values; i++) {
+        if (req->values[i].len > AG_LEDGER_VALUE_MAX) {
+            snprintf(err, errlen, "cell %zu: a value of %zu bytes (at most %d)",
+                     i, req->values[i].len, AG_LEDGER_VALUE_MAX);
+            return FQ_EINVAL;
+        }
+        v[i] =
+            (struct ag_ledger_value){req->values[i].data, req->values[i].len};
+    }
+    *ret = v;
+    return 0;
 }
 
 /* The request's ids and parts as the ledger records them. */
@@ -716,10 +748,12 @@ handle_record_cells(struct fq_rpc_call *call, const ProtobufCMessage *msg,
     struct ag_cellset *m = NULL;
     struct cells_in c = {0};
     char err[1024];
+    struct ag_ledger_value *values = NULL;
     int rc = record_parts(req, a, &parts, &n_parts, err, sizeof(err));
-
     const char *vintage = own_vintage(st, req->vintages, req->n_vintages);
 
+    if (rc == 0)
+        rc = record_values(req, a, &values, err, sizeof(err));
     if (rc == 0)
         rc = ledger_prepare(st, req->query, vintage, req->cells, req->n_cells,
                             a, &c, &m, err, sizeof(err));
@@ -727,7 +761,7 @@ handle_record_cells(struct fq_rpc_call *call, const ProtobufCMessage *msg,
         struct ag_ledger_scope scope = {req->query->plan->dataset, vintage};
         rc = ag_ledger_record(st->ledger, &scope, c.classes, m,
                               (const char *const *)req->ids, parts, n_parts,
-                              c.n, err, sizeof(err));
+                              values, c.n, err, sizeof(err));
     }
     members_free(m, c.n);
     free(m);

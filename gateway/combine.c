@@ -310,6 +310,45 @@ count_keys(const struct entry *all, size_t n, size_t max, size_t *ret)
     return 0;
 }
 
+/* The one group of a table without GROUP BY over no records: counts of
+ * 0 (SQL's answer), each HISTOGRAM with its bins, all empty. */
+static Fedq__V1__PartialGroup *
+empty_group(struct fq_arena *a, const Fedq__V1__Plan *plan)
+{
+    Fedq__V1__PartialGroup *g = fq_arena_alloc(a, sizeof(*g));
+
+    if (!g)
+        return NULL;
+    fedq__v1__partial_group__init(g);
+    if (!(g->aggregates = fq_arena_alloc(a, (plan->n_aggregates + 1) *
+                                                sizeof(*g->aggregates))))
+        return NULL;
+    for (size_t i = 0; i < plan->n_aggregates; i++) {
+        const Fedq__V1__Aggregate *ag = plan->aggregates[i];
+        Fedq__V1__AggregateState *s = fq_arena_alloc(a, sizeof(*s));
+        size_t nb =
+            ag->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM
+                ? ag->n_edges + 1
+                : 0;
+        if (!s)
+            return NULL;
+        fedq__v1__aggregate_state__init(s);
+        s->bins = fq_arena_alloc(a, (nb + 1) * sizeof(*s->bins));
+        s->bin_contributors =
+            fq_arena_alloc(a, (nb + 1) * sizeof(*s->bin_contributors));
+        s->bin_cell_keys =
+            fq_arena_alloc(a, (nb + 1) * sizeof(*s->bin_cell_keys));
+        if (!s->bins || !s->bin_contributors || !s->bin_cell_keys)
+            return NULL;
+        memset(s->bins, 0, (nb + 1) * sizeof(*s->bins));
+        memset(s->bin_contributors, 0, (nb + 1) * sizeof(*s->bin_contributors));
+        memset(s->bin_cell_keys, 0, (nb + 1) * sizeof(*s->bin_cell_keys));
+        s->n_bins = s->n_bin_contributors = s->n_bin_cell_keys = nb;
+        g->aggregates[g->n_aggregates++] = s;
+    }
+    return g;
+}
+
 int
 gw_combine_parts(struct fq_arena *a, Fedq__V1__ExecuteResponse *const *parts,
                  size_t nparts, const Fedq__V1__Plan *plan,
@@ -344,6 +383,17 @@ gw_combine_parts(struct fq_arena *a, Fedq__V1__ExecuteResponse *const *parts,
         if (own)
             own[(out - 1) * nparts + all[i].part] = all[i].g;
     }
+    /* No records at all: without GROUP BY the table still has its row,
+     * or a missing row would tell a zero from a suppressed count. */
+    if (out == 0 && plan->n_group_by == 0) {
+        if (!(groups[0] = empty_group(a, plan)))
+            return FQ_ENOMEM;
+        out = 1;
+        if (own && !(own = fq_arena_alloc(a, (nparts + 1) * sizeof(*own))))
+            return FQ_ENOMEM;
+        for (size_t p = 0; own && p < nparts; p++)
+            own[p] = NULL;
+    }
     *ret = groups;
     *ret_n = out;
     if (own_ret)
@@ -359,4 +409,157 @@ gw_combine(struct fq_arena *a, Fedq__V1__ExecuteResponse *const *parts,
 {
     return gw_combine_parts(a, parts, nparts, plan, ds, max_groups, ret, ret_n,
                             NULL);
+}
+
+/* ---- the full shape --------------------------------------------------------
+ */
+
+/* The published values of dimension c, as literals (in a). */
+static int
+domain_values(struct fq_arena *a, const Fedq__V1__Column *c,
+              Fedq__V1__Literal ***ret, size_t *ret_n, size_t max)
+{
+    const Fedq__V1__Domain *d = c ? c->domain : NULL;
+    size_t n = 0;
+    int64_t lo = 0, hi = -1;
+
+    if (!d)
+        return FQ_EINVAL;
+    if (d->kind_case == FEDQ__V1__DOMAIN__KIND_CODES)
+        n = d->codes->n_codes;
+    else if (d->kind_case == FEDQ__V1__DOMAIN__KIND_RANGE) {
+        lo = d->range->min;
+        hi = d->range->max;
+        uint64_t span = (uint64_t)hi - (uint64_t)lo; /* no overflow */
+        n = hi < lo ? 0 : span >= max ? max + 1 : (size_t)span + 1;
+    } else {
+        return FQ_EINVAL;
+    }
+    if (n > max)
+        return FQ_ETOOBIG;
+    Fedq__V1__Literal **v = fq_arena_alloc(a, (n + 1) * sizeof(*v));
+    if (!v)
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        if (!(v[i] = fq_arena_alloc(a, sizeof(*v[i]))))
+            return FQ_ENOMEM;
+        fedq__v1__literal__init(v[i]);
+        if (d->kind_case == FEDQ__V1__DOMAIN__KIND_CODES) {
+            v[i]->value_case = FEDQ__V1__LITERAL__VALUE_TEXT_VALUE;
+            v[i]->text_value = d->codes->codes[i];
+        } else {
+            v[i]->value_case = FEDQ__V1__LITERAL__VALUE_INT_VALUE;
+            v[i]->int_value = lo + (int64_t)i;
+        }
+    }
+    *ret = v;
+    *ret_n = n;
+    return 0;
+}
+
+/* A pooled group and its agencies' own groups, for sorting together. */
+struct slot {
+    Fedq__V1__PartialGroup *g;
+    const Fedq__V1__PartialGroup **own;
+};
+
+static int
+slot_cmp(const void *pa, const void *pb)
+{
+    const struct slot *a = pa, *b = pb;
+    return fq_group_key_cmp(&a->g, &b->g);
+}
+
+/* Whether the sorted groups hold key. */
+static bool
+has_key(Fedq__V1__PartialGroup *const *groups, size_t n,
+        Fedq__V1__PartialGroup *probe)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int c = fq_group_key_cmp(&groups[mid], &probe);
+        if (c == 0)
+            return true;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return false;
+}
+
+/* The combinations' count, saturated above max. */
+static size_t
+combinations(const size_t *nv, size_t k, size_t max)
+{
+    size_t total = 1;
+    for (size_t i = 0; i < k; i++) {
+        if (nv[i] == 0)
+            return 0;
+        if (__builtin_mul_overflow(total, nv[i], &total) || total > max)
+            return max + 1;
+    }
+    return total;
+}
+
+int
+gw_combine_fill(struct fq_arena *a, const Fedq__V1__Plan *plan,
+                const Fedq__V1__Dataset *ds, size_t max_groups, size_t nparts,
+                Fedq__V1__PartialGroup ***groups, size_t *n,
+                const Fedq__V1__PartialGroup ***own, size_t *too_many)
+{
+    size_t k = plan->n_group_by, nv[FQ_PLAN_MAX_GROUP_BY + 1], total, out;
+    Fedq__V1__Literal **vals[FQ_PLAN_MAX_GROUP_BY + 1];
+    int rc;
+
+    *too_many = 0;
+    if (k == 0 || k > FQ_PLAN_MAX_GROUP_BY)
+        return 0;
+    for (size_t i = 0; i < k; i++) {
+        if ((rc = domain_values(a, fq_catalog_column(ds, plan->group_by[i]),
+                                &vals[i], &nv[i], max_groups)) < 0) {
+            *too_many = max_groups + 1;
+            return rc == FQ_EINVAL ? FQ_ETOOBIG : rc;
+        }
+    }
+    if ((total = combinations(nv, k, max_groups)) > max_groups) {
+        *too_many = total;
+        return FQ_ETOOBIG;
+    }
+    struct slot *s = fq_arena_alloc(a, (*n + total + 1) * sizeof(*s));
+    if (!s)
+        return FQ_ENOMEM;
+    for (out = 0; out < *n; out++)
+        s[out] = (struct slot){(*groups)[out], *own + out * nparts};
+    for (size_t c = 0; c < total; c++) {
+        Fedq__V1__PartialGroup *g = empty_group(a, plan);
+        if (!g || !(g->key = fq_arena_alloc(a, (k + 1) * sizeof(*g->key))))
+            return FQ_ENOMEM;
+        g->n_key = k;
+        for (size_t i = k, rest = c; i-- > 0; rest /= nv[i])
+            g->key[i] = vals[i][rest % nv[i]];
+        if (has_key(*groups, *n, g))
+            continue;
+        const Fedq__V1__PartialGroup **none =
+            fq_arena_alloc(a, (nparts + 1) * sizeof(*none));
+        if (!none)
+            return FQ_ENOMEM;
+        memset(none, 0, (nparts + 1) * sizeof(*none));
+        s[out++] = (struct slot){g, none};
+    }
+    qsort(s, out, sizeof(*s), slot_cmp);
+    Fedq__V1__PartialGroup **ng = fq_arena_alloc(a, (out + 1) * sizeof(*ng));
+    const Fedq__V1__PartialGroup **no =
+        fq_arena_alloc(a, (out * nparts + 1) * sizeof(*no));
+    if (!ng || !no)
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < out; i++) {
+        ng[i] = s[i].g;
+        memcpy(no + i * nparts, s[i].own, nparts * sizeof(*no));
+    }
+    *groups = ng;
+    *own = no;
+    *n = out;
+    return 0;
 }

@@ -26,6 +26,7 @@
 
 #include <openssl/evp.h>
 
+#include "fedq/v1/agent.pb-c.h"
 #include "fedq/v1/gateway.pb-c.h"
 
 #define DRAW_DOMAIN "fedq noise v1"
@@ -711,6 +712,25 @@ aggregate_cell(const struct ctx *x, size_t i, const struct gw_column *col,
     return 0;
 }
 
+/* Whether g holds no record (a table's row over none, or a combination
+ * of its groups' domains that no agency holds). */
+static bool
+empty_group(const Fedq__V1__PartialGroup *g)
+{
+    if (g->contributors != 0)
+        return false;
+    for (size_t i = 0; i < g->n_aggregates; i++) {
+        const Fedq__V1__AggregateState *s = g->aggregates[i];
+        if (s->count != 0)
+            return false;
+        for (size_t b = 0; b < s->n_bins; b++) {
+            if (s->bins[b] != 0)
+                return false;
+        }
+    }
+    return true;
+}
+
 /* The group as a whole: fewer than k contributors, or the rest besides
  * one agency's part, hides every aggregate of the row. */
 static void
@@ -719,7 +739,9 @@ judge_group(const struct ctx *x, size_t i, bool *is_small, bool *is_insider)
     const struct gw_disclose_in *in = x->in;
     const Fedq__V1__PartialGroup *g = in->groups[i];
 
-    *is_small = g->contributors < x->r->k;
+    /* a group of no records at all (a zero: its own rule) is not small;
+     * records without a contributor are */
+    *is_small = g->contributors < x->r->k && !empty_group(g);
     *is_insider = false;
     for (size_t p = 0; !*is_small && in->n_parts > 1 && p < in->n_parts; p++) {
         const Fedq__V1__PartialGroup *own = in->own[i * in->n_parts + p];
@@ -788,4 +810,63 @@ gw_table_reasons(const struct gw_table *t, size_t *counts)
         if (t->cells[i].stat != GW_STAT_KEY)
             counts[t->cells[i].reason]++;
     }
+}
+
+/* ---- answers from the ledger --------------------------------------------- */
+
+/* The largest magnitude one record of the aggregate's measure may hold. */
+static double
+largest_value(const Fedq__V1__Plan *plan, const Fedq__V1__Dataset *ds,
+              size_t agg)
+{
+    const Fedq__V1__Aggregate *ag = plan->aggregates[agg];
+    const Fedq__V1__Column *col =
+        ag->column[0] ? fq_catalog_column(ds, ag->column) : NULL;
+
+    if (!col || !col->bounds)
+        return INFINITY;
+    return fmax(fabs((double)col->bounds->min), fabs((double)col->bounds->max));
+}
+
+int
+gw_cell_reuse(struct gw_cell *c, const Fedq__V1__PublishedValue *v,
+              const struct gw_rules *r, const Fedq__V1__Plan *plan,
+              const Fedq__V1__Dataset *ds)
+{
+    /* under perturbation every count and sum is perturbed or rounded: an
+     * earlier exact one (another policy then) is no longer exact here */
+    Fedq__V1__CellStatus st =
+        v->status == FEDQ__V1__CELL_STATUS__CELL_STATUS_ROUNDED
+            ? FEDQ__V1__CELL_STATUS__CELL_STATUS_ROUNDED
+            : FEDQ__V1__CELL_STATUS__CELL_STATUS_PERTURBED;
+    double k1 = (double)(r->k - 1), value;
+
+    if (v->value_case == FEDQ__V1__PUBLISHED_VALUE__VALUE_INT_VALUE) {
+        set_int(c, v->int_value, st);
+        value = (double)v->int_value;
+    } else if (v->value_case ==
+                   FEDQ__V1__PUBLISHED_VALUE__VALUE_DECIMAL_VALUE &&
+               isfinite(v->decimal_value)) {
+        set_decimal(c, v->decimal_value, st);
+        value = v->decimal_value;
+    } else {
+        return FQ_EPROTO;
+    }
+    c->reused = true;
+    if (c->stat == GW_STAT_RECORDS || c->stat == GW_STAT_DISTINCT) {
+        count_interval(r->counts, r->rounding_base, (int64_t)value, &c->lo,
+                       &c->hi);
+        c->lo = fmax(0, c->lo - k1);
+        c->hi += k1;
+    } else if (c->stat == GW_STAT_SUM) {
+        double m = r->magnitude_noise;
+        double w =
+            m * fabs(value) / (1 - m) + k1 * largest_value(plan, ds, c->agg);
+        c->lo = value - w;
+        c->hi = value + w;
+    } else {
+        c->lo = -INFINITY;
+        c->hi = INFINITY;
+    }
+    return 0;
 }

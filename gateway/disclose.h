@@ -117,6 +117,7 @@ struct gw_cell {
      * and perturbation can tell from the released value (secondary
      * suppression's constraints). */
     double lo, hi;
+    bool reused; /* answered with an earlier cell's value (the ledger) */
 };
 
 /* A pooled table and its rules' view, row-major (cols per row). */
@@ -158,5 +159,18 @@ void gw_table_reasons(const struct gw_table *t, size_t *counts);
 
 /* Hides cell c (any reason but NONE): no value, status suppressed. */
 void gw_cell_suppress(struct gw_cell *c, int reason);
+
+struct Fedq__V1__PublishedValue;
+/*
+ * Answers cell c with v, the published value of an earlier released cell
+ * within k - 1 contributors of it (the ledger, gateway/ledger.c): the
+ * same value and status (perturbed or rounded), and the interval an
+ * analyst can then tell: v's, widened by k - 1 contributors (a count) or
+ * k - 1 of the measure's largest values (a magnitude). 0, or FQ_EPROTO
+ * for a value without a number.
+ */
+int gw_cell_reuse(struct gw_cell *c, const struct Fedq__V1__PublishedValue *v,
+                  const struct gw_rules *r, const struct Fedq__V1__Plan *plan,
+                  const struct Fedq__V1__Dataset *ds);
 
 #endif

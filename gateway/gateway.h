@@ -287,6 +287,20 @@ int gw_combine_parts(struct fq_arena *arena,
                      struct Fedq__V1__PartialGroup ***ret, size_t *ret_n,
                      const struct Fedq__V1__PartialGroup ***own);
 
+/*
+ * Completes the pooled groups of a GROUP BY table (from gw_combine_parts,
+ * sorted, with own) with an empty group for every combination of the
+ * grouped dimensions' published domains that no agency holds, so that
+ * the table's shape does not tell a zero from a suppressed count (a
+ * policy suppressing zeros needs it). 0, FQ_ETOOBIG (more than max_groups
+ * combinations: *too_many says how many, saturated) or FQ_ENOMEM.
+ */
+int gw_combine_fill(struct fq_arena *arena, const struct Fedq__V1__Plan *plan,
+                    const struct Fedq__V1__Dataset *ds, size_t max_groups,
+                    size_t nparts, struct Fedq__V1__PartialGroup ***groups,
+                    size_t *n, const struct Fedq__V1__PartialGroup ***own,
+                    size_t *too_many);
+
 /* ---- methods ------------------------------------------------------------- */
 
 /*

@@ -8,8 +8,12 @@
 #include "fq/compat.h"
 
 struct fq_arena;
+struct gw_cell;
 struct gw_column;
+struct gw_rules;
 struct gw_table;
+struct Fedq__V1__Dataset;
+struct Fedq__V1__Plan;
 struct Fedq__V1__CellRef;
 struct Fedq__V1__CheckCellsResponse;
 struct Fedq__V1__PartialGroup;
@@ -39,14 +43,38 @@ struct gw_ledger_answers {
     struct Fedq__V1__CheckCellsResponse *const *resps;
 };
 
+/* What the ledger's decision weighs besides the answers. */
+struct gw_ledger_rules {
+    int64_t k;
+    /* Released values are perturbed: a candidate within k - 1 persons of
+     * an earlier released cell is answered with that cell's published
+     * value (the earliest such), so that neither a difference nor the
+     * status tells whether the two differ (gw_cell_reuse); else it is
+     * suppressed. */
+    bool reuse;
+    const struct gw_rules *rules;
+    const struct Fedq__V1__Plan *plan;
+    const struct Fedq__V1__Dataset *ds;
+};
+
 /*
- * Suppresses (reason ledger) every candidate of lc whose pooled
- * difference from an earlier released cell or an earlier candidate holds
- * 1 to k - 1 persons; their number in *ret_suppressed. 0, FQ_EPROTO (an
- * answer naming cells that were not asked) or FQ_ENOMEM.
+ * Decides every candidate of lc whose pooled difference from an earlier
+ * released cell or an earlier candidate holds 1 to k - 1 persons: it is
+ * suppressed (reason ledger), or answered with the earlier cell's value
+ * (lr->reuse, and an earlier released cell); how many of each in
+ * *ret_suppressed and *ret_reused. 0, FQ_EPROTO (an answer naming cells
+ * that were not asked, or a bad published value) or FQ_ENOMEM.
  */
 int gw_ledger_decide(struct gw_table *t, const struct gw_ledger_cells *lc,
-                     const struct gw_ledger_answers *ans, int64_t k,
-                     struct fq_arena *a, size_t *ret_suppressed);
+                     const struct gw_ledger_answers *ans,
+                     const struct gw_ledger_rules *lr, struct fq_arena *a,
+                     size_t *ret_suppressed, size_t *ret_reused);
+
+/* Cell c's (of plan) published value, packed for RecordCells (in a),
+ * stamped with released_at. NULL when out of memory. */
+uint8_t *gw_ledger_pack_value(const struct gw_cell *c,
+                              const struct Fedq__V1__Plan *plan,
+                              const char *released_at, struct fq_arena *a,
+                              size_t *ret_len);
 
 #endif

@@ -217,35 +217,124 @@ gather(const struct decide *d, struct fq_arena *a, struct report **ret,
     return 0;
 }
 
+/* The published value of a released cell's pair (NULL if none: a cell
+ * recorded without one). */
+static Fedq__V1__PublishedValue *
+pair_value(const Fedq__V1__CellPair *p, struct fq_arena *a, int *rc)
+{
+    Fedq__V1__PublishedValue *v;
+
+    *rc = 0;
+    if (!p->released_value.len)
+        return NULL;
+    if (!(v = fedq__v1__published_value__unpack(fq_arena_pb_allocator(a),
+                                                p->released_value.len,
+                                                p->released_value.data)))
+        *rc = FQ_EPROTO;
+    return v;
+}
+
+/* The statistic a published value answers for (a HISTOGRAM bin counts
+ * records as COUNT(*) does). */
+static uint32_t
+statistic_of(const Fedq__V1__Plan *plan, const struct gw_cell *c)
+{
+    Fedq__V1__AggregateKind k = plan->aggregates[c->agg]->kind;
+    return (uint32_t)(k == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM
+                          ? FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT
+                          : k);
+}
+
+/* Of two published values, whether a was released first (then by ref). */
+static bool
+earlier(const Fedq__V1__PublishedValue *a, const char *aref,
+        const Fedq__V1__PublishedValue *b, const char *bref)
+{
+    int c = strcmp(a->released_at, b->released_at);
+    return c < 0 || (c == 0 && strcmp(aref, bref) < 0);
+}
+
 int
 gw_ledger_decide(struct gw_table *t, const struct gw_ledger_cells *lc,
-                 const struct gw_ledger_answers *ans, int64_t k,
-                 struct fq_arena *a, size_t *ret_suppressed)
+                 const struct gw_ledger_answers *ans,
+                 const struct gw_ledger_rules *lr, struct fq_arena *a,
+                 size_t *ret_suppressed, size_t *ret_reused)
 {
-    struct decide d = {lc, ans, k};
+    struct decide d = {lc, ans, lr->k};
     struct report *r;
-    size_t n, hidden = 0;
+    size_t n, hidden = 0, reused = 0;
     int rc = gather(&d, a, &r, &n);
 
     if (rc < 0)
         return rc;
+    /* Reports are sorted by candidate: each candidate's pairs together. */
     for (size_t i = 0; i < n;) {
-        size_t j = i + 1;
-        int64_t d1, d2;
-        while (j < n && report_cmp(&r[i], &r[j]) == 0)
-            j++;
-        struct gw_cell *c = &t->cells[lc->cell[r[i].cell]];
-        /* a candidate already hidden releases nothing to differ from */
-        bool gone = !r[i].released &&
-                    t->cells[lc->cell[r[i].other]].reason != GW_REASON_NONE;
-        if (c->reason == GW_REASON_NONE && !gone &&
-            pooled(&d, r + i, j - i, &d1, &d2) &&
-            (small(d1, k) || small(d2, k))) {
+        size_t cell = r[i].cell;
+        struct gw_cell *c = &t->cells[lc->cell[cell]];
+        const Fedq__V1__PublishedValue *best = NULL;
+        const char *best_ref = NULL;
+        bool hide = false;
+        for (; i < n && r[i].cell == cell;) {
+            size_t j = i + 1;
+            int64_t d1, d2;
+            while (j < n && report_cmp(&r[i], &r[j]) == 0)
+                j++;
+            /* a candidate already hidden releases nothing to differ from */
+            bool gone = !r[i].released &&
+                        t->cells[lc->cell[r[i].other]].reason != GW_REASON_NONE;
+            if (!gone && pooled(&d, r + i, j - i, &d1, &d2) &&
+                (small(d1, lr->k) || small(d2, lr->k))) {
+                Fedq__V1__PublishedValue *v = lr->reuse && r[i].released
+                                                  ? pair_value(r[i].p, a, &rc)
+                                                  : NULL;
+                if (rc < 0)
+                    return rc;
+                /* only the same statistic's value answers for this one */
+                if (!v || v->statistic != statistic_of(lr->plan, c))
+                    hide = true;
+                else if (!best || earlier(v, r[i].released, best, best_ref)) {
+                    best = v;
+                    best_ref = r[i].released;
+                }
+            }
+            i = j;
+        }
+        if (c->reason != GW_REASON_NONE)
+            continue;
+        if (hide) {
             gw_cell_suppress(c, GW_REASON_LEDGER);
             hidden++;
+        } else if (best) {
+            if ((rc = gw_cell_reuse(c, best, lr->rules, lr->plan, lr->ds)) < 0)
+                return rc;
+            reused++;
         }
-        i = j;
     }
     *ret_suppressed = hidden;
+    *ret_reused = reused;
     return 0;
+}
+
+uint8_t *
+gw_ledger_pack_value(const struct gw_cell *c, const Fedq__V1__Plan *plan,
+                     const char *released_at, struct fq_arena *a,
+                     size_t *ret_len)
+{
+    Fedq__V1__PublishedValue v = FEDQ__V1__PUBLISHED_VALUE__INIT;
+    uint8_t *b;
+
+    v.status = (uint32_t)c->out->status;
+    v.released_at = (char *)released_at;
+    v.statistic = statistic_of(plan, c);
+    if (c->out->value_case == FEDQ__V1__CELL__VALUE_INT_VALUE) {
+        v.value_case = FEDQ__V1__PUBLISHED_VALUE__VALUE_INT_VALUE;
+        v.int_value = c->out->int_value;
+    } else if (c->out->value_case == FEDQ__V1__CELL__VALUE_DECIMAL_VALUE) {
+        v.value_case = FEDQ__V1__PUBLISHED_VALUE__VALUE_DECIMAL_VALUE;
+        v.decimal_value = c->out->decimal_value;
+    }
+    *ret_len = fedq__v1__published_value__get_packed_size(&v);
+    if ((b = fq_arena_alloc(a, *ret_len + 1)))
+        fedq__v1__published_value__pack(&v, b);
+    return b;
 }

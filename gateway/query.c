@@ -86,6 +86,7 @@ struct query {
     /* Each agency's persons in each table cell (cell * n_parts + part),
      * as its ledger counted them: the parts RecordCells records. */
     int64_t *persons;
+    size_t reused; /* cells answered with an earlier cell's value */
 };
 
 /* Ends the query: releases what it holds, then finishes the call. */
@@ -1011,11 +1012,11 @@ log_decisions(struct query *q, const struct gw_table *t, size_t n_parts)
 
     gw_table_reasons(t, n);
     fq_log_info("query %s: %zu groups, %zu agencies%s; k %" PRId64
-                "; cells released %zu, suppressed: primary %zu, zero %zu, "
-                "dominance %zu, derived %zu, insider %zu, ledger %zu, "
-                "secondary %zu",
+                "; cells released %zu (%zu with an earlier cell's value, "
+                "ledger), suppressed: primary %zu, zero %zu, dominance %zu, "
+                "derived %zu, insider %zu, ledger %zu, secondary %zu",
                 q->id, t->n_rows, n_parts, q->n_missing ? " (partial)" : "",
-                q->rules.k, n[GW_REASON_NONE], n[GW_REASON_PRIMARY],
+                q->rules.k, n[GW_REASON_NONE], q->reused, n[GW_REASON_PRIMARY],
                 n[GW_REASON_ZERO], n[GW_REASON_DOMINANCE], n[GW_REASON_DERIVED],
                 n[GW_REASON_INSIDER], n[GW_REASON_LEDGER],
                 n[GW_REASON_SECONDARY]);
@@ -1048,6 +1049,22 @@ pool_and_protect(struct query *q)
                               (size_t)q->fed->cfg->max_groups, &q->groups,
                               &n_groups, &own);
 
+    size_t combos = 0;
+
+    /* suppressed zeros: absent groups would tell them apart */
+    if (rc == 0 && q->rules.suppress_zero)
+        rc = gw_combine_fill(q->a, q->plan, q->ds,
+                             (size_t)q->fed->cfg->max_groups, q->n_parts,
+                             &q->groups, &n_groups, &own, &combos);
+    if (rc == FQ_ETOOBIG && combos) {
+        query_end(q, rc, NULL,
+                  "an agreement suppresses zero cells, so the table shows "
+                  "every combination of its groups' published values: more "
+                  "than the limit of %" PRId64
+                  " groups; group by fewer or narrower columns",
+                  q->fed->cfg->max_groups);
+        return rc;
+    }
     if (rc == 0)
         rc = build_response(q, q->groups, n_groups, own, q->parts, q->n_parts,
                             &q->resp, &q->table);
@@ -1161,9 +1178,13 @@ ledger_checked(struct gw_fanout *f, void *arg)
         }
     }
     struct gw_ledger_answers ans = {n, agencies, vintages, resps};
-    if ((rc = gw_ledger_decide(&q->table, &q->lc, &ans, q->rules.k, q->a,
-                               &hidden)) < 0) {
-        query_end(q, rc, NULL, "an agency's ledger answered cells not asked");
+    struct gw_ledger_rules lr = {q->rules.k, q->rules.perturb, &q->rules,
+                                 q->plan, q->ds};
+    if ((rc = gw_ledger_decide(&q->table, &q->lc, &ans, &lr, q->a, &hidden,
+                               &q->reused)) < 0) {
+        query_end(q, rc, NULL,
+                  "an agency's ledger answered cells not asked, or a bad "
+                  "published value");
         goto out;
     }
     gw_fanout_free(f);
@@ -1250,6 +1271,40 @@ returned_rows(struct query *q)
     return rows;
 }
 
+/* Now, to the nanosecond (UTC, RFC 3339): the order of releases. */
+static char *
+release_time(struct fq_arena *a)
+{
+    struct timespec ts;
+    struct tm tm;
+    char day[32];
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(day, sizeof(day), "%Y-%m-%dT%H:%M:%S", &tm);
+    return fq_arena_printf(a, "%s.%09ldZ", day, (long)ts.tv_nsec);
+}
+
+/* Each released cell's published value, as the agents keep it. */
+static int
+record_values(struct query *q, const struct gw_ledger_cells *lc,
+              Fedq__V1__RecordCellsRequest *req)
+{
+    char *at = release_time(q->a);
+
+    if (!at || !(req->values =
+                     fq_arena_alloc(q->a, (lc->n + 1) * sizeof(*req->values))))
+        return FQ_ENOMEM;
+    for (size_t c = 0; c < lc->n; c++) {
+        ProtobufCBinaryData *v = &req->values[c];
+        if (!(v->data = gw_ledger_pack_value(&q->table.cells[lc->cell[c]],
+                                             q->plan, at, q->a, &v->len)))
+            return FQ_ENOMEM;
+    }
+    req->n_values = lc->n;
+    return 0;
+}
+
 /* Each released cell's parts: every answering agency's contributors to
  * it, with its vintage. */
 static int
@@ -1302,7 +1357,7 @@ step_record(struct query *q)
     if (!rows ||
         gw_ledger_collect(&q->table, q->cols, q->groups, rows, q->a, &lc) < 0 ||
         !(req.vintages = agency_vintages(q)) ||
-        record_parts(q, &lc, &req) < 0) {
+        record_parts(q, &lc, &req) < 0 || record_values(q, &lc, &req) < 0) {
         query_end(q, FQ_ENOMEM, NULL, "out of memory");
         return;
     }

@@ -2186,6 +2186,7 @@ import store_tests  # noqa: E402,F401
 import policy_tests  # noqa: E402,F401
 import budget_tests  # noqa: E402,F401
 import disclosure_tests  # noqa: E402,F401
+import redteam_tests  # noqa: E402,F401
 
 
 # ---- runner -----------------------------------------------------------------

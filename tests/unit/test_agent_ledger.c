@@ -145,7 +145,7 @@ test_pairs_match_brute_force(void **state)
         const struct ag_ledger_part *parts[] = {&part_dol};
         size_t np[] = {1};
         assert_int_equal(ag_ledger_record(l, &scope, cls, &rel[i], refs, parts,
-                                          np, 1, f->err, sizeof(f->err)),
+                                          np, NULL, 1, f->err, sizeof(f->err)),
                          0);
     }
     for (int i = 0; i < N_CAND; i++) {
@@ -237,13 +237,16 @@ test_records_not_persons(void **state)
     assert_int_equal(a.persons, b.persons);
     assert_int_equal(
         ag_ledger_open(f->dir, "dol", 0, &l, f->err, sizeof(f->err)), 0);
-    assert_int_equal(ag_ledger_record(l, &scope, cls, &a, refs, parts, np, 1,
-                                      f->err, sizeof(f->err)),
+    const struct ag_ledger_value value = {(const uint8_t *)"v=42", 4};
+    assert_int_equal(ag_ledger_record(l, &scope, cls, &a, refs, parts, np,
+                                      &value, 1, f->err, sizeof(f->err)),
                      0);
     assert_int_equal(ag_ledger_check(l, &scope, cls, groups, &b, 1, 11, true,
                                      f->a, &pairs, &n, f->err, sizeof(f->err)),
                      0);
     assert_int_equal(n, 1);
+    assert_int_equal(pairs[0].value_len, 4); /* the published value, back */
+    assert_memory_equal(pairs[0].value, "v=42", 4);
     assert_int_equal(pairs[0].only_here, 4); /* the second quarters' */
     assert_int_equal(pairs[0].only_there, 0);
     /* another class, another vintage: nothing to compare with */
@@ -281,6 +284,7 @@ test_records_not_persons(void **state)
 static void
 test_persist_and_cap(void **state)
 {
+    const struct ag_ledger_value pv = {(const uint8_t *)"x=7", 3};
     struct fx *f = *state;
     uint64_t seed = 7;
     struct ag_ledger *l;
@@ -299,7 +303,7 @@ test_persist_and_cap(void **state)
         ag_ledger_open(f->dir, "dss", 0, &l, f->err, sizeof(f->err)), 0);
     for (int twice = 0; twice < 2; twice++)
         assert_int_equal(ag_ledger_record(l, &scope, cls, &a, refs, parts, np,
-                                          1, f->err, sizeof(f->err)),
+                                          &pv, 1, f->err, sizeof(f->err)),
                          0);
     ag_ledger_stats(l, &scope, &cells, &members);
     assert_int_equal(cells, 1);
@@ -313,6 +317,8 @@ test_persist_and_cap(void **state)
                      0);
     assert_int_equal(n, 1);
     assert_string_equal(pairs[0].released, "q-1/3");
+    assert_int_equal(pairs[0].value_len, 3); /* kept on disk */
+    assert_memory_equal(pairs[0].value, "x=7", 3);
     assert_int_equal(pairs[0].only_here, 0);
     assert_true(pairs[0].only_there >= 1 && pairs[0].only_there <= 2);
     assert_int_equal(pairs[0].n_parts, 2);
