@@ -162,6 +162,8 @@ int bench_cmd_sqlite(int argc, char **argv);
 int bench_cmd_pg(int argc, char **argv);
 int bench_cmd_gateway(int argc, char **argv);
 int bench_cmd_agent(int argc, char **argv);
+/* The differencing ledger's cost (bench_ledger.c). */
+int bench_cmd_ledger(int argc, char **argv);
 
 /*
  * Option parsing shared by the subcommands: the common options (--label,

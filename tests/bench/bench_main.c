@@ -250,6 +250,9 @@ static const struct {
     {"gateway", bench_cmd_gateway,
      "--target ADDR --pki DIR [--source ALIAS]: the queries through the "
      "gateway as analyst alice, one persistent mutual-TLS channel"},
+    {"ledger", bench_cmd_ledger,
+     "[--cells N] [--candidates N] [--min P] [--max P] [--universe P]: the "
+     "differencing ledger against a merge loop and SQLite"},
     {"agent", bench_cmd_agent,
      "--target ADDR --pki DIR --identity URI: one agent's Execute as the "
      "gateway calls it"},

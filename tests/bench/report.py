@@ -252,6 +252,37 @@ class Report:
                 for c in cols) + ".")
             self.p()
 
+    def table_ledger(self):
+        size = self.info1("ledger_size", "-")
+        chk = self.info.get(("ledger_check_ms", "-"))
+        if not size or not chk:
+            return
+        cells, members, mbytes, sent = (int(x) for x in
+                                        self.info[("ledger_size", "-")][0])
+        fedq, loop, sql, n, reported = chk[0]
+        fedq, loop, sql = float(fedq), float(loop), float(sql)
+        self.p("### Differencing ledger (one agency)")
+        self.p()
+        self.p(f"{cells:,} released cells of {members:,} members (persons, "
+               f"one record each; log-uniform sizes): {mbytes / 2**20:,.1f} MiB "
+               f"in memory (16 B a member, {sent} B of sentinels a cell); "
+               f"recording a cell (synchronous SQLite) "
+               f"{self.info1('ledger_record_ms', '-')} ms.")
+        self.p()
+        self.p("| check one candidate against every released cell | median "
+               "ms | ratio |")
+        self.p("|---|---|---|")
+        self.p(f"| fedq ledger (sentinel prefilter, exact merge) | {fedq:.3f} "
+               f"| 1× |")
+        self.p(f"| hand-written merge loop, every pair | {loop:.3f} | "
+               f"{loop / fedq:.1f}× |")
+        self.p(f"| SQLite, EXCEPT per pair (sampled, scaled) | {sql:,.1f} | "
+               f"{sql / fedq:,.0f}× |")
+        self.p()
+        self.p(f"Median of {n} candidates, half of them near copies of a "
+               f"released cell ({reported} pairs reported).")
+        self.p()
+
     def table_e2e(self):
         if not any(self.t("gateway", E2E_LABEL, q) for q in QUERIES):
             return
@@ -338,6 +369,7 @@ class Report:
             self.table_bytes(label)
         self.table_memory()
         self.table_e2e()
+        self.table_ledger()
         self.targets_10m()
         self.p("## Targets (issue 5)")
         self.p()

@@ -4,10 +4,11 @@
 # threads), the hand-written C loop over the extract's own columns (1 and
 # 2 threads), SQLite (full scan, covering indexes), PostgreSQL (two
 # parallel workers), and end to end through a real gateway and four
-# agents over mutual TLS (4 agents x 1M rows, pooled by an alias).
+# agents over mutual TLS (4 agents x 1M rows, pooled by an alias); and
+# the agents' differencing ledger against a merge loop and SQLite.
 #
 #   tests/bench/run.sh [--rows 1M,10M] [--runs 11] [--e2e-runs 100]
-#                      [--skip pg,sqlite,e2e] [--out FILE.md]
+#                      [--skip pg,sqlite,e2e,ledger] [--out FILE.md]
 #
 # Data: fedq-synth's social-services enrollment (dss.enrollment), generated
 # once for the largest size; each size is its first N rows (by rowid).
@@ -250,6 +251,12 @@ if ! skipped e2e; then
         --pki "$pki" --source pool --label 4x1M --runs "$e2e_runs" \
         --results "$RESULTS" >>"$OUT"
     fq_stop_all
+fi
+
+# ---- the differencing ledger (issue 7) ----------------------------------
+if ! skipped ledger; then
+    step "differencing ledger: 1000 released cells, 100 candidates"
+    "$BUILD/fedq-bench" ledger --cells 1000 --candidates 50 >>"$OUT"
 fi
 
 info "load_end	-	$(cut -d' ' -f1-3 /proc/loadavg)"
