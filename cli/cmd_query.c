@@ -268,9 +268,11 @@ print_rules(const Fedq__V1__DisclosureRules *d, uint32_t k)
            d->min_cell_count, d->dominance_min_units, d->dominance_top_percent);
     if (d->perturbed)
         printf("perturbed: counts within %u of the truth (never below %u), "
-               "sums within %u%% of their largest contribution; the same "
-               "cells always get the same values; totals need not add up\n",
-               d->max_deviation, d->min_cell_count, d->magnitude_percent);
+               "sums within %u%% of their largest contribution, or the value "
+               "of a cell released before within %u persons; the same cells "
+               "always get the same values; totals need not add up\n",
+               d->max_deviation, d->min_cell_count, d->magnitude_percent,
+               d->min_cell_count ? d->min_cell_count - 1 : 0);
     if (d->rounding_base > 1)
         printf("rounded: counts to multiples of %u\n", d->rounding_base);
 }

@@ -1472,11 +1472,58 @@ plan_has(const Fedq__V1__Plan *p, Fedq__V1__AggregateKind kind)
     return false;
 }
 
+/* The disclosure rules beyond the threshold, in words (at most 6). */
+static size_t
+disclosure_checks(struct query *q, char **c)
+{
+    const struct gw_rules *r = &q->rules;
+    const struct gw_perturb_conf *pc = &q->fed->cfg->perturbation;
+    size_t n = 0;
+
+    c[n++] = fq_arena_printf(
+        q->a,
+        "a sum, mean or spread over fewer than %" PRId64
+        " units, or whose largest unit holds %" PRId64
+        "%% or more, is suppressed (dominance)",
+        r->min_units, r->top_percent);
+    if (r->suppress_zero)
+        c[n++] = fq_arena_printf(q->a, "zero counts are suppressed, and the "
+                                       "table shows every combination of its "
+                                       "groups' published values");
+    if (r->perturb)
+        c[n++] = fq_arena_printf(
+            q->a,
+            "counts move by at most %" PRId64 " (never below %" PRId64
+            "), sums by at most %" PRId64
+            "%% of their largest unit: the same persons always get the "
+            "same value (fedq ptable prints the table)",
+            pc->max_deviation, r->k, pc->magnitude_percent);
+    if (r->ledger)
+        c[n++] = fq_arena_printf(
+            q->a,
+            "a cell within %" PRId64
+            " persons of a cell released before from the same data, to "
+            "anyone, is %s",
+            r->k - 1,
+            r->perturb ? "answered with that cell's value" : "suppressed");
+    if (r->protection > 0 || r->protection_pct > 0)
+        c[n++] = fq_arena_printf(
+            q->a,
+            "more cells are suppressed where the tables released before "
+            "with the same filter would narrow a suppressed count to less "
+            "than %" PRId64 " or a sum to less than %" PRId64 "%% of it",
+            r->protection, r->protection_pct);
+    c[n++] = fq_arena_printf(q->a, "each agency's agreement sets a budget of "
+                                   "released cells per analyst, dataset and "
+                                   "data vintage");
+    return n;
+}
+
 /* The rules that will apply, in words, for the analyst. */
 static char **
 explain_checks(struct query *q, size_t *ret_n)
 {
-    char **c = fq_arena_alloc(q->a, (10 + q->n_which) * sizeof(char *));
+    char **c = fq_arena_alloc(q->a, (16 + q->n_which) * sizeof(char *));
     size_t n = 0;
 
     if (!c)
@@ -1527,6 +1574,7 @@ explain_checks(struct query *q, size_t *ret_n)
             q->a, "QUANTILE is approximate: the middle of the sketch bin "
                   "holding it, within each column's error bound of the exact "
                   "value");
+    n += disclosure_checks(q, c + n);
     c[n++] = fq_arena_printf(
         q->a, "an agency that does not answer fails the query, unless a "
               "partial answer is allowed");

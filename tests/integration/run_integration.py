@@ -422,6 +422,12 @@ class Harness:
         r = subprocess.run(argv, capture_output=True, text=True,
                            env=env or self.env, cwd=cwd, timeout=timeout)
         report = sanitizer_report(r.stderr)
+        if report is not None:
+            # the whole report (stacks) for the logs; the failure quotes
+            # its start
+            n = len(list(self.log.glob("fedq-cli-sanitizer-*.txt")))
+            (self.log / f"fedq-cli-sanitizer-{n}.txt").write_text(
+                f"fedq {' '.join(args)}\n{r.stderr}")
         check(report is None, f"fedq {' '.join(args)}: sanitizer report: "
                               f"{report}")
         return r
