@@ -171,6 +171,17 @@ class PlantedFed(ri.Federation):
         self.dbs = {a: self.root / "data" / f"{a}.sqlite" for a in AGENCIES}
         self.policies = {}
         self.release = release or release_params()
+        # Cell-key secrets of the test's own, the same every run: the noise
+        # (and so every measured rate) is reproducible. The oracle reads
+        # them from these files, as an agency would hold them.
+        self.secret_files = {}
+        for a in AGENCIES:
+            f = self.root / f"cellkey-{a}.key"
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.write_text(hashlib.sha256(
+                f"fedq test cell key {a}".encode()).hexdigest() + "\n")
+            f.chmod(0o600)
+            self.secret_files[a] = f
         names = [identity(p.replace("-", "/")) for p in analysts]
         for a in AGENCIES:
             write_db(self.dbs[a], self.people[a])
@@ -185,6 +196,7 @@ class PlantedFed(ri.Federation):
     def start_agent(self, agency, **kw):
         cfg = ri.agent_config(self.h, agency, self.run_dir, datasets=[DATASET],
                               policy=self.policies[agency], **kw)
+        cfg["cell_key_secret"] = str(self.secret_files[agency])
         cfg["datasets"][0]["source"] = {"sqlite": str(self.dbs[agency]),
                                         "table": "t_people"}
         # extracts of this federation's own data (the default place,
@@ -249,8 +261,8 @@ def table_of(r, n_keys):
 # ---- the independent perturbation oracle -----------------------------------
 
 
-def cell_secret(h, agency):
-    return bytes.fromhex((h.pki / f"cellkey-{agency}.key").read_text().strip())
+def cell_secret(path):
+    return bytes.fromhex(path.read_text().strip())
 
 
 def record_key(secret, pid):
@@ -324,7 +336,8 @@ class Oracle:
     def __init__(self, h, fed):
         self.h = h
         self.people = fed.people
-        self.secrets = {a: cell_secret(h, a) for a in AGENCIES}
+        self.secrets = {a: cell_secret(fed.secret_files[a])
+                        for a in AGENCIES}
         self.pt = PTable(h)
 
     def cell(self, agencies, pred):

@@ -411,8 +411,8 @@ def oracle(src, spec, agencies=None, skip_below=0):
     for row in raw.con.execute(sql, params):
         k = tuple(row[:nk])
         rest = row[nk:]
-        if rest[0] == 0:
-            continue  # no GROUP BY and no record: no group
+        # (no GROUP BY and no record: SQL's one row of zeros, which fedq
+        # answers too, so that a missing row never tells a zero apart)
         g = {"records": rest[0], "contributors": rest[1],
              "parts": dict(zip(members, rest[2:2 + len(members)]))}
         j = 2 + len(members)
@@ -427,7 +427,7 @@ def oracle(src, spec, agencies=None, skip_below=0):
         for m in units:
             g[f"units:{m}"] = units[m].get(k, {})
         out[k] = g
-        if rest[1] < skip_below:
+        if rest[1] < skip_below and rest[0] > 0:
             continue
         values = {}
         for m in vms:
@@ -696,7 +696,11 @@ def insider_small(pooled, parts, min_cell):
 
 def group_hidden(g, min_cell=MIN_CELL):
     """Every aggregate of group g is suppressed: fewer than min_cell
-    contributors pooled, or the insider rule."""
+    contributors pooled, or the insider rule. A group of no records at all
+    (a table without GROUP BY over nothing) holds zeros, which are
+    released."""
+    if g["records"] == 0:
+        return False
     return g["contributors"] < min_cell or insider_small(
         g["contributors"], g["parts"].values(), min_cell)
 

@@ -365,8 +365,8 @@ def redteam_rare_and_insider(h):
     """Grouping by a rare value (C07: 4 persons at uhs) hides it in every
     form: a group, a filter, a histogram, a union less its rest. An
     insider agency (uhs, which knows its own records exactly) subtracting
-    its part from pooled cells: csu's small parts of county x age cells,
-    from (cell OR Y) less Y less uhs's own count."""
+    its part from pooled cells: csu's small parts of county x age x sex
+    cells, from (cell OR Y) less Y less uhs's own count."""
     fed = default_fed(h, "rt-rare")
     base = PTable(h).best_guess()
     try:
@@ -387,20 +387,23 @@ def redteam_rare_and_insider(h):
         rnd = random.Random(404)
         for c in COUNTIES[:6]:
             for a in AGES:
-                def pred(r, c=c, a=a):
-                    return r["county"] == c and r["age"] == a
-                t = truth(fed, pred, ["csu"])
-                own = truth(fed, pred, ["uhs"])
-                if not 0 < t < K:
-                    continue
-                c2 = rnd.choice([x for x in COUNTIES[:6] if x != c])
-                yq = f"(county = '{c2}' AND day <= {rnd.randint(10, 25)})"
-                p1 = count(fed, f"(county = '{c}' AND age = '{a}') OR {yq}")
-                p2 = count(fed, yq)
-                tries += 1
-                if p1 is not None and p2 is not None:
-                    hits += p1 - p2 - own == t
-        check(tries >= 5, f"only {tries} small csu parts")
+                for sx in ("F", "M"):
+                    def pred(r, c=c, a=a, sx=sx):
+                        return (r["county"] == c and r["age"] == a and
+                                r["sex"] == sx)
+                    t = truth(fed, pred, ["csu"])
+                    own = truth(fed, pred, ["uhs"])
+                    if not 0 < t < K:
+                        continue
+                    c2 = rnd.choice([x for x in COUNTIES[:6] if x != c])
+                    yq = f"(county = '{c2}' AND {half_days(rnd)})"
+                    cell = f"(county = '{c}' AND age = '{a}' AND sex = '{sx}')"
+                    p1 = count(fed, f"{cell} OR {yq}")
+                    p2 = count(fed, yq)
+                    tries += 1
+                    if p1 is not None and p2 is not None:
+                        hits += p1 - p2 - own == t
+        check(tries >= 30, f"only {tries} small csu parts")
         judge("insider subtracting its part", hits, tries, base)
     finally:
         fed.close()
