@@ -387,6 +387,28 @@ compile_person_values(struct compiled *c, struct fq_arena *a,
     return rc;
 }
 
+/* "SELECT keys..., who AS fq_who": the contributor's identifier as text
+ * (without a contributor each record is one: its rowid); notnull gets the
+ * contributor's IS NOT NULL test ("" without one). */
+static int
+select_keys_and_who(struct compiled *c, const Fedq__V1__Plan *plan,
+                    const struct ag_source *src, char *notnull, size_t len)
+{
+    int rc = fq_buf_append_str(&c->sql, "SELECT ");
+
+    notnull[0] = '\0';
+    if (src->contributor)
+        snprintf(notnull, len, "\"%s\" IS NOT NULL", src->contributor);
+    for (size_t i = 0; rc == 0 && i < plan->n_group_by; i++)
+        rc = fq_buf_printf(&c->sql, "\"%s\", ", plan->group_by[i]);
+    if (rc == 0 && src->contributor)
+        rc = fq_buf_printf(&c->sql, "CAST(\"%s\" AS TEXT) AS fq_who",
+                           src->contributor);
+    else if (rc == 0)
+        rc = fq_buf_append_str(&c->sql, "CAST(rowid AS TEXT) AS fq_who");
+    return rc;
+}
+
 /*
  * One row per group and contributor: keys..., the contributor's
  * identifier as text (without a contributor each record is one: its rowid),
@@ -397,21 +419,9 @@ static int
 compile_persons(struct compiled *c, struct fq_arena *a,
                 const Fedq__V1__Plan *plan, const struct ag_source *src)
 {
-    char who[96], notnull[96];
-    int rc;
+    char notnull[96];
+    int rc = select_keys_and_who(c, plan, src, notnull, sizeof(notnull));
 
-    if (src->contributor) {
-        snprintf(who, sizeof(who), "CAST(\"%s\" AS TEXT)", src->contributor);
-        snprintf(notnull, sizeof(notnull), "\"%s\" IS NOT NULL",
-                 src->contributor);
-    } else {
-        snprintf(who, sizeof(who), "CAST(rowid AS TEXT)");
-    }
-    rc = fq_buf_append_str(&c->sql, "SELECT ");
-    for (size_t i = 0; rc == 0 && i < plan->n_group_by; i++)
-        rc = fq_buf_printf(&c->sql, "\"%s\", ", plan->group_by[i]);
-    if (rc == 0)
-        rc = fq_buf_printf(&c->sql, "%s AS fq_who", who);
     if (rc == 0)
         rc = compile_person_values(c, a, plan);
     if (rc == 0)
@@ -1037,20 +1047,11 @@ static int
 compile_members(struct compiled *c, struct fq_arena *a,
                 const Fedq__V1__Plan *plan, const struct ag_source *src)
 {
-    char who[96], notnull[96];
-    int rc = fq_buf_append_str(&c->sql, "SELECT ");
+    char notnull[96];
+    int rc = select_keys_and_who(c, plan, src, notnull, sizeof(notnull));
 
-    if (src->contributor) {
-        snprintf(who, sizeof(who), "CAST(\"%s\" AS TEXT)", src->contributor);
-        snprintf(notnull, sizeof(notnull), "\"%s\" IS NOT NULL",
-                 src->contributor);
-    } else {
-        snprintf(who, sizeof(who), "CAST(rowid AS TEXT)");
-    }
-    for (size_t i = 0; rc == 0 && i < plan->n_group_by; i++)
-        rc = fq_buf_printf(&c->sql, "\"%s\", ", plan->group_by[i]);
     if (rc == 0)
-        rc = fq_buf_printf(&c->sql, "%s, rowid", who);
+        rc = fq_buf_append_str(&c->sql, ", rowid");
     for (size_t k = 0; rc == 0 && k < plan->n_aggregates; k++) {
         const Fedq__V1__Aggregate *ag = plan->aggregates[k];
         if (!ag->column[0]) {

@@ -590,7 +590,7 @@ ag_ledger_check(struct ag_ledger *l, const struct ag_ledger_scope *scope,
     if (rc == FQ_ETOOBIG)
         snprintf(err, errlen,
                  "the differencing ledger of dataset %s (data of %s) is "
-                 "full: a new data vintage starts a new one",
+                 "full: the agency's steward must raise ledger_memory",
                  scope->dataset, scope->vintage);
     else if (rc < 0)
         snprintf(err, errlen, "the differencing ledger failed: %s",
