@@ -49,24 +49,36 @@ struct gw_released {
     sqlite3 *db;
 };
 
+/*
+ * What the analysts hold of each family, merged: a table asked again (a
+ * repeat, a rewrite, a LIMIT of it) is one table whose cells are known as
+ * well as the best of its releases tells, so the store grows with the
+ * distinct cells released, not with the queries. releases keeps the
+ * provenance.
+ */
 static const char released_schema[] =
     "PRAGMA journal_mode=WAL;"
     "PRAGMA synchronous=FULL;"
-    "CREATE TABLE IF NOT EXISTS releases ("
-    " id INTEGER PRIMARY KEY,"
+    "CREATE TABLE IF NOT EXISTS released_tables ("
     " family TEXT NOT NULL," /* SHA-256 of what makes cells add up */
     " dims TEXT NOT NULL,"   /* the GROUP BY columns, sorted, "\x1f" apart */
-    " complete INTEGER NOT NULL," /* every group returned (no LIMIT cut) */
-    " query TEXT NOT NULL,"
-    " released TEXT NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS releases_family ON releases (family);"
-    "CREATE TABLE IF NOT EXISTS cells ("
-    " release INTEGER NOT NULL REFERENCES releases (id),"
+    " complete INTEGER NOT NULL," /* some release returned every group */
+    " PRIMARY KEY (family, dims));"
+    "CREATE TABLE IF NOT EXISTS released_cells ("
+    " family TEXT NOT NULL,"
+    " dims TEXT NOT NULL,"
     " key BLOB NOT NULL," /* its values, in dims order: 4-byte length, bytes */
-    " lo REAL NOT NULL,"
-    " hi REAL NOT NULL,"
-    " hidden INTEGER NOT NULL,"
-    " truth REAL);"; /* hidden sums only: their % protection */
+    " lo REAL NOT NULL,"  /* released: what its value tells; hidden: 1 if */
+    " hi REAL NOT NULL,"  /* the primary rule hid a count, else 0 */
+    " hidden INTEGER NOT NULL," /* in every release so far */
+    " truth REAL,"              /* hidden sums: their % protection */
+    " PRIMARY KEY (family, dims, key));"
+    "CREATE TABLE IF NOT EXISTS releases ("
+    " id INTEGER PRIMARY KEY,"
+    " family TEXT NOT NULL,"
+    " dims TEXT NOT NULL,"
+    " query TEXT NOT NULL,"
+    " released TEXT NOT NULL);";
 
 int
 gw_released_open(const struct gw_config *cfg, struct gw_released **ret,
@@ -448,10 +460,10 @@ load_family(struct gw_released *s, struct family *f, const char *id)
     int rc = FQ_EIO, step;
 
     if (sqlite3_prepare_v2(s->db,
-                           "SELECT r.dims, r.complete, c.key, c.lo, c.hi, "
-                           "c.hidden, c.truth FROM releases r JOIN cells c "
-                           "ON c.release = r.id WHERE r.family = ?1 ORDER "
-                           "BY r.id",
+                           "SELECT t.dims, t.complete, c.key, c.lo, c.hi, "
+                           "c.hidden, c.truth FROM released_tables t JOIN "
+                           "released_cells c USING (family, dims) WHERE "
+                           "t.family = ?1 ORDER BY t.rowid",
                            -1, &st, NULL) != SQLITE_OK ||
         sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC) != SQLITE_OK)
         goto out;
@@ -1097,42 +1109,66 @@ dims_text(const struct gw_release *r, struct fq_arena *a)
 
 static int
 insert_release(struct gw_released *s, const char *family, const char *dims,
-               bool complete, const char *query, int64_t *ret_id)
+               bool complete, const char *query)
 {
     sqlite3_stmt *st = NULL;
     char now[32];
     int rc = FQ_EIO;
 
     gw_utc_now(now);
+    if (sqlite3_prepare_v2(
+            s->db,
+            "INSERT INTO released_tables (family, dims, complete) VALUES "
+            "(?1, ?2, ?3) ON CONFLICT (family, dims) DO UPDATE SET complete "
+            "= complete OR excluded.complete",
+            -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(st, 1, family, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, dims, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_int(st, 3, complete) != SQLITE_OK ||
+        sqlite3_step(st) != SQLITE_DONE)
+        goto out;
+    sqlite3_finalize(st);
     if (sqlite3_prepare_v2(s->db,
-                           "INSERT INTO releases (family, dims, complete, "
-                           "query, released) VALUES (?1, ?2, ?5, ?3, ?4)",
+                           "INSERT INTO releases (family, dims, query, "
+                           "released) VALUES (?1, ?2, ?3, ?4)",
                            -1, &st, NULL) == SQLITE_OK &&
         sqlite3_bind_text(st, 1, family, -1, SQLITE_STATIC) == SQLITE_OK &&
         sqlite3_bind_text(st, 2, dims, -1, SQLITE_STATIC) == SQLITE_OK &&
         sqlite3_bind_text(st, 3, query, -1, SQLITE_STATIC) == SQLITE_OK &&
         sqlite3_bind_text(st, 4, now, -1, SQLITE_STATIC) == SQLITE_OK &&
-        sqlite3_bind_int(st, 5, complete) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_DONE) {
-        *ret_id = sqlite3_last_insert_rowid(s->db);
+        sqlite3_step(st) == SQLITE_DONE)
         rc = 0;
-    }
+out:
     sqlite3_finalize(st);
     return rc;
 }
 
+/* A cell into its table, merged as merge_cell does in memory. */
+static const char upsert_cell[] =
+    "INSERT INTO released_cells (family, dims, key, lo, hi, hidden, truth) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (family, dims, key) DO "
+    "UPDATE SET "
+    "lo = CASE WHEN hidden AND excluded.hidden THEN max(lo, excluded.lo) "
+    "WHEN excluded.hidden THEN lo WHEN hidden THEN excluded.lo "
+    "ELSE max(lo, excluded.lo) END, "
+    "hi = CASE WHEN hidden AND excluded.hidden THEN min(hi, excluded.hi) "
+    "WHEN excluded.hidden THEN hi WHEN hidden THEN excluded.hi "
+    "ELSE min(hi, excluded.hi) END, "
+    "truth = coalesce(excluded.truth, truth), "
+    "hidden = hidden AND excluded.hidden";
+
 static int
 insert_cells(struct gw_released *s, const struct gw_release *r, size_t col,
-             int64_t id, const bool *rows, struct fq_arena *a)
+             const char *family, const char *dims, const bool *rows,
+             struct fq_arena *a)
 {
     struct gw_table *t = r->table;
     sqlite3_stmt *st = NULL;
     int rc = FQ_EIO;
 
-    if (sqlite3_prepare_v2(s->db,
-                           "INSERT INTO cells (release, key, lo, hi, hidden, "
-                           "truth) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                           -1, &st, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2(s->db, upsert_cell, -1, &st, NULL) != SQLITE_OK ||
+        sqlite3_bind_text(st, 1, family, -1, SQLITE_STATIC) != SQLITE_OK ||
+        sqlite3_bind_text(st, 2, dims, -1, SQLITE_STATIC) != SQLITE_OK)
         goto out;
     for (size_t i = 0; i < t->n_rows; i++) {
         const struct gw_cell *c = &t->cells[i * t->n_cols + col];
@@ -1146,17 +1182,16 @@ insert_cells(struct gw_released *s, const struct gw_release *r, size_t col,
             goto out;
         rc = FQ_EIO;
         sqlite3_reset(st);
-        if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
-            sqlite3_bind_blob(st, 2, key, (int)len, SQLITE_STATIC) !=
+        if (sqlite3_bind_blob(st, 3, key, (int)len, SQLITE_STATIC) !=
                 SQLITE_OK ||
-            sqlite3_bind_double(st, 3, isfinite(c->lo) ? c->lo : -1e308) !=
+            sqlite3_bind_double(st, 4, isfinite(c->lo) ? c->lo : -1e308) !=
                 SQLITE_OK ||
-            sqlite3_bind_double(st, 4, isfinite(c->hi) ? c->hi : 1e308) !=
+            sqlite3_bind_double(st, 5, isfinite(c->hi) ? c->hi : 1e308) !=
                 SQLITE_OK ||
-            sqlite3_bind_int(st, 5, hidden) != SQLITE_OK ||
+            sqlite3_bind_int(st, 6, hidden) != SQLITE_OK ||
             (hidden && r->cols[col].stat == GW_STAT_SUM
-                 ? sqlite3_bind_double(st, 6, c->truth)
-                 : sqlite3_bind_null(st, 6)) != SQLITE_OK ||
+                 ? sqlite3_bind_double(st, 7, c->truth)
+                 : sqlite3_bind_null(st, 7)) != SQLITE_OK ||
             sqlite3_step(st) != SQLITE_DONE)
             goto out;
     }
@@ -1183,13 +1218,11 @@ gw_released_record(struct gw_released *s, const struct gw_release *r,
         sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) != SQLITE_OK)
         rc = FQ_EIO;
     for (size_t j = 0; rc == 0 && j < r->table->n_cols; j++) {
-        int64_t rid;
         if (!additive(&r->cols[j]))
             continue;
         if ((rc = family_id(r, &r->cols[j], a, id)) == 0 &&
-            (rc = insert_release(s, id, dims, complete, r->query_id, &rid)) ==
-                0)
-            rc = insert_cells(s, r, j, rid, rows, a);
+            (rc = insert_release(s, id, dims, complete, r->query_id)) == 0)
+            rc = insert_cells(s, r, j, id, dims, rows, a);
     }
     if (rc == 0 && sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
         rc = FQ_EIO;
