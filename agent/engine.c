@@ -862,9 +862,7 @@ members_check(struct en_query *q, const struct ag_member_ref *refs, size_t n)
             return en_fail(q, FQ_EINVAL, "cell %zu: no aggregate %zu", i,
                            refs[i].agg);
         a = &q->aggs[refs[i].agg];
-        if (a->kind ==
-                FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT ||
-            a->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE ||
+        if (a->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_QUANTILE ||
             (a->kind == FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM &&
              refs[i].bin >= a->n_bins))
             return en_fail(q, FQ_EINVAL,

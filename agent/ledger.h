@@ -10,9 +10,10 @@
  * holding them are fewer than k (two cells of the same persons but other
  * records differ by records, which a person-level ledger would miss).
  * Classes keep statistics apart whose differences mean something: the
- * records (COUNT(*), HISTOGRAM bins) and the values of each measure (SUM,
- * AVG, VAR, STDDEV of it). COUNT(DISTINCT) and QUANTILE are not additive:
- * their differences imply no cell, so they are not recorded.
+ * records (COUNT(*), HISTOGRAM bins, and COUNT(DISTINCT), whose
+ * difference in persons is the same) and the values of each measure (SUM,
+ * AVG, VAR, STDDEV of it). QUANTILE implies no difference cell and is not
+ * recorded.
  *
  * The structure is exact: each cell's members sorted by (person tag,
  * record), persons keyed by the agency's secret (64 bits of the HMAC that

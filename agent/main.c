@@ -392,6 +392,9 @@ cell_class(const Fedq__V1__Aggregate *ag, struct fq_arena *a)
     switch (ag->kind) {
     case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT:
     case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_HISTOGRAM:
+    /* distinct persons (or other values) of the records with one: the
+     * difference of two is weighed in persons like the records' */
+    case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT:
         return "records";
     case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_SUM:
     case FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_AVG:

@@ -28,13 +28,14 @@
 #include "fedq/v1/agent.pb-c.h"
 #include "fedq/v1/gateway.pb-c.h"
 
-/* Whether the ledger records the cells of a column (ledger.h: COUNT(*)
- * and HISTOGRAM bins, and the magnitudes). */
+/* Whether the ledger records the cells of a column (ledger.h: COUNT(*),
+ * COUNT(DISTINCT) and HISTOGRAM bins, and the magnitudes). */
 static bool
 ledgered(const struct gw_column *col)
 {
-    return col->stat == GW_STAT_RECORDS || col->stat == GW_STAT_SUM ||
-           col->stat == GW_STAT_MEAN || col->stat == GW_STAT_SPREAD;
+    return col->stat == GW_STAT_RECORDS || col->stat == GW_STAT_DISTINCT ||
+           col->stat == GW_STAT_SUM || col->stat == GW_STAT_MEAN ||
+           col->stat == GW_STAT_SPREAD;
 }
 
 static bool
@@ -289,8 +290,11 @@ gw_ledger_decide(struct gw_table *t, const struct gw_ledger_cells *lc,
                                                   : NULL;
                 if (rc < 0)
                     return rc;
-                /* only the same statistic's value answers for this one */
-                if (!v || v->statistic != statistic_of(lr->plan, c))
+                /* only the same statistic's value answers for this one;
+                 * a COUNT(DISTINCT) is hidden (its column may differ) */
+                if (!v || v->statistic != statistic_of(lr->plan, c) ||
+                    v->statistic ==
+                        FEDQ__V1__AGGREGATE_KIND__AGGREGATE_KIND_COUNT_DISTINCT)
                     hide = true;
                 else if (!best || earlier(v, r[i].released, best, best_ref)) {
                     best = v;

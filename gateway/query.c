@@ -1480,12 +1480,11 @@ disclosure_checks(struct query *q, char **c)
     const struct gw_perturb_conf *pc = &q->fed->cfg->perturbation;
     size_t n = 0;
 
-    c[n++] = fq_arena_printf(
-        q->a,
-        "a sum, mean or spread over fewer than %" PRId64
-        " units, or whose largest unit holds %" PRId64
-        "%% or more, is suppressed (dominance)",
-        r->min_units, r->top_percent);
+    c[n++] = fq_arena_printf(q->a,
+                             "a sum, mean or spread over fewer than %" PRId64
+                             " units, or whose largest unit holds %" PRId64
+                             "%% or more, is suppressed (dominance)",
+                             r->min_units, r->top_percent);
     if (r->suppress_zero)
         c[n++] = fq_arena_printf(q->a, "zero counts are suppressed, and the "
                                        "table shows every combination of its "

@@ -86,8 +86,8 @@ def default_fed(h, name, **over):
 @test
 def redteam_complement_differencing(h):
     """Complements of a released cell: a window minus one day, a group
-    minus a condition, the pooled cell minus one agency's; the two halves
-    asked by colluding analysts. The ledger answers a cell within k - 1
+    minus a condition (also in distinct persons), the pooled cell minus
+    one agency's; the two halves asked by colluding analysts. The ledger answers a cell within k - 1
     persons of a released one with that cell's value and the insider rule
     hides pooled cells whose rest is small, so the differences say 0."""
     fed = default_fed(h, "rt-complement")
@@ -113,6 +113,19 @@ def redteam_complement_differencing(h):
                 y = count(fed, b_sql, BOB)
                 tries += 1
                 hits += x is not None and y is not None and x - y == t
+        # distinct persons: COUNT(DISTINCT person_id) at one agency (a
+        # pooled one is refused), a county less the county without a target
+        for sql, pred, t, c in small_targets(fed, 15, rnd, ["uhs"]):
+            def distinct(where, party):
+                r = fed.query(f"SELECT COUNT(DISTINCT person_id) FROM "
+                              f"uhs.people WHERE {where}", party)
+                return released_value(table_of(r, 0)[()][0])
+            persons = len({r["person_id"] for r in fed.people["uhs"]
+                           if pred(r)})
+            x = distinct(f"county = '{c}'", ALICE)
+            y = distinct(f"county = '{c}' AND NOT {sql}", BOB)
+            tries += 1
+            hits += x is not None and y is not None and x - y == persons
         # the pooled cell minus one agency's part: csu's part of a county
         # and age of few csu persons
         for c in COUNTIES[:6]:
