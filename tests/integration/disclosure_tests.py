@@ -934,7 +934,7 @@ class ReuseOracle(LedgerOracle):
 
 @test
 def ledger_reuse_matches_oracle(h):
-    """Under perturbation (the default), 150 random filtered COUNT(*)
+    """Under perturbation (the default), 100 random filtered COUNT(*)
     tables: a cell within 1 to k - 1 persons of cells released before is
     answered with the published value of the earliest of them, exactly as
     the set oracle and the perturbation oracle predict; so a near-copy and
@@ -951,7 +951,7 @@ def ledger_reuse_matches_oracle(h):
         all_recs = oracle.records(AGENCIES, lambda x: True)
         oracle.released.append((all_recs, table_of(r, 0)[()][0], (0, "")))
         tally = {}
-        for qi in range(1, 151):
+        for qi in range(1, 101):
             src = rnd.choice([POOL, POOL, "uhs", "csu"])
             agencies = AGENCIES if src == POOL else [src]
             where, pred = random_filter(rnd)

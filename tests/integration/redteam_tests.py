@@ -17,6 +17,7 @@ prints its measured rate; the truth comes from the raw rows, never from
 fedq.
 """
 
+import os
 import random
 import statistics
 
@@ -155,7 +156,7 @@ def redteam_trackers(h):
     base = PTable(h).best_guess()
     try:
         hits = tries = 0
-        for sql, pred, t, c in small_targets(fed, 30, rnd):
+        for sql, pred, t, c in small_targets(fed, 20, rnd):
             cut = rnd.randint(8, 23)
             tr, nt = f"day <= {cut}", f"day > {cut}"
             parts = [count(fed, f"{sql} OR {tr}"),
@@ -167,7 +168,7 @@ def redteam_trackers(h):
                                      parts[3], t)
         judge("general tracker", hits, tries, base)
         hits = tries = 0
-        for sql, pred, t, c in small_targets(fed, 30, rnd):
+        for sql, pred, t, c in small_targets(fed, 20, rnd):
             others = [x for x in COUNTIES[:6] if x != c]
             c2, c3 = rnd.sample(others, 2)
             d2, d3 = rnd.randint(10, 25), rnd.randint(5, 20)
@@ -207,7 +208,7 @@ def redteam_averaging(h):
     value: nothing to average. Many different sets sharing a target (one
     three-release tracker after another over sets apart by k or more
     persons) do average the noise away: the success rate after m trackers
-    (20 targets) is measured and reported; one tracker does no better than
+    (8 targets) is measured and reported; one tracker does no better than
     a release, and the cell budget (3 cells a tracker) is what bounds m:
     a federation with a budget of 30 cells refuses the 11th tracker."""
     fed = default_fed(h, "rt-averaging")
@@ -231,9 +232,14 @@ def redteam_averaging(h):
         for w in rewrites:
             check(count(fed, w) == first, f"rewrite {w!r} gave another "
                                           f"value than {where!r}")
-        steps = (1, 2, 4, 8, 16, 32)
+        # 8 targets, up to 16 trackers each by default: about 400 queries,
+        # a minute under the sanitizers. The larger run the docs quote:
+        # FEDQ_REDTEAM_TARGETS=20 FEDQ_REDTEAM_TRACKERS=32.
+        n_targets = int(os.environ.get("FEDQ_REDTEAM_TARGETS", "8"))
+        most = int(os.environ.get("FEDQ_REDTEAM_TRACKERS", "16"))
+        steps = tuple(m for m in (1, 2, 4, 8, 16, 32, 64) if m <= most)
         wins = {m: 0 for m in steps}
-        targets = small_targets(fed, 20, rnd)
+        targets = small_targets(fed, n_targets, rnd)
         for sql, pred, t, c in targets:
             ests = []
             while len(ests) < steps[-1]:
@@ -463,7 +469,7 @@ def redteam_refusal_oracle(h):
             yes = [x for x in singles if x[3]]
             no = [x for x in singles if not x[3]]
             rnd.shuffle(no)
-            singles = yes[:20] + no[:len(yes[:20])]
+            singles = yes[:12] + no[:len(yes[:12])]
             check(len(singles) >= 10, f"only {len(singles)} targets")
             flags = [int(x[3]) for x in singles]
             prior = max(sum(flags), len(flags) - sum(flags))
