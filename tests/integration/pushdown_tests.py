@@ -14,7 +14,7 @@ example federation runs with every dataset's source moved there.
 Answers are checked against query_tests' oracle, which reads the SQLite
 files the tables were loaded from: nothing of PostgreSQL or of fedq feeds
 an expectation. FEDQ_PUSHDOWN_QUERY_COUNT sets the number of random
-queries (default 400, plus a quarter as many filter trees).
+queries (default 300, plus a quarter as many filter trees).
 """
 
 import atexit
@@ -41,7 +41,7 @@ from run_integration import (EXAMPLE_AGENCIES, REPO, TestFailure, check,
 import query_tests as qt
 import language_tests as lt
 
-N_QUERIES = int(os.environ.get("FEDQ_PUSHDOWN_QUERY_COUNT", "400"))
+N_QUERIES = int(os.environ.get("FEDQ_PUSHDOWN_QUERY_COUNT", "300"))
 N_TREES = max(N_QUERIES // 4, 1)
 N_EXTRACT = max(N_QUERIES // 4, 1)
 PG_CLUSTER = REPO / "tests/pg/pg-cluster.sh"

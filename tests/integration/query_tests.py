@@ -21,7 +21,7 @@ Randomness: one seed per run, from the environment variable FEDQ_TEST_SEED
 or else from the clock. It seeds the query generator and is also the
 fedq-synth --seed of the data, so one number reproduces a run. Every
 failure message of a seeded test names it. FEDQ_QUERY_COUNT sets the
-number of random queries of query_oracle (default 2000).
+number of random queries of query_oracle (default 1200).
 """
 
 import bisect
@@ -53,7 +53,7 @@ from run_integration import (EXAMPLE_AGENCIES, REPO, TYPE_ENUM, TestFailure,
 HIED = ["uhs", "csu", "ccs"]
 PERSONS = 3000
 MIN_CELL = 11  # the gateway's default min_cell_count
-N_QUERIES = int(os.environ.get("FEDQ_QUERY_COUNT", "2000"))
+N_QUERIES = int(os.environ.get("FEDQ_QUERY_COUNT", "1200"))
 N_CLI = 20     # of them through `fedq query --format json`
 CALL_TIMEOUT = 30
 
