@@ -152,7 +152,7 @@ person_cmp(const struct ag_member *a, const struct ag_member *b)
 
 /*
  * The persons with a record in a but not b (*only_a), and the reverse,
- * counted while merging; stops once both reach k (no report then).
+ * counted while merging; stops once either reaches k (no report then).
  * by_person: a person in both counts in neither, whatever the records
  * (cells of two data vintages, whose record ids are unrelated).
  */
@@ -167,7 +167,7 @@ difference(const struct ag_cellset *a, const struct ag_cellset *b, int64_t k,
     uint64_t last_a = 0, last_b = 0;
 
     *only_a = *only_b = 0;
-    while ((i < a->n || j < b->n) && (*only_a < k || *only_b < k)) {
+    while ((i < a->n || j < b->n) && *only_a < k && *only_b < k) {
         int c = i == a->n ? 1 : j == b->n ? -1 : cmp(&a->m[i], &b->m[j]);
         if (c < 0) {
             if (!seen_a || a->m[i].person != last_a)
@@ -451,22 +451,27 @@ pair_add(struct pairs *p, const struct ag_ledger_pair *x)
     return 0;
 }
 
-/* Whether the pair (a, b) must be reported, and its differences. */
+/*
+ * Whether the pair (a, b) must be reported, and its differences: both
+ * below k (a cell within k - 1 persons of the other either way: one
+ * nested in the other with a small rest, or near copies); single: and
+ * not both 0. A pair one of whose differences holds k or more is safe:
+ * the two values alone imply no cell of fewer than k.
+ */
 static bool
 weigh(const struct ag_cellset *a, const uint64_t *sa, size_t na,
       const struct ag_cellset *b, const uint64_t *sb, size_t nb, int64_t k,
       bool single, bool by_person, int64_t *d1, int64_t *d2)
 {
-    /* k persons of each side all missing from the other: both
-     * differences hold k or more, without merging */
-    if (a->persons >= k && b->persons >= k && (size_t)k <= na &&
-        (size_t)k <= nb && !any_in(sa, (size_t)k, b) &&
-        !any_in(sb, (size_t)k, a))
+    /* k persons of one side all missing from the other: that difference
+     * holds k or more, without merging */
+    if ((a->persons >= k && (size_t)k <= na && !any_in(sa, (size_t)k, b)) ||
+        (b->persons >= k && (size_t)k <= nb && !any_in(sb, (size_t)k, a)))
         return false;
     difference(a, b, k, by_person, d1, d2);
-    if (single)
-        return (*d1 > 0 && *d1 < k) || (*d2 > 0 && *d2 < k);
-    return *d1 < k || *d2 < k;
+    if (*d1 >= k || *d2 >= k)
+        return false;
+    return !single || *d1 > 0 || *d2 > 0;
 }
 
 /* The dataset's other data vintages with cells of class recorded. */

@@ -85,8 +85,9 @@ struct ag_ledger_part {
  * cell against an earlier released cell (released names it) or another
  * candidate (released NULL, other its index). only_here: this agency's
  * persons with records in the candidate but not in the other; only_there:
- * the reverse. Reported when either is below k (also 0: the gateway adds
- * the agencies' parts).
+ * the reverse. Reported when both are below k (0 too: the gateway adds
+ * the agencies' parts); a pair one of whose differences holds k or more
+ * implies no small cell from the two values.
  */
 struct ag_ledger_pair {
     size_t cell;
@@ -118,10 +119,10 @@ void ag_ledger_close(struct ag_ledger *l);
  * The pairs of candidates cells[0..n) (classes[i] their classes, groups[i]
  * their groups: cells of different groups share no record and are never
  * paired) against the scope's recorded cells of the same class and each
- * other, where a difference at this agency holds fewer than k persons
- * (single: this agency alone answers, so only pairs with a difference of
- * 1 to k - 1 matter). Pairs in a. 0, FQ_ETOOBIG (the ledger's memory is
- * full), FQ_EIO or FQ_ENOMEM with err.
+ * other, where both differences at this agency hold fewer than k persons
+ * (single: this agency alone answers, so equal cells do not matter).
+ * Pairs in a. 0, FQ_ETOOBIG (the ledger's memory is full), FQ_EIO or
+ * FQ_ENOMEM with err.
  */
 int ag_ledger_check(struct ag_ledger *l, const struct ag_ledger_scope *scope,
                     const char *const *classes, const size_t *groups,

@@ -814,24 +814,9 @@ gw_table_reasons(const struct gw_table *t, size_t *counts)
 
 /* ---- answers from the ledger --------------------------------------------- */
 
-/* The largest magnitude one record of the aggregate's measure may hold. */
-static double
-largest_value(const Fedq__V1__Plan *plan, const Fedq__V1__Dataset *ds,
-              size_t agg)
-{
-    const Fedq__V1__Aggregate *ag = plan->aggregates[agg];
-    const Fedq__V1__Column *col =
-        ag->column[0] ? fq_catalog_column(ds, ag->column) : NULL;
-
-    if (!col || !col->bounds)
-        return INFINITY;
-    return fmax(fabs((double)col->bounds->min), fabs((double)col->bounds->max));
-}
-
 int
 gw_cell_reuse(struct gw_cell *c, const Fedq__V1__PublishedValue *v,
-              const struct gw_rules *r, const Fedq__V1__Plan *plan,
-              const Fedq__V1__Dataset *ds)
+              const struct gw_rules *r)
 {
     /* under perturbation every count and sum is perturbed or rounded: an
      * earlier exact one (another policy then) is no longer exact here */
@@ -839,7 +824,7 @@ gw_cell_reuse(struct gw_cell *c, const Fedq__V1__PublishedValue *v,
         v->status == FEDQ__V1__CELL_STATUS__CELL_STATUS_ROUNDED
             ? FEDQ__V1__CELL_STATUS__CELL_STATUS_ROUNDED
             : FEDQ__V1__CELL_STATUS__CELL_STATUS_PERTURBED;
-    double k1 = (double)(r->k - 1), value;
+    double value;
 
     if (v->value_case == FEDQ__V1__PUBLISHED_VALUE__VALUE_INT_VALUE) {
         set_int(c, v->int_value, st);
@@ -853,20 +838,29 @@ gw_cell_reuse(struct gw_cell *c, const Fedq__V1__PublishedValue *v,
         return FQ_EPROTO;
     }
     c->reused = true;
+    /*
+     * An analyst cannot tell this value from the cell's own perturbed
+     * one, so may take it for that: what it allows as such, joined with
+     * the truth (the cells are within k - 1 persons, but a person may
+     * hold many records and values, so the value itself bounds the truth
+     * by nothing the rules publish). Narrower than what the analyst can
+     * rule out, so secondary suppression errs on the protected side, and
+     * never infeasible.
+     */
     if (c->stat == GW_STAT_RECORDS || c->stat == GW_STAT_DISTINCT) {
         count_interval(r->counts, r->rounding_base, (int64_t)value, &c->lo,
                        &c->hi);
-        c->lo = fmax(0, c->lo - k1);
-        c->hi += k1;
     } else if (c->stat == GW_STAT_SUM) {
-        double m = r->magnitude_noise;
-        double w =
-            m * fabs(value) / (1 - m) + k1 * largest_value(plan, ds, c->agg);
-        c->lo = value - w;
-        c->hi = value + w;
+        double spread =
+            r->magnitude_noise * fabs(value) / (1 - r->magnitude_noise);
+        c->lo = value - spread;
+        c->hi = value + spread;
     } else {
         c->lo = -INFINITY;
         c->hi = INFINITY;
+        return 0;
     }
+    c->lo = fmin(c->lo, c->truth);
+    c->hi = fmax(c->hi, c->truth);
     return 0;
 }

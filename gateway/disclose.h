@@ -164,13 +164,12 @@ struct Fedq__V1__PublishedValue;
 /*
  * Answers cell c with v, the published value of an earlier released cell
  * within k - 1 contributors of it (the ledger, gateway/ledger.c): the
- * same value and status (perturbed or rounded), and the interval an
- * analyst can then tell: v's, widened by k - 1 contributors (a count) or
- * k - 1 of the measure's largest values (a magnitude). 0, or FQ_EPROTO
- * for a value without a number.
+ * same value and status (perturbed or rounded). For secondary
+ * suppression, the interval an analyst who takes v for c's own value
+ * would allow under rules r, joined with c's truth. 0, or FQ_EPROTO for
+ * a value without a number.
  */
 int gw_cell_reuse(struct gw_cell *c, const struct Fedq__V1__PublishedValue *v,
-                  const struct gw_rules *r, const struct Fedq__V1__Plan *plan,
-                  const struct Fedq__V1__Dataset *ds);
+                  const struct gw_rules *r);
 
 #endif

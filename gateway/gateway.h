@@ -46,6 +46,7 @@ struct gw_config {
     int64_t max_groups;
     int64_t max_group_by;
     int64_t reconnect_backoff_ms;
+    int64_t secondary_finest_cells;
     char *state_dir; /* NULL: ../state/gateway from the config file */
     struct gw_perturb_conf perturbation;
     struct gw_agent_conf *agents;

@@ -153,6 +153,15 @@ const struct fq_cfg_directive gw_config_table[] = {
      .max = 120 * 1000,
      .def = "1s",
      .doc = "longest wait between reconnect attempts to an agent"},
+    {.key = "secondary_finest_cells",
+     .type = FQ_CFG_INT,
+     .offset = offsetof(struct gw_config, secondary_finest_cells),
+     .min = 1,
+     .max = 6000,
+     .def = "6000",
+     .doc = "most finest cells secondary suppression lays a family of "
+            "tables over; beyond it the tables are related through their "
+            "margins when their GROUP BYs are acyclic, else refused"},
     {.key = "state_dir",
      .type = FQ_CFG_PATH,
      .offset = offsetof(struct gw_config, state_dir),

@@ -12,7 +12,6 @@ struct gw_cell;
 struct gw_column;
 struct gw_rules;
 struct gw_table;
-struct Fedq__V1__Dataset;
 struct Fedq__V1__Plan;
 struct Fedq__V1__CellRef;
 struct Fedq__V1__CheckCellsResponse;
@@ -52,9 +51,8 @@ struct gw_ledger_rules {
      * status tells whether the two differ (gw_cell_reuse); else it is
      * suppressed. */
     bool reuse;
-    const struct gw_rules *rules;
-    const struct Fedq__V1__Plan *plan;
-    const struct Fedq__V1__Dataset *ds;
+    const struct gw_rules *rules;      /* the noise of a reused value */
+    const struct Fedq__V1__Plan *plan; /* the statistics of the cells */
 };
 
 /*

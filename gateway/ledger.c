@@ -4,19 +4,20 @@
  *
  * Each agency reports, for a pair of cells (a candidate and an earlier
  * released cell, or two candidates of one group), its own persons with
- * records in one but not the other, whenever either count is below k.
+ * records in one but not the other, whenever both counts are below k.
  * Agencies hold disjoint populations, so the pooled difference is the sum
  * of the agencies' parts. An agency that did not report a pair either
  * holds no part of one of the two cells (its part of the difference is
  * then the other cell's persons there, known from the counts) or found
- * both its differences at k or more (the pooled ones are then too: the
+ * one of its differences at k or more (the pooled one is then too: the
  * pair is safe). The agents also weigh cells released from earlier data
  * vintages, by persons (a refresh must not let an analyst difference the
  * persons it added or removed): there too an unreported pair is safe.
  *
- * A candidate whose pooled difference from any other cell holds 1 to
- * k - 1 persons is suppressed (reason ledger); of two candidates, the
- * later in the table.
+ * A candidate within k - 1 persons of another cell both ways (one nested
+ * in the other with a small rest, or near copies), pooled, is answered
+ * with the earlier cell's value under perturbation, or suppressed (reason
+ * ledger); of two candidates, the later in the table is suppressed.
  */
 #include "fq/compat.h"
 #include "fq/arena.h"
@@ -136,10 +137,14 @@ part_at(const Fedq__V1__CellPair *p, const char *agency)
     return NULL;
 }
 
+/* Two cells within k - 1 persons of each other, either way, and not
+ * the same: one nested in the other with a small rest, or near copies.
+ * (A pair with one difference of k or more implies no small cell from
+ * the two values alone.) */
 static bool
-small(int64_t n, int64_t k)
+near(int64_t d1, int64_t d2, int64_t k)
 {
-    return n > 0 && n < k;
+    return d1 < k && d2 < k && (d1 > 0 || d2 > 0);
 }
 
 /*
@@ -174,7 +179,7 @@ pooled(const struct decide *d, const struct report *r, size_t n, int64_t *d1,
             there = persons(d, j, r[0].other);
         }
         if (here > 0 && there > 0)
-            return false; /* j found both differences at k or more */
+            return false; /* j found a difference of k or more */
         *d1 += here;
         *d2 += there;
     }
@@ -284,7 +289,7 @@ gw_ledger_decide(struct gw_table *t, const struct gw_ledger_cells *lc,
             bool gone = !r[i].released &&
                         t->cells[lc->cell[r[i].other]].reason != GW_REASON_NONE;
             if (!gone && pooled(&d, r + i, j - i, &d1, &d2) &&
-                (small(d1, lr->k) || small(d2, lr->k))) {
+                near(d1, d2, lr->k)) {
                 Fedq__V1__PublishedValue *v = lr->reuse && r[i].released
                                                   ? pair_value(r[i].p, a, &rc)
                                                   : NULL;
@@ -309,7 +314,7 @@ gw_ledger_decide(struct gw_table *t, const struct gw_ledger_cells *lc,
             gw_cell_suppress(c, GW_REASON_LEDGER);
             hidden++;
         } else if (best) {
-            if ((rc = gw_cell_reuse(c, best, lr->rules, lr->plan, lr->ds)) < 0)
+            if ((rc = gw_cell_reuse(c, best, lr->rules)) < 0)
                 return rc;
             reused++;
         }

@@ -1179,7 +1179,7 @@ ledger_checked(struct gw_fanout *f, void *arg)
     }
     struct gw_ledger_answers ans = {n, agencies, vintages, resps};
     struct gw_ledger_rules lr = {q->rules.k, q->rules.perturb, &q->rules,
-                                 q->plan, q->ds};
+                                 q->plan};
     if ((rc = gw_ledger_decide(&q->table, &q->lc, &ans, &lr, q->a, &hidden,
                                &q->reused)) < 0) {
         query_end(q, rc, NULL,

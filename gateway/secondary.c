@@ -13,7 +13,9 @@
  * interval of a suppressed cell is its minimum and maximum over that
  * polytope (lp.c; an LP relaxation, which for two-way tables equals the
  * integer interval and is otherwise at least as wide: the integer check
- * in tests/integration bounds the gap).
+ * in tests/integration bounds the gap). A family with more finest cells
+ * than the gateway allows is related through its tables' margins alone
+ * when its GROUP BYs are acyclic (see "margins" below), else refused.
  *
  * Suppression is greedy: while a suppressed cell's interval is narrower
  * than the protection level, the smallest released cell of the new table
@@ -41,12 +43,13 @@
 
 #define RELEASED_FILE "released-cells.db"
 #define MAX_DIMS      16
-#define MAX_COMBOS    6000 /* finest cells of one family's program */
+#define MAX_COMBOS    6000 /* finest cells of one family's program, at most */
 #define VALUE_MAX     4096 /* bytes of one packed key value */
 
 struct gw_released {
     pthread_mutex_t mu;
     sqlite3 *db;
+    size_t max_finest; /* secondary_finest_cells, <= MAX_COMBOS */
 };
 
 /*
@@ -92,6 +95,9 @@ gw_released_open(const struct gw_config *cfg, struct gw_released **ret,
         return FQ_ENOMEM;
     }
     pthread_mutex_init(&s->mu, NULL);
+    s->max_finest = (size_t)cfg->secondary_finest_cells;
+    if (s->max_finest == 0 || s->max_finest > MAX_COMBOS)
+        s->max_finest = MAX_COMBOS;
     if ((rc = gw_state_db_open(cfg, RELEASED_FILE, "released-cell store",
                                released_schema, &s->db, err, errlen)) < 0) {
         gw_released_close(s);
@@ -225,6 +231,7 @@ struct fcell {
     size_t var;           /* its LP variable */
     size_t *combos;       /* the finest cells under it */
     size_t n_combos;
+    size_t table; /* its table's index (margins mode) */
 };
 
 struct ftable {
@@ -246,10 +253,12 @@ struct values {
 struct family {
     struct fq_arena *a;
     int stat;
-    bool nonneg;    /* the cells cannot be negative */
-    bool nonempty;  /* COUNT(*): a group that is a row has a record */
-    size_t exposed; /* cells of the new table narrow whatever it hides */
-    double scale;   /* the program's unit (choose_scale) */
+    bool nonneg;       /* the cells cannot be negative */
+    bool nonempty;     /* COUNT(*): a group that is a row has a record */
+    size_t exposed;    /* cells of the new table narrow whatever it hides */
+    double scale;      /* the program's unit (choose_scale) */
+    bool margins;      /* the program relates tables, not finest cells */
+    size_t max_combos; /* finest cells it may have */
     char *dims[MAX_DIMS];
     size_t n_dims;
     struct values vals[MAX_DIMS];
@@ -631,6 +640,211 @@ attach_combos(struct family *f)
     return 0;
 }
 
+/* ---- margins, when the finest cells are too many ----------------------- */
+
+/*
+ * A family whose finest cross-classification is too large (town by birth
+ * year, asked as two one-way tables) is related through its tables
+ * alone: one LP variable per table cell and, for every two tables and
+ * every value of the dims they share, the cells of one under it add up
+ * to the cells of the other. When the tables' GROUP BYs form an acyclic
+ * hypergraph (a chain or tree of shared dims; nested margins of one
+ * table are), tables that agree pairwise have a finest table under them
+ * (locally consistent margins of a decomposable model are globally
+ * consistent), so the program allows the same table cells as the one
+ * over finest cells, and the intervals are the same. A cyclic family
+ * (a x b, b x c, a x c) is not: pairwise agreement admits margins no
+ * table has, the intervals would be too wide, and it stays refused.
+ */
+
+static uint32_t
+dim_mask(const struct ftable *t)
+{
+    uint32_t m = 0;
+    for (size_t d = 0; d < t->n_dims; d++)
+        m |= 1u << t->dim[d];
+    return m;
+}
+
+/* Whether the family's GROUP BYs are acyclic, by GYO reduction: drop a
+ * dim only one table has and a table inside another, until nothing
+ * changes; acyclic when at most one table is left. */
+static int
+family_acyclic(const struct family *f, bool *ret)
+{
+    uint32_t *e = fq_arena_alloc(f->a, (f->n_tables + 1) * sizeof(*e));
+    bool *gone = fq_arena_alloc(f->a, (f->n_tables + 1) * sizeof(*gone));
+    size_t left = f->n_tables;
+    bool changed = true;
+
+    if (!e || !gone)
+        return FQ_ENOMEM;
+    for (size_t t = 0; t < f->n_tables; t++) {
+        e[t] = dim_mask(&f->tables[t]);
+        gone[t] = false;
+    }
+    while (changed && left > 1) {
+        changed = false;
+        for (size_t d = 0; d < f->n_dims; d++) {
+            size_t n = 0, last = 0;
+            for (size_t t = 0; t < f->n_tables; t++) {
+                if (!gone[t] && (e[t] >> d & 1)) {
+                    n++;
+                    last = t;
+                }
+            }
+            if (n == 1) {
+                e[last] &= ~(1u << d);
+                changed = true;
+            }
+        }
+        for (size_t t = 0; t < f->n_tables && left > 1; t++) {
+            for (size_t u = 0; !gone[t] && u < f->n_tables; u++) {
+                if (u != t && !gone[u] && (e[t] & ~e[u]) == 0) {
+                    gone[t] = true;
+                    left--;
+                    changed = true;
+                }
+            }
+        }
+    }
+    *ret = left <= 1;
+    return 0;
+}
+
+/* c's value (c of table t) in family dim d; UINT32_MAX if t has no d. */
+static uint32_t
+value_at(const struct ftable *t, const struct fcell *c, size_t d)
+{
+    for (size_t i = 0; i < t->n_dims; i++) {
+        if (t->dim[i] == d)
+            return c->v[i];
+    }
+    return UINT32_MAX;
+}
+
+/* Whether cells a and b have the same values in the dims of mask. */
+static bool
+agree(const struct family *f, const struct fcell *a, const struct fcell *b,
+      uint32_t mask)
+{
+    const struct ftable *ta = &f->tables[a->table];
+    const struct ftable *tb = &f->tables[b->table];
+
+    for (size_t d = 0; d < f->n_dims; d++) {
+        if ((mask >> d & 1) && value_at(ta, a, d) != value_at(tb, b, d))
+            return false;
+    }
+    return true;
+}
+
+/* Whether a and b can hold a record in common: they agree where their
+ * tables share dims. */
+static bool
+overlap(const struct family *f, const struct fcell *a, const struct fcell *b)
+{
+    return agree(f, a, b,
+                 dim_mask(&f->tables[a->table]) &
+                     dim_mask(&f->tables[b->table]));
+}
+
+/* One row of the margins program: sum coef * var (+ slack) = 0. */
+struct mrow {
+    size_t *vars;
+    double *coef;
+    size_t n;
+    int slack; /* the coefficient of the row's own slack, 0 for none */
+};
+
+struct mrows {
+    struct mrow *r;
+    size_t n, cap, slacks;
+};
+
+static int
+mrows_push(struct family *f, struct mrows *rows, const size_t *vars,
+           const double *coef, size_t n, int slack)
+{
+    struct mrow *row;
+
+    if (rows->n == GW_LP_MAX_ROWS)
+        return FQ_ETOOBIG;
+    if (rows->n == rows->cap) {
+        size_t cap = rows->cap ? rows->cap * 2 : 64;
+        struct mrow *r = fq_arena_alloc(f->a, cap * sizeof(*r));
+        if (!r)
+            return FQ_ENOMEM;
+        if (rows->n)
+            memcpy(r, rows->r, rows->n * sizeof(*r));
+        rows->r = r;
+        rows->cap = cap;
+    }
+    row = &rows->r[rows->n];
+    /* one more place for the slack */
+    if (!(row->vars = fq_arena_alloc(f->a, (n + 1) * sizeof(*vars))) ||
+        !(row->coef = fq_arena_alloc(f->a, (n + 1) * sizeof(*coef))))
+        return FQ_ENOMEM;
+    if (n) {
+        memcpy(row->vars, vars, n * sizeof(*vars));
+        memcpy(row->coef, coef, n * sizeof(*coef));
+    }
+    row->n = n;
+    row->slack = slack;
+    rows->slacks += slack != 0;
+    rows->n++;
+    return 0;
+}
+
+/* The cell at index i of tables t and u taken one after the other. */
+static const struct fcell *
+pair_cell(const struct ftable *t, const struct ftable *u, size_t i)
+{
+    return i < t->n ? &t->cells[i] : &u->cells[i - t->n];
+}
+
+/* The rows between tables t and u: per value of the dims they share, t's
+ * cells under it minus u's. A table that is not complete (a LIMIT) has
+ * groups that are not there: its side is at most the other's, by a
+ * slack, and only for cells that cannot be negative; two such tables
+ * tell nothing of each other. */
+static int
+pair_rows(struct family *f, size_t t, size_t u, struct mrows *rows)
+{
+    const struct ftable *tt = &f->tables[t], *tu = &f->tables[u];
+    uint32_t shared = dim_mask(tt) & dim_mask(tu);
+    size_t n = tt->n + tu->n, *vars;
+    int slack = 0, rc = 0;
+    double *coef;
+    bool *done;
+
+    if (!tt->complete || !tu->complete) {
+        if ((!tt->complete && !tu->complete) || !f->nonneg)
+            return 0;
+        slack = tt->complete ? -1 : 1;
+    }
+    if (!(done = fq_arena_alloc(f->a, (n + 1) * sizeof(*done))) ||
+        !(vars = fq_arena_alloc(f->a, (n + 1) * sizeof(*vars))) ||
+        !(coef = fq_arena_alloc(f->a, (n + 1) * sizeof(*coef))))
+        return FQ_ENOMEM;
+    memset(done, 0, n * sizeof(*done));
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        const struct fcell *x = pair_cell(tt, tu, i);
+        size_t m = 0;
+        if (done[i])
+            continue;
+        for (size_t j = i; j < n; j++) {
+            const struct fcell *y = pair_cell(tt, tu, j);
+            if (done[j] || !agree(f, x, y, shared))
+                continue;
+            done[j] = true;
+            vars[m] = y->var;
+            coef[m++] = j < tt->n ? 1 : -1;
+        }
+        rc = mrows_push(f, rows, vars, coef, m, slack);
+    }
+    return rc;
+}
+
 /* ---- the program -----------------------------------------------------------
  */
 
@@ -648,13 +862,15 @@ hidden_bounds(const struct family *f, const struct ftable *t,
     *hi = INFINITY;
 }
 
-/* Sums run to 10^8 and more, where the simplex's tolerances are
- * absolute: the program works in units of the family's largest value. */
+/* Sums run to 10^8 and more, counts to 10^5 and more, where the
+ * simplex's tolerances are too tight to hold: the program works in units
+ * of the family's largest value (narrow() rounds counts back to whole
+ * numbers in the caller's units). */
 static void
 choose_scale(struct family *f)
 {
     f->scale = 1;
-    for (size_t t = 0; f->stat == GW_STAT_SUM && t < f->n_tables; t++) {
+    for (size_t t = 0; t < f->n_tables; t++) {
         for (size_t i = 0; i < f->tables[t].n; i++) {
             const struct fcell *c = &f->tables[t].cells[i];
             double v[] = {c->lo, c->hi, c->truth};
@@ -686,8 +902,21 @@ range_scaled(const struct family *f, struct gw_lp *lp, size_t var, double *lo,
     return rc;
 }
 
+/* Cell c of table t's bounds in the program. */
 static int
-build_lp(struct family *f, struct gw_lp **ret)
+bound_cell(const struct family *f, struct gw_lp *lp, const struct ftable *t,
+           const struct fcell *c)
+{
+    double lo = c->lo, hi = c->hi;
+
+    if (c->hidden)
+        hidden_bounds(f, t, c, &lo, &hi);
+    return set_scaled(f, lp, c->var, lo, hi);
+}
+
+/* Over the finest cells: each table cell is the sum of those under it. */
+static int
+build_finest_lp(struct family *f, struct gw_lp **ret)
 {
     size_t cells = 0, var;
     struct gw_lp *lp;
@@ -710,21 +939,18 @@ build_lp(struct family *f, struct gw_lp **ret)
                 fq_arena_alloc(f->a, (c->n_combos + 2) * sizeof(size_t));
             double *coef =
                 fq_arena_alloc(f->a, (c->n_combos + 2) * sizeof(double));
-            double lo = c->lo, hi = c->hi;
             if (!vars || !coef) {
                 rc = FQ_ENOMEM;
                 goto fail;
             }
             c->var = var++;
-            if (c->hidden)
-                hidden_bounds(f, &f->tables[t], c, &lo, &hi);
             for (size_t k = 0; k < c->n_combos; k++) {
                 vars[k] = c->combos[k];
                 coef[k] = 1;
             }
             vars[c->n_combos] = c->var;
             coef[c->n_combos] = -1;
-            if ((rc = set_scaled(f, lp, c->var, lo, hi)) < 0 ||
+            if ((rc = bound_cell(f, lp, &f->tables[t], c)) < 0 ||
                 (rc = gw_lp_add_row(lp, vars, coef, c->n_combos + 1, 0)) < 0)
                 goto fail;
         }
@@ -734,6 +960,57 @@ build_lp(struct family *f, struct gw_lp **ret)
 fail:
     gw_lp_free(lp);
     return rc;
+}
+
+/* Over the tables' cells alone (margins mode): the tables agree pairwise;
+ * then one slack per row of a table that is not complete. */
+static int
+build_margins_lp(struct family *f, struct gw_lp **ret)
+{
+    struct mrows rows = {0};
+    size_t cells = 0, slack;
+    struct gw_lp *lp = NULL;
+    int rc = 0;
+
+    for (size_t t = 0; t < f->n_tables; t++) {
+        for (size_t i = 0; i < f->tables[t].n; i++) {
+            f->tables[t].cells[i].table = t;
+            f->tables[t].cells[i].var = cells++;
+        }
+    }
+    if (cells > GW_LP_MAX_VARS)
+        return FQ_ETOOBIG;
+    for (size_t t = 0; rc == 0 && t < f->n_tables; t++) {
+        for (size_t u = t + 1; rc == 0 && u < f->n_tables; u++)
+            rc = pair_rows(f, t, u, &rows);
+    }
+    if (rc < 0 || (rc = gw_lp_new(cells + rows.slacks, &lp)) < 0)
+        return rc;
+    for (size_t t = 0; rc == 0 && t < f->n_tables; t++) {
+        for (size_t i = 0; rc == 0 && i < f->tables[t].n; i++)
+            rc = bound_cell(f, lp, &f->tables[t], &f->tables[t].cells[i]);
+    }
+    slack = cells; /* slacks keep the [0, inf) of gw_lp_new */
+    for (size_t k = 0; rc == 0 && k < rows.n; k++) {
+        struct mrow *row = &rows.r[k];
+        if (row->slack) {
+            row->vars[row->n] = slack++;
+            row->coef[row->n++] = row->slack;
+        }
+        rc = gw_lp_add_row(lp, row->vars, row->coef, row->n, 0);
+    }
+    if (rc < 0) {
+        gw_lp_free(lp);
+        return rc;
+    }
+    *ret = lp;
+    return 0;
+}
+
+static int
+build_lp(struct family *f, struct gw_lp **ret)
+{
+    return f->margins ? build_margins_lp(f, ret) : build_finest_lp(f, ret);
 }
 
 /* The width cell c's interval must have. */
@@ -815,6 +1092,16 @@ share_combo(const struct fcell *a, const struct fcell *b)
     return false;
 }
 
+/* Whether cell m lies over both v and c. */
+static bool
+over_both(const struct family *f, const struct fcell *m, const struct fcell *v,
+          const struct fcell *c)
+{
+    if (f->margins)
+        return overlap(f, m, v) && overlap(f, m, c);
+    return share_combo(m, v) && share_combo(m, c);
+}
+
 /* Whether live cell c shares a margin with v: some cell of the family
  * lies over both. */
 static bool
@@ -822,8 +1109,7 @@ related(const struct family *f, const struct fcell *v, const struct fcell *c)
 {
     for (size_t t = 0; t < f->n_tables; t++) {
         for (size_t i = 0; i < f->tables[t].n; i++) {
-            const struct fcell *m = &f->tables[t].cells[i];
-            if (share_combo(m, v) && share_combo(m, c))
+            if (over_both(f, &f->tables[t].cells[i], v, c))
                 return true;
         }
     }
@@ -956,6 +1242,43 @@ column_nonneg(const struct gw_release *r, const struct gw_column *c)
     return col && col->bounds && col->bounds->min >= 0;
 }
 
+/* What the analyst is told of failure rc on family f (id), and the log. */
+static void
+family_error(const struct family *f, const struct gw_release *r, const char *id,
+             int rc, char *err, size_t errlen)
+{
+    if (rc == FQ_ETOOBIG) {
+        char why[96];
+        if (!f->margins && f->n_combos == f->max_combos)
+            snprintf(why, sizeof(why),
+                     "GROUP BYs that form a cycle over more than %zu finest "
+                     "cells",
+                     f->max_combos);
+        else
+            snprintf(why, sizeof(why), "a program too large to solve");
+        snprintf(err, errlen,
+                 "the table cannot be checked against the tables released "
+                 "before it with the same filter (%s): ask for fewer groups, "
+                 "or another filter",
+                 why);
+    } else if (rc == FQ_EPRECOND)
+        snprintf(err, errlen,
+                 "the table's suppressed cells cannot be "
+                 "protected against the tables released before");
+    else if (rc == FQ_EINVAL) /* the truth is feasible: never seen */
+        snprintf(err, errlen,
+                 "secondary suppression failed: the released "
+                 "tables of this family contradict each other");
+    else if (rc < 0)
+        snprintf(err, errlen, "secondary suppression failed: %s",
+                 fq_strerror(rc));
+    if (rc == FQ_EINVAL)
+        fq_log_warnx("query %s: secondary suppression: %zu tables, %zu "
+                     "finest cells%s, an infeasible program (family %s)",
+                     r->query_id, f->n_tables, f->n_combos,
+                     f->margins ? " (too many: over margins)" : "", id);
+}
+
 static int
 one_family(struct gw_released *s, const struct gw_release *r, size_t col,
            struct fq_arena *a, size_t *hidden, char *err, size_t errlen)
@@ -976,13 +1299,19 @@ one_family(struct gw_released *s, const struct gw_release *r, size_t col,
         goto out;
     if (!worth_solving(&f))
         goto out;
-    if (!(f.combos = fq_arena_alloc(a, (MAX_COMBOS + 1) * MAX_DIMS *
+    f.max_combos = s->max_finest;
+    if (!(f.combos = fq_arena_alloc(a, (f.max_combos + 1) * MAX_DIMS *
                                            sizeof(*f.combos)))) {
         rc = FQ_ENOMEM;
         goto out;
     }
-    if ((rc = enumerate(&f, 0, v, MAX_COMBOS)) < 0 ||
-        (rc = attach_combos(&f)) < 0)
+    if ((rc = enumerate(&f, 0, v, f.max_combos)) == FQ_ETOOBIG) {
+        if ((rc = family_acyclic(&f, &f.margins)) == 0 && !f.margins)
+            rc = FQ_ETOOBIG;
+    } else if (rc == 0) {
+        rc = attach_combos(&f);
+    }
+    if (rc < 0)
         goto out;
     choose_scale(&f);
     rc = protect(&f, r->rules, hidden);
@@ -991,27 +1320,7 @@ one_family(struct gw_released *s, const struct gw_release *r, size_t col,
                      "protection level given earlier releases alone",
                      r->query_id, f.exposed);
 out:
-    if (rc == FQ_ETOOBIG)
-        snprintf(err, errlen,
-                 "the table cannot be checked against the tables released "
-                 "before it with the same filter (more than %d finest cells "
-                 "in its margins): ask for fewer groups, or another filter",
-                 MAX_COMBOS);
-    else if (rc == FQ_EPRECOND)
-        snprintf(err, errlen,
-                 "the table's suppressed cells cannot be "
-                 "protected against the tables released before");
-    else if (rc == FQ_EINVAL) /* the truth is feasible: never seen */
-        snprintf(err, errlen,
-                 "secondary suppression failed: the released "
-                 "tables of this family contradict each other");
-    else if (rc < 0)
-        snprintf(err, errlen, "secondary suppression failed: %s",
-                 fq_strerror(rc));
-    if (rc == FQ_EINVAL)
-        fq_log_warnx("query %s: secondary suppression: %zu tables, %zu "
-                     "finest cells, an infeasible program (family %s)",
-                     r->query_id, f.n_tables, f.n_combos, id);
+    family_error(&f, r, id, rc, err, errlen);
     return rc;
 }
 

@@ -100,12 +100,13 @@ only_in(const struct ag_cellset *a, const struct ag_cellset *b)
     return n;
 }
 
+/* Both differences below k (and not both 0 when one agency answers). */
 static bool
 must_report(int64_t d1, int64_t d2, int64_t k, bool single)
 {
-    if (single)
-        return (d1 > 0 && d1 < k) || (d2 > 0 && d2 < k);
-    return d1 < k || d2 < k;
+    if (d1 >= k || d2 >= k)
+        return false;
+    return !single || d1 > 0 || d2 > 0;
 }
 
 static const struct ag_ledger_part part_dol = {"dol", 0, "v1"};

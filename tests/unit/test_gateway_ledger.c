@@ -143,7 +143,7 @@ decide(struct fx *f, Fedq__V1__CheckCellsResponse **resps, size_t n, bool reuse,
     static const char *const agencies[] = {"uhs", "csu"};
     static const char *const vintages[] = {"v1", "v1"};
     struct gw_ledger_answers ans = {n, agencies, vintages, resps};
-    struct gw_ledger_rules lr = {K, reuse, &f->rules, &f->plan, NULL};
+    struct gw_ledger_rules lr = {K, reuse, &f->rules, &f->plan};
     return gw_ledger_decide(&f->t, &f->lc, &ans, &lr, f->a, hidden, reused);
 }
 
@@ -165,6 +165,7 @@ test_pooled_parts(void **state)
                                          answer(f, 200, c, 2)};
     size_t hidden, reused;
 
+    f->cells[0].truth = 497; /* 7 persons apart, with their records */
     assert_int_equal(decide(f, r, 2, true, &hidden, &reused), 0);
     assert_int_equal(hidden, 0);
     assert_int_equal(reused, 1);
@@ -173,9 +174,10 @@ test_pooled_parts(void **state)
     assert_int_equal(f->out[0].status,
                      FEDQ__V1__CELL_STATUS__CELL_STATUS_PERTURBED);
     assert_int_equal(f->cells[0].reason, GW_REASON_NONE);
-    /* its interval: the published value's, widened by k - 1 */
-    assert_true(f->cells[0].lo <= 480 - 2 - (K - 1) + 1e-9);
-    assert_true(f->cells[0].hi >= 480 + 2 + (K - 1) - 1e-9);
+    /* its interval for secondary suppression: what 480 allows as the
+     * cell's own perturbed value (within D = 2), joined with the truth */
+    assert_true(f->cells[0].lo >= 478 && f->cells[0].lo <= 480);
+    assert_true(f->cells[0].hi == 497);
     assert_int_equal(f->out[1].int_value, 501); /* SUM untouched */
 
     /* 6 + 6 persons apart: k or more, nothing changes */
