@@ -463,6 +463,10 @@ weigh(const struct ag_cellset *a, const uint64_t *sa, size_t na,
       const struct ag_cellset *b, const uint64_t *sb, size_t nb, int64_t k,
       bool single, bool by_person, int64_t *d1, int64_t *d2)
 {
+    /* persons a has and b lacks number at least a's persons less b's:
+     * sizes k or more apart are far, without looking (most pairs) */
+    if (a->persons - b->persons >= k || b->persons - a->persons >= k)
+        return false;
     /* k persons of one side all missing from the other: that difference
      * holds k or more, without merging */
     if ((a->persons >= k && (size_t)k <= na && !any_in(sa, (size_t)k, b)) ||

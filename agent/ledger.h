@@ -18,12 +18,13 @@
  * The structure is exact: each cell's members sorted by (person tag,
  * record), persons keyed by the agency's secret (64 bits of the HMAC that
  * also gives record keys), and the differences counted by merging. A
- * prefilter skips a pair without merging when k sentinel persons of each
- * side (the k smallest tags: a random sample, as tags are keyed hashes)
- * are all missing from the other, which proves both differences hold k
- * persons or more. Cost: 16 bytes per recorded member in memory (and on
- * disk), O(k log n) per pair for the prefilter, O(|A| + |B|) per pair
- * that passes it (tests/bench measures it).
+ * pair is near only when both differences are below k, so two
+ * prefilters prove most pairs far without merging: persons counts k or
+ * more apart, and k sentinel persons of one side (the k smallest tags: a
+ * random sample, as tags are keyed hashes) all missing from the other.
+ * Cost: 16 bytes per recorded member in memory (and on disk), O(1) per
+ * pair for the first prefilter, O(k log n) for the second, O(|A| + |B|)
+ * per pair that passes both (tests/bench measures it).
  *
  * One SQLite file, state_dir/ledger-AGENCY.sqlite (0600), written
  * synchronously before the gateway releases: a restart loses nothing

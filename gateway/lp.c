@@ -37,14 +37,15 @@
 
 #include <math.h>
 
-#define NONBASIC  SIZE_MAX
-#define TOL_FEAS  1e-9  /* feasibility, times 1 + |bound| */
-#define TOL_PIV   1e-9  /* smallest tableau entry worth pivoting on */
-#define TOL_COST  1e-9  /* smallest reduced cost that improves */
-#define TOL_ZERO  1e-13 /* what is left of a cancellation, relatively */
-#define TOL_CHECK 1e-9  /* residual, relative to the row's terms */
-#define TOL_TIE   1e-12 /* relative gap under which two step lengths tie */
-#define DEGEN_RUN 50    /* degenerate steps before Bland's rule takes over */
+#define NONBASIC      SIZE_MAX
+#define TOL_FEAS      1e-9  /* feasibility, times 1 + |bound| */
+#define TOL_PIV       1e-9  /* smallest tableau entry worth pivoting on */
+#define TOL_COST      1e-9  /* smallest reduced cost that improves */
+#define TOL_ZERO      1e-13 /* what is left of a cancellation, relatively */
+#define TOL_CHECK     1e-9  /* residual, relative to the row's terms */
+#define TOL_TIE       1e-12 /* relative gap under which two step lengths tie */
+#define DEGEN_RUN     50  /* degenerate steps before Bland's rule takes over */
+#define PRICE_REFRESH 200 /* phase I pricings before w is computed afresh */
 
 struct gw_lp {
     size_t n;     /* the caller's variables */
@@ -64,6 +65,7 @@ struct gw_lp {
     size_t tab_cap;   /* doubles allocated at tab */
     size_t tab_rows;  /* rows the tableau was built for */
     size_t since_inv; /* pivots since the tableau was rebuilt */
+    size_t since_w;   /* phase I pricings since w was computed afresh */
     bool stale;       /* a frozen variable's bounds changed */
     size_t degen;     /* degenerate steps in a row */
     bool bland;
@@ -71,6 +73,14 @@ struct gw_lp {
     /* Fixed nonbasic variables whose column is all 0 in the tableau: their
      * value is folded into the right-hand side instead (n). */
     unsigned char *frozen;
+
+    /* Phase I's pricing, kept across pivots: w[j] = sum over rows i of
+     * cside[i] * tab[i][j], where cside[i] is the side of row i's basic
+     * variable when it was last priced (n; m_cap). Valid when w_ok. */
+    double *w;
+    signed char *cside;
+    bool w_ok;
+    bool moved; /* a nonbasic value moved: basic values to recompute */
 
     /* Scratch: reduced costs (n), nonzero columns of the pivot row
      * (n + 1), the structural basis (n), duplicate marks (n). */
@@ -145,6 +155,7 @@ gw_lp_new(size_t n_vars, struct gw_lp **ret)
         !(lp->hi = calloc(n_vars, sizeof(double))) ||
         !(lp->x = calloc(n_vars, sizeof(double))) ||
         !(lp->d = calloc(n_vars, sizeof(double))) ||
+        !(lp->w = calloc(n_vars, sizeof(double))) ||
         !(lp->pos = calloc(n_vars, sizeof(size_t))) ||
         !(lp->basic = calloc(n_vars, sizeof(size_t))) ||
         !(lp->nz = calloc(n_vars + 1, sizeof(size_t))) ||
@@ -179,6 +190,8 @@ gw_lp_free(struct gw_lp *lp)
     free(lp->head);
     free(lp->tab);
     free(lp->d);
+    free(lp->w);
+    free(lp->cside);
     free(lp->nz);
     free(lp->basic);
     free(lp->mark);
@@ -199,8 +212,10 @@ gw_lp_set_bounds(struct gw_lp *lp, size_t var, double lo, double hi)
     lp->hi[var] = hi;
     /* A nonbasic variable moves the least it must; the basic values are
      * recomputed on the next gw_lp_range, and phase I repairs the rest. */
-    if (lp->pos[var] == NONBASIC)
+    if (lp->pos[var] == NONBASIC && lp->x[var] != clamp(lp->x[var], lo, hi)) {
         lp->x[var] = clamp(lp->x[var], lo, hi);
+        lp->moved = true;
+    }
     return 0;
 }
 
@@ -227,6 +242,9 @@ grow_rows(struct gw_lp *lp)
     if (!(p = reallocarray(lp->head, cap, sizeof(size_t))))
         return FQ_ENOMEM;
     lp->head = p;
+    if (!(p = reallocarray(lp->cside, cap, sizeof(signed char))))
+        return FQ_ENOMEM;
+    lp->cside = p;
     if (!(p = reallocarray(lp->x, nv, sizeof(double))))
         return FQ_ENOMEM;
     lp->x = p;
@@ -346,6 +364,16 @@ pivot(struct gw_lp *lp, size_t r, size_t q)
         lp->nz[nnz++] = c;
     }
     pr[q] = 1.0;
+    /* Phase I's w over the new rows: w + (cside[r] - w[q]) * new row r
+     * (the rows below are combinations of the old ones and row r). */
+    if (lp->w_ok) {
+        double g = lp->cside[r] - lp->w[q];
+        for (size_t k = 0; g != 0.0 && k < nnz; k++) {
+            if (lp->nz[k] < lp->n)
+                lp->w[lp->nz[k]] += g * pr[lp->nz[k]];
+        }
+        lp->w[q] = lp->cside[r];
+    }
     for (size_t i = 0; i < lp->m; i++) {
         double *pi = row_of(lp, i), f = pi[q];
 
@@ -394,6 +422,7 @@ recompute_values(struct gw_lp *lp)
     for (size_t i = 0; i < lp->m; i++)
         if (lp->pos[n + i] == NONBASIC)
             lp->x[n + i] = 0.0;
+    lp->moved = false;
 }
 
 /* The tableau of the bare rows, with every artificial basic and frozen
@@ -482,6 +511,7 @@ reinvert(struct gw_lp *lp)
     lp->tab_rows = lp->m;
     lp->since_inv = 0;
     lp->stale = false;
+    lp->w_ok = false;
     recompute_values(lp);
     return 0;
 }
@@ -493,19 +523,29 @@ price_phase1(struct gw_lp *lp)
 {
     bool any = false;
 
-    memset(lp->d, 0, lp->n * sizeof(double));
+    if (!lp->w_ok || lp->since_w > PRICE_REFRESH) {
+        memset(lp->w, 0, lp->n * sizeof(double));
+        memset(lp->cside, 0, lp->m * sizeof(signed char));
+        lp->w_ok = true;
+        lp->since_w = 0;
+    }
+    lp->since_w++;
+    /* only the rows whose basic variable changed sides since */
     for (size_t i = 0; i < lp->m; i++) {
         const double *ri = row_of(lp, i);
-        double c = side(lp, lp->head[i]);
+        int c = side(lp, lp->head[i]), dc = c - lp->cside[i];
 
-        if (c == 0.0)
+        any = any || c != 0;
+        if (dc == 0)
             continue;
-        any = true;
-        /* x[k] moves by -ri[j] per unit of x[j]. */
+        lp->cside[i] = (signed char)c;
         for (size_t j = 0; j < lp->n; j++)
             if (ri[j] != 0.0)
-                lp->d[j] -= c * ri[j];
+                lp->w[j] += dc * ri[j];
     }
+    /* x[k] moves by -ri[j] per unit of x[j]. */
+    for (size_t j = 0; j < lp->n; j++)
+        lp->d[j] = -lp->w[j];
     return any;
 }
 
@@ -665,13 +705,14 @@ note_step(struct gw_lp *lp, double t)
 }
 
 /*
- * Runs phase I (v == NONBASIC) or phase II on s * x[v] to the end.
+ * Runs phase I (v == NONBASIC) or phase II on s * x[v] to the end, or in
+ * phase II until s * x[v] <= s * stop (a feasible point that far).
  * 0 (*ret_unbounded set when phase II is unbounded); FQ_EINVAL when phase
  * I finds no feasible point; FQ_ETOOBIG when *budget runs out;
  * FQ_EINTERNAL when phase I goes unbounded, which only rounding can cause.
  */
 static int
-simplex(struct gw_lp *lp, size_t v, double s, size_t *budget,
+simplex(struct gw_lp *lp, size_t v, double s, double stop, size_t *budget,
         bool *ret_unbounded)
 {
     struct lp_step st;
@@ -701,6 +742,9 @@ simplex(struct gw_lp *lp, size_t v, double s, size_t *budget,
         (*budget)--;
         take_step(lp, q, dir, &st);
         note_step(lp, st.t);
+        /* far enough for the caller (never when stop is NaN) */
+        if (v != NONBASIC && s * lp->x[v] <= s * stop)
+            return 0;
     }
 }
 
@@ -732,14 +776,16 @@ accurate(const struct gw_lp *lp)
     return true;
 }
 
-/* The optimum of s * x[var] from a feasible basis, as a value of x[var]. */
+/* The optimum of s * x[var] from a feasible basis, as a value of x[var],
+ * or a feasible value at least as far as stop in that direction. */
 static int
-optimum(struct gw_lp *lp, size_t var, double s, size_t *budget, double *ret)
+optimum(struct gw_lp *lp, size_t var, double s, double stop, size_t *budget,
+        double *ret)
 {
     bool unbounded = false;
     int rc;
 
-    if ((rc = simplex(lp, var, s, budget, &unbounded)) < 0)
+    if ((rc = simplex(lp, var, s, stop, budget, &unbounded)) < 0)
         return rc;
     if (unbounded) {
         *ret = s > 0 ? -INFINITY : INFINITY;
@@ -751,27 +797,37 @@ optimum(struct gw_lp *lp, size_t var, double s, size_t *budget, double *ret)
     return 0;
 }
 
+/* The largest value first, then the smallest; each stops once the two
+ * are width apart. */
 static int
-range_once(struct gw_lp *lp, size_t var, size_t *budget, double *ret_lo,
-           double *ret_hi)
+range_once(struct gw_lp *lp, size_t var, double width, size_t *budget,
+           double *ret_lo, double *ret_hi)
 {
     bool unbounded = false;
+    double x0;
     int rc;
 
-    if ((rc = simplex(lp, NONBASIC, 0.0, budget, &unbounded)) < 0 ||
-        (rc = optimum(lp, var, 1.0, budget, ret_lo)) < 0)
+    if ((rc = simplex(lp, NONBASIC, 0.0, NAN, budget, &unbounded)) < 0)
         return rc;
-    return optimum(lp, var, -1.0, budget, ret_hi);
+    x0 = clamp(lp->x[var], lp->lo[var], lp->hi[var]);
+    if ((rc = optimum(lp, var, -1.0, x0 + width, budget, ret_hi)) < 0)
+        return rc;
+    if (isfinite(width) && *ret_hi - x0 >= width) {
+        *ret_lo = x0;
+        return 0;
+    }
+    return optimum(lp, var, 1.0, *ret_hi - width, budget, ret_lo);
 }
 
 int
-gw_lp_range(struct gw_lp *lp, size_t var, double *ret_lo, double *ret_hi)
+gw_lp_range_within(struct gw_lp *lp, size_t var, double width, double *ret_lo,
+                   double *ret_hi)
 {
     size_t budget;
     double lo, hi;
     int rc = 0;
 
-    if (!lp || var >= lp->n || !ret_lo || !ret_hi)
+    if (!lp || var >= lp->n || !ret_lo || !ret_hi || isnan(width) || width <= 0)
         return FQ_EINVAL;
     budget = GW_LP_ITERS(lp->m, lp->n);
     /* Rebuilding costs at most m pivots: do it when rows were added, a
@@ -779,20 +835,26 @@ gw_lp_range(struct gw_lp *lp, size_t var, double *ret_lo, double *ret_hi)
      * more than twice that. */
     if (lp->tab_rows != lp->m || lp->stale || lp->since_inv > 2 * lp->m + 100)
         rc = reinvert(lp);
-    else
+    else if (lp->moved) /* else the last call left them consistent */
         recompute_values(lp);
     if (rc < 0)
         return rc;
-    rc = range_once(lp, var, &budget, &lo, &hi);
+    rc = range_once(lp, var, width, &budget, &lo, &hi);
     /* Infeasible or inaccurate on a worn tableau: a rebuilt one decides. */
     if ((rc == FQ_EINVAL || rc == FQ_EINTERNAL) && lp->since_inv > 0) {
         if ((rc = reinvert(lp)) < 0)
             return rc;
-        rc = range_once(lp, var, &budget, &lo, &hi);
+        rc = range_once(lp, var, width, &budget, &lo, &hi);
     }
     if (rc < 0)
         return rc;
     *ret_lo = lo;
     *ret_hi = hi;
     return 0;
+}
+
+int
+gw_lp_range(struct gw_lp *lp, size_t var, double *ret_lo, double *ret_hi)
+{
+    return gw_lp_range_within(lp, var, INFINITY, ret_lo, ret_hi);
 }

@@ -21,7 +21,11 @@
  *
  * Method: a dense bounded-variable primal simplex over doubles. Phase I
  * starts from one artificial variable per row (fixed at 0) and minimises
- * the sum of infeasibilities; phase II minimises, then maximises x[v].
+ * the sum of infeasibilities (its reduced costs kept across pivots and
+ * corrected only for the rows whose basic variable changed sides, so a
+ * pricing costs O(m + n) rather than O(m * n)); phase II maximises, then
+ * minimises x[v], or stops once the two are far enough apart
+ * (gw_lp_range_within).
  * Pricing is Dantzig's (largest reduced cost), switching to Bland's
  * smallest-index rule after 50 degenerate pivots in a row, so it cannot
  * cycle. The basis is kept between calls: gw_lp_range for another
@@ -107,5 +111,16 @@ int gw_lp_add_row(struct gw_lp *lp, const size_t *vars, const double *coef,
  * breakdown). Nothing is written on error, and the problem stays usable.
  */
 int gw_lp_range(struct gw_lp *lp, size_t var, double *ret_lo, double *ret_hi);
+
+/*
+ * gw_lp_range, but it may stop once the interval is known to be at least
+ * width wide (width > 0; INFINITY: never): then [*ret_lo, *ret_hi] is a
+ * part of it at least width wide, two feasible values of x[var]. Much
+ * cheaper where most intervals are wide (a check against a protection
+ * level). The same errors, and FQ_EINVAL for a width that is not
+ * positive.
+ */
+int gw_lp_range_within(struct gw_lp *lp, size_t var, double width,
+                       double *ret_lo, double *ret_hi);
 
 #endif

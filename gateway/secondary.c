@@ -14,8 +14,8 @@
  * polytope (lp.c; an LP relaxation, which for two-way tables equals the
  * integer interval and is otherwise at least as wide: the integer check
  * in tests/integration bounds the gap). A family with more finest cells
- * than the gateway allows is related through its tables' margins alone
- * when its GROUP BYs are acyclic (see "margins" below), else refused.
+ * than the gateway allows is related through its tables' margins instead,
+ * its cycles closed by latent tables (see "margins" below).
  *
  * Suppression is greedy: while a suppressed cell's interval is narrower
  * than the protection level, the smallest released cell of the new table
@@ -239,6 +239,7 @@ struct ftable {
     size_t dim[MAX_DIMS]; /* indexes into the family's dims */
     const char *dims;     /* as stored */
     bool complete;        /* every non-empty group is a cell */
+    bool latent;          /* no release: a clique of margins mode */
     struct fcell *cells;
     size_t n, cap;
 };
@@ -259,6 +260,7 @@ struct family {
     double scale;      /* the program's unit (choose_scale) */
     bool margins;      /* the program relates tables, not finest cells */
     size_t max_combos; /* finest cells it may have */
+    bool big_cycle;    /* margins: a clique has more than that */
     char *dims[MAX_DIMS];
     size_t n_dims;
     struct values vals[MAX_DIMS];
@@ -644,17 +646,19 @@ attach_combos(struct family *f)
 
 /*
  * A family whose finest cross-classification is too large (town by birth
- * year, asked as two one-way tables) is related through its tables
- * alone: one LP variable per table cell and, for every two tables and
- * every value of the dims they share, the cells of one under it add up
- * to the cells of the other. When the tables' GROUP BYs form an acyclic
- * hypergraph (a chain or tree of shared dims; nested margins of one
- * table are), tables that agree pairwise have a finest table under them
- * (locally consistent margins of a decomposable model are globally
- * consistent), so the program allows the same table cells as the one
- * over finest cells, and the intervals are the same. A cyclic family
- * (a x b, b x c, a x c) is not: pairwise agreement admits margins no
- * table has, the intervals would be too wide, and it stays refused.
+ * year, asked as two one-way tables) is related through its tables'
+ * cells instead: one LP variable per table cell, and the tables agree on
+ * the dims they share (the cells of one under each value of those dims
+ * add up to the other's). When the tables' GROUP BYs form an acyclic
+ * hypergraph (nested, a chain or a tree of shared dims), tables that
+ * agree along a join tree have a finest table under them (locally
+ * consistent margins of a decomposable model are globally consistent),
+ * so the program allows the same cells as the finest one and the
+ * intervals are the same. A cycle (a x b, b x c, a x c) is not so:
+ * agreement admits margins no table has. It is closed by latent tables,
+ * the cliques of a triangulation of the GROUP BYs (a x b x c here), all
+ * of whose cells are unknown: the family with them is acyclic again, and
+ * exact, at the cost of the cliques' cells instead of the finest cells.
  */
 
 static uint32_t
@@ -666,49 +670,141 @@ dim_mask(const struct ftable *t)
     return m;
 }
 
-/* Whether the family's GROUP BYs are acyclic, by GYO reduction: drop a
- * dim only one table has and a table inside another, until nothing
- * changes; acyclic when at most one table is left. */
-static int
-family_acyclic(const struct family *f, bool *ret)
+static size_t
+popcount32(uint32_t m)
 {
-    uint32_t *e = fq_arena_alloc(f->a, (f->n_tables + 1) * sizeof(*e));
-    bool *gone = fq_arena_alloc(f->a, (f->n_tables + 1) * sizeof(*gone));
-    size_t left = f->n_tables;
-    bool changed = true;
+    size_t n = 0;
+    for (; m; m &= m - 1)
+        n++;
+    return n;
+}
 
-    if (!e || !gone)
-        return FQ_ENOMEM;
+/* The combinations of the values of dims mask, pruned by the complete
+ * tables within it, as latent table t (the dims ascending). */
+static int
+enumerate_clique(struct family *f, uint32_t mask, struct ftable *t, size_t d,
+                 uint32_t *v, size_t cap)
+{
+    while (d < f->n_dims && !(mask >> d & 1))
+        d++;
+    if (d == f->n_dims) {
+        struct fcell *c;
+        if (t->n == cap)
+            return FQ_ETOOBIG;
+        if (!(c = table_append(f, t)))
+            return FQ_ENOMEM;
+        for (size_t i = 0; i < t->n_dims; i++)
+            c->v[i] = v[t->dim[i]];
+        c->lo = f->nonneg ? 0 : -INFINITY;
+        c->hi = INFINITY;
+        return 0;
+    }
+    for (uint32_t x = 0; x < f->vals[d].n; x++) {
+        bool ok = true;
+        v[d] = x;
+        for (size_t u = 0; ok && u < f->n_tables; u++) {
+            const struct ftable *o = &f->tables[u];
+            if (o->complete && !o->latent && o->n_dims &&
+                (dim_mask(o) & ~mask) == 0 && table_depth(o) == d)
+                ok = table_has(o, v);
+        }
+        int rc = ok ? enumerate_clique(f, mask, t, d + 1, v, cap) : 0;
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* The maximal cliques of a triangulation of the complete tables' GROUP
+ * BYs (greedy elimination, the dim whose clique has the fewest value
+ * combinations first), in cliques[0..*n). */
+static void
+triangulate(const struct family *f, uint32_t *cliques, size_t *n)
+{
+    uint32_t adj[MAX_DIMS] = {0}, left = 0;
+
+    *n = 0;
     for (size_t t = 0; t < f->n_tables; t++) {
-        e[t] = dim_mask(&f->tables[t]);
-        gone[t] = false;
-    }
-    while (changed && left > 1) {
-        changed = false;
+        uint32_t m = dim_mask(&f->tables[t]);
+        if (!f->tables[t].complete)
+            continue;
+        left |= m;
         for (size_t d = 0; d < f->n_dims; d++) {
-            size_t n = 0, last = 0;
-            for (size_t t = 0; t < f->n_tables; t++) {
-                if (!gone[t] && (e[t] >> d & 1)) {
-                    n++;
-                    last = t;
-                }
-            }
-            if (n == 1) {
-                e[last] &= ~(1u << d);
-                changed = true;
-            }
-        }
-        for (size_t t = 0; t < f->n_tables && left > 1; t++) {
-            for (size_t u = 0; !gone[t] && u < f->n_tables; u++) {
-                if (u != t && !gone[u] && (e[t] & ~e[u]) == 0) {
-                    gone[t] = true;
-                    left--;
-                    changed = true;
-                }
-            }
+            if (m >> d & 1)
+                adj[d] |= m & ~(1u << d);
         }
     }
-    *ret = left <= 1;
+    while (left) {
+        size_t best = 0;
+        double weight = INFINITY;
+        for (size_t d = 0; d < f->n_dims; d++) {
+            double w = 1;
+            if (!(left >> d & 1))
+                continue;
+            for (size_t e = 0; e < f->n_dims; e++) {
+                if (((adj[d] & left) | 1u << d) >> e & 1)
+                    w *= (double)f->vals[e].n;
+            }
+            if (w < weight) {
+                weight = w;
+                best = d;
+            }
+        }
+        uint32_t nb = adj[best] & left, clique = nb | 1u << best;
+        for (size_t e = 0; e < f->n_dims; e++) {
+            if (nb >> e & 1)
+                adj[e] |= nb & ~(1u << e); /* fill in */
+        }
+        left &= ~(1u << best);
+        bool inside = false;
+        for (size_t i = 0; !inside && i < *n; i++)
+            inside = (clique & ~cliques[i]) == 0;
+        if (!inside)
+            cliques[(*n)++] = clique;
+    }
+}
+
+/* Whether some complete table of f holds every dim of mask. */
+static bool
+covered(const struct family *f, uint32_t mask)
+{
+    for (size_t t = 0; t < f->n_tables; t++) {
+        if (f->tables[t].complete && (mask & ~dim_mask(&f->tables[t])) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Margins mode: a latent table per clique no table covers, before the new
+ * table (which stays last). FQ_ETOOBIG when a clique has more than cap
+ * cells. */
+static int
+add_latent_tables(struct family *f, size_t cap)
+{
+    uint32_t cliques[MAX_DIMS + 1], v[MAX_DIMS] = {0};
+    size_t n;
+    int rc;
+
+    triangulate(f, cliques, &n);
+    for (size_t i = 0; i < n; i++) {
+        struct ftable *t, live;
+        if (covered(f, cliques[i]))
+            continue;
+        if (!(t = new_table(f)))
+            return FQ_ENOMEM;
+        t->complete = t->latent = true;
+        t->dims = "\x01latent"; /* no stored table's */
+        for (size_t d = 0; d < f->n_dims; d++) {
+            if (cliques[i] >> d & 1)
+                t->dim[t->n_dims++] = d;
+        }
+        if ((rc = enumerate_clique(f, cliques[i], t, 0, v, cap)) < 0)
+            return rc;
+        /* the new table last again */
+        live = f->tables[f->n_tables - 2];
+        f->tables[f->n_tables - 2] = *t;
+        f->tables[f->n_tables - 1] = live;
+    }
     return 0;
 }
 
@@ -736,16 +832,6 @@ agree(const struct family *f, const struct fcell *a, const struct fcell *b,
             return false;
     }
     return true;
-}
-
-/* Whether a and b can hold a record in common: they agree where their
- * tables share dims. */
-static bool
-overlap(const struct family *f, const struct fcell *a, const struct fcell *b)
-{
-    return agree(f, a, b,
-                 dim_mask(&f->tables[a->table]) &
-                     dim_mask(&f->tables[b->table]));
 }
 
 /* One row of the margins program: sum coef * var (+ slack) = 0. */
@@ -890,18 +976,6 @@ set_scaled(const struct family *f, struct gw_lp *lp, size_t var, double lo,
     return gw_lp_set_bounds(lp, var, lo / f->scale, hi / f->scale);
 }
 
-static int
-range_scaled(const struct family *f, struct gw_lp *lp, size_t var, double *lo,
-             double *hi)
-{
-    int rc = gw_lp_range(lp, var, lo, hi);
-    if (rc == 0) {
-        *lo *= f->scale;
-        *hi *= f->scale;
-    }
-    return rc;
-}
-
 /* Cell c of table t's bounds in the program. */
 static int
 bound_cell(const struct family *f, struct gw_lp *lp, const struct ftable *t,
@@ -962,13 +1036,55 @@ fail:
     return rc;
 }
 
-/* Over the tables' cells alone (margins mode): the tables agree pairwise;
- * then one slack per row of a table that is not complete. */
+/* The edges of a join tree of the family's complete tables: a spanning
+ * tree of the most shared dims (Prim's), which for an acyclic family is
+ * one (every table on the path between two holds the dims they share).
+ * parent[t] is t's neighbour towards the root, or SIZE_MAX (the root, an
+ * incomplete table). */
+static int
+join_tree(const struct family *f, size_t *parent)
+{
+    size_t n = f->n_tables, root = SIZE_MAX;
+    bool *in = fq_arena_alloc(f->a, (n + 1) * sizeof(*in));
+    long *best = fq_arena_alloc(f->a, (n + 1) * sizeof(*best));
+
+    if (!in || !best)
+        return FQ_ENOMEM;
+    for (size_t t = 0; t < n; t++) {
+        in[t] = !f->tables[t].complete;
+        best[t] = -1;
+        parent[t] = SIZE_MAX;
+        if (!in[t] && root == SIZE_MAX)
+            root = t;
+    }
+    for (size_t next = root; next != SIZE_MAX;) {
+        size_t t = next;
+        in[t] = true;
+        next = SIZE_MAX;
+        for (size_t u = 0; u < n; u++) {
+            if (in[u])
+                continue;
+            long w = (long)popcount32(dim_mask(&f->tables[t]) &
+                                      dim_mask(&f->tables[u]));
+            if (w > best[u]) {
+                best[u] = w;
+                parent[u] = t;
+            }
+            if (next == SIZE_MAX || best[u] > best[next])
+                next = u;
+        }
+    }
+    return 0;
+}
+
+/* Over the tables' cells alone (margins mode): complete tables agree
+ * along a join tree; a table that is not complete is held against every
+ * complete one (a slack per row). */
 static int
 build_margins_lp(struct family *f, struct gw_lp **ret)
 {
     struct mrows rows = {0};
-    size_t cells = 0, slack;
+    size_t cells = 0, slack, *parent;
     struct gw_lp *lp = NULL;
     int rc = 0;
 
@@ -980,9 +1096,18 @@ build_margins_lp(struct family *f, struct gw_lp **ret)
     }
     if (cells > GW_LP_MAX_VARS)
         return FQ_ETOOBIG;
+    if (!(parent = fq_arena_alloc(f->a, (f->n_tables + 1) * sizeof(*parent))))
+        return FQ_ENOMEM;
+    if ((rc = join_tree(f, parent)) < 0)
+        return rc;
     for (size_t t = 0; rc == 0 && t < f->n_tables; t++) {
-        for (size_t u = t + 1; rc == 0 && u < f->n_tables; u++)
-            rc = pair_rows(f, t, u, &rows);
+        if (parent[t] != SIZE_MAX)
+            rc = pair_rows(f, t, parent[t], &rows);
+        for (size_t u = 0; rc == 0 && !f->tables[t].complete && u < f->n_tables;
+             u++) {
+            if (f->tables[u].complete)
+                rc = pair_rows(f, t, u, &rows);
+        }
     }
     if (rc < 0 || (rc = gw_lp_new(cells + rows.slacks, &lp)) < 0)
         return rc;
@@ -1023,6 +1148,23 @@ required(const struct family *f, const struct gw_rules *r,
     return (double)r->protection;
 }
 
+/* Cell var's interval in the caller's units, or a part of it wide
+ * enough for cell c under rules r (two more for counts, which narrow()
+ * rounds inward). */
+static int
+range_scaled(const struct family *f, struct gw_lp *lp, const struct gw_rules *r,
+             const struct fcell *c, double *lo, double *hi)
+{
+    double need = required(f, r, c) + (f->stat == GW_STAT_SUM ? 0 : 2);
+    int rc =
+        gw_lp_range_within(lp, c->var, need > 0 ? need / f->scale : 1, lo, hi);
+    if (rc == 0) {
+        *lo *= f->scale;
+        *hi *= f->scale;
+    }
+    return rc;
+}
+
 /* Whether [lo, hi], a suppressed cell's interval by the LP, is narrower
  * than required. A count is whole, so its interval is the whole numbers
  * within; LP results are good to ~1e-9, and the slack keeps an exact
@@ -1038,11 +1180,52 @@ narrow(const struct family *f, const struct gw_rules *r, const struct fcell *c,
     return hi - lo + 1e-6 < required(f, r, c);
 }
 
-/* The first suppressed cell narrower than required, or NULL. skip[i]:
- * violations that stand with the new table all hidden (not its doing). */
+/* The protection check's state; per cell (in table order): */
+struct scan {
+    struct gw_lp *lp;   /* the program */
+    struct gw_lp *base; /* the same with the new table all hidden (lazy) */
+    bool *wide;         /* found wide enough before: hiding a cell only widens
+                         * the others' intervals, so not weighed again until
+                         * protect()'s last pass */
+    bool *stand;        /* narrow with the new table all hidden: earlier
+                         * releases tell it (a stricter level than theirs), no
+                         * suppression now can undo it */
+    size_t total;
+};
+
+/* Whether narrow cell c stands with the new table all hidden. */
+static int
+standing(struct family *f, const struct gw_rules *r, struct scan *s,
+         const struct fcell *c, bool *ret)
+{
+    struct ftable *live = &f->tables[f->n_tables - 1];
+    double lo, hi;
+    int rc = 0;
+
+    if (!s->base) {
+        bool *was = fq_arena_alloc(f->a, (live->n + 1) * sizeof(*was));
+        if (!was)
+            return FQ_ENOMEM;
+        for (size_t i = 0; i < live->n; i++) {
+            was[i] = live->cells[i].hidden;
+            live->cells[i].hidden = true;
+        }
+        rc = build_lp(f, &s->base);
+        for (size_t i = 0; i < live->n; i++)
+            live->cells[i].hidden = was[i];
+        if (rc < 0)
+            return rc;
+    }
+    if ((rc = range_scaled(f, s->base, r, c, &lo, &hi)) < 0)
+        return rc;
+    *ret = narrow(f, r, c, lo, hi);
+    return 0;
+}
+
+/* The first suppressed cell narrower than required that earlier releases
+ * alone do not make so, or NULL. */
 static struct fcell *
-violation(struct family *f, struct gw_lp *lp, const struct gw_rules *r,
-          const bool *skip, int *rc)
+violation(struct family *f, const struct gw_rules *r, struct scan *s, int *rc)
 {
     size_t idx = 0;
 
@@ -1050,12 +1233,21 @@ violation(struct family *f, struct gw_lp *lp, const struct gw_rules *r,
         for (size_t i = 0; i < f->tables[t].n; i++, idx++) {
             struct fcell *c = &f->tables[t].cells[i];
             double lo, hi, need = required(f, r, c);
-            if (!c->hidden || need <= 0 || (skip && skip[idx]))
+            bool stands;
+            if (!c->hidden || need <= 0 || s->stand[idx] || s->wide[idx])
                 continue;
-            if ((*rc = range_scaled(f, lp, c->var, &lo, &hi)) < 0)
+            if ((*rc = range_scaled(f, s->lp, r, c, &lo, &hi)) < 0)
                 return NULL;
-            if (narrow(f, r, c, lo, hi))
+            if (!narrow(f, r, c, lo, hi)) {
+                s->wide[idx] = true;
+                continue;
+            }
+            if ((*rc = standing(f, r, s, c, &stands)) < 0)
+                return NULL;
+            if (!stands)
                 return c;
+            s->stand[idx] = true;
+            f->exposed += t == f->n_tables - 1;
         }
     }
     *rc = 0;
@@ -1092,24 +1284,25 @@ share_combo(const struct fcell *a, const struct fcell *b)
     return false;
 }
 
-/* Whether cell m lies over both v and c. */
-static bool
-over_both(const struct family *f, const struct fcell *m, const struct fcell *v,
-          const struct fcell *c)
-{
-    if (f->margins)
-        return overlap(f, m, v) && overlap(f, m, c);
-    return share_combo(m, v) && share_combo(m, c);
-}
-
 /* Whether live cell c shares a margin with v: some cell of the family
- * lies over both. */
+ * lies over both. In margins mode, some table's dims on which v and c
+ * agree wherever both have them (a cell of it there is taken to exist). */
 static bool
 related(const struct family *f, const struct fcell *v, const struct fcell *c)
 {
     for (size_t t = 0; t < f->n_tables; t++) {
-        for (size_t i = 0; i < f->tables[t].n; i++) {
-            if (over_both(f, &f->tables[t].cells[i], v, c))
+        const struct ftable *m = &f->tables[t];
+        if (m->latent)
+            continue;
+        if (f->margins) {
+            uint32_t both = dim_mask(m) & dim_mask(&f->tables[v->table]) &
+                            dim_mask(&f->tables[c->table]);
+            if (agree(f, v, c, both))
+                return true;
+            continue;
+        }
+        for (size_t i = 0; i < m->n; i++) {
+            if (share_combo(&m->cells[i], v) && share_combo(&m->cells[i], c))
                 return true;
         }
     }
@@ -1138,78 +1331,45 @@ partner(struct family *f, const struct fcell *v, const bool *live_skip)
     return best;
 }
 
-/* Violations that stand with every cell of the new table hidden: earlier
- * releases (before this check existed, or under a lower level) narrow
- * them, which no suppression now can undo; they are counted in
- * f->exposed for the steward's log. */
-static int
-baseline(struct family *f, const struct gw_rules *r, bool **ret)
-{
-    struct ftable *live = &f->tables[f->n_tables - 1];
-    size_t total = 0, idx = 0;
-    struct gw_lp *lp = NULL;
-    bool *skip;
-    int rc;
-
-    for (size_t t = 0; t < f->n_tables; t++)
-        total += f->tables[t].n;
-    if (!(skip = fq_arena_alloc(f->a, (total + 1) * sizeof(*skip))))
-        return FQ_ENOMEM;
-    bool *was = fq_arena_alloc(f->a, (live->n + 1) * sizeof(*was));
-    if (!was)
-        return FQ_ENOMEM;
-    for (size_t i = 0; i < live->n; i++) {
-        was[i] = live->cells[i].hidden;
-        live->cells[i].hidden = true;
-    }
-    if ((rc = build_lp(f, &lp)) == 0) {
-        for (size_t t = 0; rc == 0 && t < f->n_tables; t++) {
-            for (size_t i = 0; rc == 0 && i < f->tables[t].n; i++, idx++) {
-                struct fcell *c = &f->tables[t].cells[i];
-                double lo, hi;
-                if (c->hidden && required(f, r, c) > 0 &&
-                    (rc = range_scaled(f, lp, c->var, &lo, &hi)) == 0)
-                    skip[idx] = narrow(f, r, c, lo, hi);
-                if (skip[idx] && t == f->n_tables - 1 && was[i])
-                    f->exposed++;
-            }
-        }
-    }
-    gw_lp_free(lp);
-    for (size_t i = 0; i < live->n; i++)
-        live->cells[i].hidden = was[i];
-    *ret = skip;
-    return rc;
-}
-
 /* Protects the family: hides cells of the new table until no suppressed
  * cell is narrower than required. */
 static int
 protect(struct family *f, const struct gw_rules *r, size_t *hidden)
 {
-    struct gw_lp *lp = NULL;
-    bool *skip = NULL;
+    struct scan s = {0};
+    size_t live_at = 0; /* the new table's first cell */
+    bool again = true;
     int rc;
 
-    size_t live_at = 0; /* the new table's first cell in skip */
-
-    for (size_t t = 0; t + 1 < f->n_tables; t++)
-        live_at += f->tables[t].n;
-    if ((rc = baseline(f, r, &skip)) < 0 || (rc = build_lp(f, &lp)) < 0)
-        return rc;
-    for (;;) {
-        struct fcell *v = violation(f, lp, r, skip, &rc), *c;
-        if (rc < 0 || !v)
-            break;
-        if (!(c = partner(f, v, skip + live_at))) {
-            rc = FQ_EPRECOND;
-            break;
-        }
-        if ((rc = hide(f, lp, c)) < 0)
-            break;
-        (*hidden)++;
+    for (size_t t = 0; t < f->n_tables; t++) {
+        live_at += t + 1 < f->n_tables ? f->tables[t].n : 0;
+        s.total += f->tables[t].n;
     }
-    gw_lp_free(lp);
+    if (!(s.wide = fq_arena_alloc(f->a, (s.total + 1) * sizeof(bool))) ||
+        !(s.stand = fq_arena_alloc(f->a, (s.total + 1) * sizeof(bool))))
+        return FQ_ENOMEM;
+    memset(s.stand, 0, s.total * sizeof(bool));
+    if ((rc = build_lp(f, &s.lp)) < 0)
+        return rc;
+    while (again) {
+        struct fcell *v, *c;
+        memset(s.wide, 0, s.total * sizeof(bool));
+        again = false;
+        while ((v = violation(f, r, &s, &rc))) {
+            if (!(c = partner(f, v, s.stand + live_at))) {
+                rc = FQ_EPRECOND;
+                break;
+            }
+            if ((rc = hide(f, s.lp, c)) < 0)
+                break;
+            (*hidden)++;
+            again = true; /* a last pass over them all */
+        }
+        if (rc < 0)
+            break;
+    }
+    gw_lp_free(s.lp);
+    gw_lp_free(s.base);
     return rc;
 }
 
@@ -1242,6 +1402,22 @@ column_nonneg(const struct gw_release *r, const struct gw_column *c)
     return col && col->bounds && col->bounds->min >= 0;
 }
 
+/* Margins mode in the log: how the family was laid out (operators
+ * weigh secondary_finest_cells by it). */
+static void
+log_margins(const struct family *f, const struct gw_release *r)
+{
+    size_t cells = 0, latent = 0;
+
+    for (size_t t = 0; t < f->n_tables; t++) {
+        cells += f->tables[t].n;
+        latent += f->tables[t].latent ? f->tables[t].n : 0;
+    }
+    fq_log_info("query %s: secondary suppression over margins: %zu tables, "
+                "%zu cells, %zu of them latent",
+                r->query_id, f->n_tables, cells, latent);
+}
+
 /* What the analyst is told of failure rc on family f (id), and the log. */
 static void
 family_error(const struct family *f, const struct gw_release *r, const char *id,
@@ -1249,10 +1425,10 @@ family_error(const struct family *f, const struct gw_release *r, const char *id,
 {
     if (rc == FQ_ETOOBIG) {
         char why[96];
-        if (!f->margins && f->n_combos == f->max_combos)
+        if (f->big_cycle)
             snprintf(why, sizeof(why),
-                     "GROUP BYs that form a cycle over more than %zu finest "
-                     "cells",
+                     "GROUP BYs that form a cycle over more than %zu "
+                     "combinations",
                      f->max_combos);
         else
             snprintf(why, sizeof(why), "a program too large to solve");
@@ -1306,13 +1482,15 @@ one_family(struct gw_released *s, const struct gw_release *r, size_t col,
         goto out;
     }
     if ((rc = enumerate(&f, 0, v, f.max_combos)) == FQ_ETOOBIG) {
-        if ((rc = family_acyclic(&f, &f.margins)) == 0 && !f.margins)
-            rc = FQ_ETOOBIG;
+        f.margins = true;
+        f.big_cycle = (rc = add_latent_tables(&f, f.max_combos)) == FQ_ETOOBIG;
     } else if (rc == 0) {
         rc = attach_combos(&f);
     }
     if (rc < 0)
         goto out;
+    if (f.margins)
+        log_margins(&f, r);
     choose_scale(&f);
     rc = protect(&f, r->rules, hidden);
     if (rc == 0 && f.exposed)

@@ -717,18 +717,49 @@ def secondary_intervals_glpk(h):
 
 MARGIN_TABLES = [("county", "sex"), ("county",), ("sex",), (),
                  ("county", "age"), ("age",)]
+CYCLE_TABLES = [("county", "sex"), ("sex", "age"), ("flag", "day"),
+                ("county", "age"), ("day",)]
+
+
+def run_capped(h, name, people, rel, order, cap):
+    """run_tables(order) on a federation of its own whose gateway lays a
+    family over at most cap finest cells (None: the default), and the
+    most latent cells its log says a family over margins had."""
+    extra = {"secondary_finest_cells": cap} if cap else None
+    fed = PlantedFed(h, name, people=dict(people), release=rel,
+                     gw_extra=extra).start()
+    try:
+        got = run_tables(fed, order, "wages")
+        log = fed.gateway.err_path.read_text(errors="replace")
+        latent = [int(n) for n in re.findall(
+            r"secondary suppression over margins: .* (\d+) of them latent",
+            log)]
+        return got, max(latent, default=None)
+    finally:
+        fed.close()
+
+
+def same_statuses(fine, marg, what):
+    for stat in (0, 1):
+        for (dims, a), (_, b) in zip(fine[stat].tables, marg[stat].tables):
+            diff = [(k, a[k], b.get(k)) for k in a if a[k] != b.get(k)]
+            check(not diff, f"{what}: GROUP BY {dims} (stat {stat}) over "
+                            f"margins differs from the finest cells: "
+                            f"{diff[:4]}")
 
 
 @test
 def secondary_margins_mode(h):
     """A family whose finest cells are more than the gateway's cap
-    (secondary_finest_cells; 2 here, so that GLPK can still check it over
-    the finest cells) is related through its tables' margins alone when
-    its GROUP BYs are acyclic (county x sex and county x age with their
-    margins): every count and sum has the status the finest-cell program
-    gives (the default cap) in both orders, and GLPK's intervals over the
-    finest cells are at least the protection level wide. A cyclic set of
-    GROUP BYs over more finest cells than the cap is refused by name."""
+    (secondary_finest_cells) is related through its tables' margins:
+    acyclic GROUP BYs (county x sex and county x age with their margins;
+    cap 2) directly, a cycle (county x sex, sex x age, county x age, with
+    flag x day beside it; cap 100) through a latent county x sex x age
+    table. In both orders every count and sum has the status the
+    finest-cell program gives (the default cap), and GLPK's intervals
+    over the finest cells of county x sex x age are at least the
+    protection level wide. A cycle over more combinations than the cap
+    is refused by name, and the gateway keeps serving."""
     workdir = h.root / "glpk-margins"
     workdir.mkdir(exist_ok=True)
     domains = {"county": COUNTIES, "sex": ["F", "M"], "age": AGES}
@@ -738,43 +769,48 @@ def secondary_margins_mode(h):
                          differencing_ledger_rationale="secondary alone",
                          perturbation="none", perturbation_rationale="exact")
     checked = 0
-    for o, order in enumerate((MARGIN_TABLES, MARGIN_TABLES[::-1])):
-        got = {}
-        for cap in (None, 2):
-            extra = {"secondary_finest_cells": cap} if cap else None
-            fed = PlantedFed(h, f"margins-{o}-{cap or 'default'}",
-                             people=dict(people), release=rel,
-                             gw_extra=extra).start()
-            try:
-                got[cap] = run_tables(fed, order, "wages")
-            finally:
-                fed.close()
-        for stat in (0, 1):
-            for (dims, fine), (_, marg) in zip(got[None][stat].tables,
-                                               got[2][stat].tables):
-                check(fine == marg,
-                      f"GROUP BY {dims} (stat {stat}) over margins differs "
-                      f"from the finest cells: "
-                      f"{[(k, fine[k], marg.get(k)) for k in fine if fine[k] != marg.get(k)][:4]}")
-        counts = got[2][0]
+    runs = [(f"acyclic-{o}", order, 2) for o, order in
+            enumerate((MARGIN_TABLES, MARGIN_TABLES[::-1]))]
+    runs += [(f"cycle-{o}", order, 100) for o, order in
+             enumerate((CYCLE_TABLES, CYCLE_TABLES[::-1]))]
+    for what, order, cap in runs:
+        fine, none = run_capped(h, f"m-{what}-fine", people, rel, order,
+                                None)
+        marg, latent = run_capped(h, f"m-{what}-{cap}", people, rel, order,
+                                  cap)
+        # the cycle's clique: every county x sex x age whose three pairs
+        # are groups of the data
+        rows = [r for a in AGENCIES for r in people[a]]
+        pairs = [{(r[x], r[y]) for r in rows} for x, y in
+                 (("county", "sex"), ("sex", "age"), ("county", "age"))]
+        clique = sum((c, s) in pairs[0] and (s, a) in pairs[1] and
+                     (c, a) in pairs[2] for c in COUNTIES for s in "FM"
+                     for a in AGES)
+        check(none is None and latent == (clique if cap == 100 else 0),
+              f"{what}: latent cells {none} (default cap), {latent} "
+              f"(cap {cap})")
+        same_statuses(fine, marg, what)
+        counts = Released()
+        counts.tables = [t for t in marg[0].tables
+                         if set(t[0]) <= set(dims_all)]
         hidden = sum(v[0] == "suppressed" for _, c in counts.tables
                      for v in c.values())
-        check(hidden >= 3, f"only {hidden} suppressed counts: nothing to "
-                           f"check")
+        check(hidden >= 3, f"{what}: only {hidden} suppressed counts: "
+                           f"nothing to check")
         checked += check_intervals(
             h, workdir, counts, dims_all, domains,
             lambda status, value, has_row: (1 if has_row else 0, None)
             if status == "suppressed" else (value, value),
-            True, lambda d, k: PROTECTION, f"margins {order[0]}")
+            True, lambda d, k: PROTECTION, f"margins {what}")
     fed = PlantedFed(h, "margins-cycle", people=dict(people), release=rel,
                      gw_extra={"secondary_finest_cells": 2}).start()
     try:
         for g in ("county, sex", "sex, age"):
             fed.query(f"SELECT {g}, COUNT(*) FROM {POOL}.people GROUP BY {g}")
-        e = ri.rpc_error(fed.query, f"SELECT county, age, COUNT(*) FROM "
-                                    f"{POOL}.people GROUP BY county, age")
-        ri.expect_status(e, grpc.StatusCode.RESOURCE_EXHAUSTED,
-                         "form a cycle over more than 2 finest cells")
+        e = rpc_error(fed.query, f"SELECT county, age, COUNT(*) FROM "
+                                 f"{POOL}.people GROUP BY county, age")
+        expect_status(e, grpc.StatusCode.RESOURCE_EXHAUSTED,
+                      "form a cycle over more than 2 combinations")
         fed.query(f"SELECT county, COUNT(*) FROM {POOL}.people "
                   f"GROUP BY county")  # and it keeps serving
     finally:

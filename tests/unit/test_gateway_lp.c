@@ -665,6 +665,25 @@ table_kinds(struct table *t, uint64_t *s, unsigned suppressed,
 
 /* Checks every suppressed cell's interval against GLPK's LP, and against
  * its integer optimum as ip says. */
+/* gw_lp_range_within: a part of GLPK's interval [glo, ghi], at least
+ * the width asked for, or all of it. */
+static void
+check_within(struct gw_lp *lp, const struct table *t, const char *when,
+             size_t k, double glo, double ghi)
+{
+    double width = 1.0 + (double)(k % 5), lo = NAN, hi = NAN;
+    int rc = gw_lp_range_within(lp, k, width, &lo, &hi);
+
+    EXPECT(rc == 0, "seed %u (%s): cell %zu within %g: %s", t->seed, when, k,
+           width, fq_strerror(rc));
+    EXPECT(lo >= glo - TOL * (1 + fabs(glo)) &&
+               hi <= ghi + TOL * (1 + fabs(ghi)) &&
+               (hi - lo >= width - TOL || (same(lo, glo) && same(hi, ghi))),
+           "seed %u (%s): cell %zu within %g: [%.9g, %.9g], glpk "
+           "[%.9g, %.9g]",
+           t->seed, when, k, width, lo, hi, glo, ghi);
+}
+
 static void
 compare_all(struct gw_lp *lp, const struct table *t, const struct prob *p,
             const char *when, enum ip_check ip, struct tally *tl)
@@ -685,6 +704,7 @@ compare_all(struct gw_lp *lp, const struct table *t, const struct prob *p,
         EXPECT(same(lo, glo) && same(hi, ghi),
                "seed %u (%s): cell %zu: [%.9g, %.9g], glpk [%.9g, %.9g]",
                t->seed, when, k, lo, hi, glo, ghi);
+        check_within(lp, t, when, k, glo, ghi);
         tl->cells++;
         if (ip != IP_NONE && isfinite(glo) && isfinite(ghi)) {
             double ilo = glpk_ip(g, p->n, k, GLP_MIN);
