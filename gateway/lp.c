@@ -525,7 +525,8 @@ price_phase1(struct gw_lp *lp)
 
     if (!lp->w_ok || lp->since_w > PRICE_REFRESH) {
         memset(lp->w, 0, lp->n * sizeof(double));
-        memset(lp->cside, 0, lp->m * sizeof(signed char));
+        if (lp->m) /* no rows: not allocated yet */
+            memset(lp->cside, 0, lp->m * sizeof(signed char));
         lp->w_ok = true;
         lp->since_w = 0;
     }
