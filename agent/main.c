@@ -30,6 +30,7 @@
 #include "extract.h"
 #include "guard.h"
 #include "ledger.h"
+#include "release_veto.h"
 #include "pushdown.h"
 #include "review.h"
 #include "store.h"
@@ -541,7 +542,7 @@ static int
 ledger_prepare(struct ag_state *st, const Fedq__V1__ExecuteRequest *q,
                const char *vintage, Fedq__V1__CellRef *const *cells, size_t n,
                struct fq_arena *a, struct cells_in *c, struct ag_cellset **ret,
-               char *err, size_t errlen)
+               struct ag_veto_rules *veto, char *err, size_t errlen)
 {
     struct ag_rules *rules = ag_guard_rules(st->guard);
     struct ag_catalog *cat = state_catalog(st);
@@ -559,6 +560,12 @@ ledger_prepare(struct ag_state *st, const Fedq__V1__ExecuteRequest *q,
             0 ||
         (rc = cells_in(q->plan, cells, n, a, c, err, errlen)) < 0)
         goto out;
+    if (veto) { /* copied: the agreement goes with rules below */
+        veto->agency = st->cfg->agency;
+        veto->k = agreement->release.min_cell_count;
+        veto->suppress_zero =
+            agreement->release.zero_cells == FQ_POLICY_ZERO_SUPPRESS;
+    }
     rc = FQ_ENOMEM;
     if (!(m = calloc(n + 1, sizeof(*m))))
         goto out;
@@ -643,7 +650,7 @@ handle_check_cells(struct fq_rpc_call *call, const ProtobufCMessage *msg,
     char err[1024];
     int rc = ledger_prepare(
         st, req->query, own_vintage(st, req->vintages, req->n_vintages),
-        req->cells, req->n_cells, a, &c, &m, err, sizeof(err));
+        req->cells, req->n_cells, a, &c, &m, NULL, err, sizeof(err));
 
     if (rc == 0)
         rc = check_reply(st, req, &c, m, a, &resp, err, sizeof(err));
@@ -738,6 +745,22 @@ record_parts(const Fedq__V1__RecordCellsRequest *req, struct fq_arena *a,
     return 0;
 }
 
+/* The agency's own veto (release_veto.h) on the cells being recorded. */
+static int
+veto_release(const struct ag_veto_rules *r,
+             const struct ag_ledger_part *const *parts, const size_t *n_parts,
+             const struct ag_cellset *m, size_t n, struct fq_arena *a,
+             char *err, size_t errlen)
+{
+    struct ag_veto_cell *cells = fq_arena_alloc(a, (n + 1) * sizeof(*cells));
+
+    if (!cells)
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < n; i++)
+        cells[i] = (struct ag_veto_cell){parts[i], n_parts[i], m[i].persons};
+    return ag_release_veto(r, cells, n, err, errlen);
+}
+
 static void
 handle_record_cells(struct fq_rpc_call *call, const ProtobufCMessage *msg,
                     void *app)
@@ -752,6 +775,7 @@ handle_record_cells(struct fq_rpc_call *call, const ProtobufCMessage *msg,
     struct cells_in c = {0};
     char err[1024];
     struct ag_ledger_value *values = NULL;
+    struct ag_veto_rules veto = {0};
     int rc = record_parts(req, a, &parts, &n_parts, err, sizeof(err));
     const char *vintage = own_vintage(st, req->vintages, req->n_vintages);
 
@@ -759,7 +783,20 @@ handle_record_cells(struct fq_rpc_call *call, const ProtobufCMessage *msg,
         rc = record_values(req, a, &values, err, sizeof(err));
     if (rc == 0)
         rc = ledger_prepare(st, req->query, vintage, req->cells, req->n_cells,
-                            a, &c, &m, err, sizeof(err));
+                            a, &c, &m, &veto, err, sizeof(err));
+    if (rc == 0 && (rc = veto_release(&veto, parts, n_parts, m, c.n, a, err,
+                                      sizeof(err))) < 0) {
+        /* the counts stay here: the analyst sees the query refused */
+        fq_log_warnx("query %.64s: this agency's policy vetoes the release: "
+                     "%s",
+                     req->query->query_id, err);
+        snprintf(err, sizeof(err), "%s (the agency's log says which)",
+                 rc == FQ_EPERM
+                     ? "this agency's release policy vetoes a cell of the "
+                       "release"
+                     : "the release states parts of cells this agency's "
+                       "records contradict");
+    }
     if (rc == 0) {
         struct ag_ledger_scope scope = {req->query->plan->dataset, vintage};
         rc = ag_ledger_record(st->ledger, &scope, c.classes, m,

@@ -818,6 +818,78 @@ def secondary_margins_mode(h):
     ri.print_note(f"{checked} suppressed cells over margins checked by GLPK")
 
 
+@test
+def release_veto_at_agent(h):
+    """Each agency's rules are also its agent's veto. Released cells
+    recorded at uhs (Agent/RecordCells with the gateway's certificate, as
+    a gateway gone wrong would send them) are weighed against uhs's own
+    signed rules, its own part counted from its records: C07 (4 persons)
+    is refused, so is C08 pooled with csu's 2 (15, but 2 besides uhs: the
+    insider rule), and a part that is not what uhs's records hold; the
+    analyst-facing error carries no count, uhs's log does. A county that
+    passes is recorded, and the agent keeps serving."""
+    p = h.proto
+    people = planted_people()
+    fed = PlantedFed(h, "veto", people=dict(people)).start()
+    try:
+        sql = "SELECT county, COUNT(*) FROM uhs.people GROUP BY county"
+        plan = fed.stub().Explain(fed.ereq(sql, agreement="", purpose=""),
+                                  timeout=CALL_TIMEOUT).plan
+        req = p.agent.ExecuteRequest(
+            query_id="veto-1", plan=plan, analyst=identity("analyst/alice"),
+            agreement=fed.terms.agreement, purpose=fed.terms.purpose)
+        ch = h.channel(fed.agents["uhs"].addr, party="gateway")
+        stub = h.proto.agent_grpc.AgentStub(ch)
+        ans = stub.Execute(req, timeout=CALL_TIMEOUT)
+        keys = {g.key[0].text_value: list(g.key) for g in ans.groups}
+
+        def persons(county):
+            return len({r["person_id"] for r in people["uhs"]
+                        if r["county"] == county})
+
+        def record(county, parts, n):
+            return stub.RecordCells(p.agent.RecordCellsRequest(
+                query=req, vintages=[p.agent.AgencyVintage(
+                    agency="uhs", vintage=ans.data_vintage)],
+                cells=[p.agent.CellRef(key=keys[county], aggregate=0)],
+                ids=[f"veto-1/{n}"],
+                parts=[p.agent.CellPart(agency=a, contributors=c,
+                                        data_vintage=ans.data_vintage)
+                       for a, c in parts],
+                parts_per_cell=[len(parts)]), timeout=CALL_TIMEOUT)
+
+        log_at = len(fed.agents["uhs"].stderr_text())
+        check(persons("C07") == 4 and persons("C08") == 13,
+              "the planted counties moved")
+        for n, (county, parts) in enumerate((
+                ("C07", [("uhs", 4)]),
+                ("C08", [("uhs", 13), ("csu", 2)]))):
+            e = rpc_error(record, county, parts, n)
+            expect_status(e, grpc.StatusCode.PERMISSION_DENIED,
+                          "release policy vetoes")
+            check(not re.search(r"\d+ contributors", e.details() or ""),
+                  f"the veto's reply names a count: {e.details()!r}")
+        log = fed.agents["uhs"].stderr_text()[log_at:]
+        check("cell 0: 4 contributors" in log and
+              "cell 0: 2 contributors besides agency uhs" in log,
+              f"uhs's log does not say why: {tail(log)}")
+        c01 = persons("C01")
+        e = rpc_error(record, "C01", [("uhs", c01 + 1)], 3)
+        expect_status(e, grpc.StatusCode.INVALID_ARGUMENT,
+                      "records contradict")
+        check("states %d persons of agency uhs, its records hold %d"
+              % (c01 + 1, c01) in fed.agents["uhs"].stderr_text()[log_at:],
+              "uhs's log does not say which part is wrong")
+        got = record("C01", [("uhs", c01), ("csu", 20)], 4)
+        check(got.recorded == 1, f"a county that passes: {got}")
+        r = fed.query(f"SELECT county, COUNT(*) FROM {POOL}.people "
+                      f"GROUP BY county")
+        check(len(r.rows) >= 6, "the federation stopped serving")
+        ch.close()
+    finally:
+        fed.close()
+
+
 # ---- the differencing ledger ------------------------------------------------
 
 
