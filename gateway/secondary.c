@@ -568,6 +568,16 @@ add_live(struct family *f, const struct gw_release *r, size_t col)
 
 /* ---- the finest cells ---------------------------------------------------- */
 
+/* The family dims of t, as a bit set. */
+static uint32_t
+dim_mask(const struct ftable *t)
+{
+    uint32_t m = 0;
+    for (size_t d = 0; d < t->n_dims; d++)
+        m |= 1u << t->dim[d];
+    return m;
+}
+
 /* Whether table t holds a cell of values (per family dim) v. */
 static bool
 table_has(const struct ftable *t, const uint32_t *v)
@@ -592,29 +602,43 @@ table_depth(const struct ftable *t)
     return deepest;
 }
 
+typedef int (*combo_fn)(struct family *f, const uint32_t *v, void *arg);
+
+/* Every combination of the values of the dims in mask (in v, by family
+ * dim) that each complete table within mask has a group for, to emit in
+ * order: a combination some complete table has no group for is empty. */
 static int
-enumerate(struct family *f, size_t depth, uint32_t *v, size_t cap)
+combinations(struct family *f, uint32_t mask, size_t d, uint32_t *v,
+             combo_fn emit, void *arg)
 {
-    if (depth == f->n_dims) {
-        if (f->n_combos == cap)
-            return FQ_ETOOBIG;
-        memcpy(f->combos + f->n_combos++ * f->n_dims, v,
-               f->n_dims * sizeof(*v));
-        return 0;
-    }
-    for (uint32_t x = 0; x < f->vals[depth].n; x++) {
+    while (d < f->n_dims && !(mask >> d & 1))
+        d++;
+    if (d == f->n_dims)
+        return emit(f, v, arg);
+    for (uint32_t x = 0; x < f->vals[d].n; x++) {
         bool ok = true;
-        v[depth] = x;
-        /* a combination some complete table has no group for is empty */
-        for (size_t t = 0; ok && t < f->n_tables; t++) {
-            if (f->tables[t].complete && f->tables[t].n_dims &&
-                table_depth(&f->tables[t]) == depth)
-                ok = table_has(&f->tables[t], v);
+        v[d] = x;
+        for (size_t u = 0; ok && u < f->n_tables; u++) {
+            const struct ftable *o = &f->tables[u];
+            if (o->complete && !o->latent && o->n_dims &&
+                (dim_mask(o) & ~mask) == 0 && table_depth(o) == d)
+                ok = table_has(o, v);
         }
-        int rc = ok ? enumerate(f, depth + 1, v, cap) : 0;
+        int rc = ok ? combinations(f, mask, d + 1, v, emit, arg) : 0;
         if (rc < 0)
             return rc;
     }
+    return 0;
+}
+
+/* A finest cell (combinations() over every dim). */
+static int
+add_combo(struct family *f, const uint32_t *v, void *arg)
+{
+    (void)arg;
+    if (f->n_combos == f->max_combos)
+        return FQ_ETOOBIG;
+    memcpy(f->combos + f->n_combos++ * f->n_dims, v, f->n_dims * sizeof(*v));
     return 0;
 }
 
@@ -661,15 +685,6 @@ attach_combos(struct family *f)
  * exact, at the cost of the cliques' cells instead of the finest cells.
  */
 
-static uint32_t
-dim_mask(const struct ftable *t)
-{
-    uint32_t m = 0;
-    for (size_t d = 0; d < t->n_dims; d++)
-        m |= 1u << t->dim[d];
-    return m;
-}
-
 static size_t
 popcount32(uint32_t m)
 {
@@ -679,39 +694,21 @@ popcount32(uint32_t m)
     return n;
 }
 
-/* The combinations of the values of dims mask, pruned by the complete
- * tables within it, as latent table t (the dims ascending). */
+/* A cell of latent table arg (combinations() over its dims): unknown. */
 static int
-enumerate_clique(struct family *f, uint32_t mask, struct ftable *t, size_t d,
-                 uint32_t *v, size_t cap)
+add_latent_cell(struct family *f, const uint32_t *v, void *arg)
 {
-    while (d < f->n_dims && !(mask >> d & 1))
-        d++;
-    if (d == f->n_dims) {
-        struct fcell *c;
-        if (t->n == cap)
-            return FQ_ETOOBIG;
-        if (!(c = table_append(f, t)))
-            return FQ_ENOMEM;
-        for (size_t i = 0; i < t->n_dims; i++)
-            c->v[i] = v[t->dim[i]];
-        c->lo = f->nonneg ? 0 : -INFINITY;
-        c->hi = INFINITY;
-        return 0;
-    }
-    for (uint32_t x = 0; x < f->vals[d].n; x++) {
-        bool ok = true;
-        v[d] = x;
-        for (size_t u = 0; ok && u < f->n_tables; u++) {
-            const struct ftable *o = &f->tables[u];
-            if (o->complete && !o->latent && o->n_dims &&
-                (dim_mask(o) & ~mask) == 0 && table_depth(o) == d)
-                ok = table_has(o, v);
-        }
-        int rc = ok ? enumerate_clique(f, mask, t, d + 1, v, cap) : 0;
-        if (rc < 0)
-            return rc;
-    }
+    struct ftable *t = arg;
+    struct fcell *c;
+
+    if (t->n == f->max_combos)
+        return FQ_ETOOBIG;
+    if (!(c = table_append(f, t)))
+        return FQ_ENOMEM;
+    for (size_t i = 0; i < t->n_dims; i++)
+        c->v[i] = v[t->dim[i]];
+    c->lo = f->nonneg ? 0 : -INFINITY;
+    c->hi = INFINITY;
     return 0;
 }
 
@@ -776,10 +773,10 @@ covered(const struct family *f, uint32_t mask)
 }
 
 /* Margins mode: a latent table per clique no table covers, before the new
- * table (which stays last). FQ_ETOOBIG when a clique has more than cap
- * cells. */
+ * table (which stays last). FQ_ETOOBIG when a clique has more than
+ * f->max_combos cells. */
 static int
-add_latent_tables(struct family *f, size_t cap)
+add_latent_tables(struct family *f)
 {
     uint32_t cliques[MAX_DIMS + 1], v[MAX_DIMS] = {0};
     size_t n;
@@ -798,7 +795,7 @@ add_latent_tables(struct family *f, size_t cap)
             if (cliques[i] >> d & 1)
                 t->dim[t->n_dims++] = d;
         }
-        if ((rc = enumerate_clique(f, cliques[i], t, 0, v, cap)) < 0)
+        if ((rc = combinations(f, cliques[i], 0, v, add_latent_cell, t)) < 0)
             return rc;
         /* the new table last again */
         live = f->tables[f->n_tables - 2];
@@ -1148,8 +1145,8 @@ required(const struct family *f, const struct gw_rules *r,
     return (double)r->protection;
 }
 
-/* Cell var's interval in the caller's units, or a part of it wide
- * enough for cell c under rules r (two more for counts, which narrow()
+/* Cell c's interval in the caller's units, or a part of it wide
+ * enough for c under rules r (two more for counts, which narrow()
  * rounds inward). */
 static int
 range_scaled(const struct family *f, struct gw_lp *lp, const struct gw_rules *r,
@@ -1310,10 +1307,9 @@ related(const struct family *f, const struct fcell *v, const struct fcell *c)
 }
 
 /* The smallest released cell of the new table related to v (any
- * released one if none is), or NULL. A cell that earlier releases already
- * tell (narrow with the whole new table hidden: live_skip) is no cover. */
+ * released one if none is), or NULL. */
 static struct fcell *
-partner(struct family *f, const struct fcell *v, const bool *live_skip)
+partner(struct family *f, const struct fcell *v)
 {
     struct ftable *live = &f->tables[f->n_tables - 1];
     struct fcell *best = NULL;
@@ -1321,8 +1317,7 @@ partner(struct family *f, const struct fcell *v, const bool *live_skip)
     for (int pass = 0; pass < 2 && !best; pass++) {
         for (size_t i = 0; i < live->n; i++) {
             struct fcell *c = &live->cells[i];
-            if (c->hidden || c == v || live_skip[i] ||
-                (pass == 0 && !related(f, v, c)))
+            if (c->hidden || c == v || (pass == 0 && !related(f, v, c)))
                 continue;
             if (!best || fabs(c->truth) < fabs(best->truth))
                 best = c;
@@ -1337,14 +1332,11 @@ static int
 protect(struct family *f, const struct gw_rules *r, size_t *hidden)
 {
     struct scan s = {0};
-    size_t live_at = 0; /* the new table's first cell */
     bool again = true;
     int rc;
 
-    for (size_t t = 0; t < f->n_tables; t++) {
-        live_at += t + 1 < f->n_tables ? f->tables[t].n : 0;
+    for (size_t t = 0; t < f->n_tables; t++)
         s.total += f->tables[t].n;
-    }
     if (!(s.wide = fq_arena_alloc(f->a, (s.total + 1) * sizeof(bool))) ||
         !(s.stand = fq_arena_alloc(f->a, (s.total + 1) * sizeof(bool))))
         return FQ_ENOMEM;
@@ -1356,7 +1348,7 @@ protect(struct family *f, const struct gw_rules *r, size_t *hidden)
         memset(s.wide, 0, s.total * sizeof(bool));
         again = false;
         while ((v = violation(f, r, &s, &rc))) {
-            if (!(c = partner(f, v, s.stand + live_at))) {
+            if (!(c = partner(f, v))) {
                 rc = FQ_EPRECOND;
                 break;
             }
@@ -1481,9 +1473,10 @@ one_family(struct gw_released *s, const struct gw_release *r, size_t col,
         rc = FQ_ENOMEM;
         goto out;
     }
-    if ((rc = enumerate(&f, 0, v, f.max_combos)) == FQ_ETOOBIG) {
+    if ((rc = combinations(&f, (1u << f.n_dims) - 1, 0, v, add_combo, NULL)) ==
+        FQ_ETOOBIG) {
         f.margins = true;
-        f.big_cycle = (rc = add_latent_tables(&f, f.max_combos)) == FQ_ETOOBIG;
+        f.big_cycle = (rc = add_latent_tables(&f)) == FQ_ETOOBIG;
     } else if (rc == 0) {
         rc = attach_combos(&f);
     }

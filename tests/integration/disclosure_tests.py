@@ -156,6 +156,16 @@ def release_params(**over):
     return rel
 
 
+def perturbation_alone(**over):
+    """release_params without the ledger and secondary suppression: what a
+    test of the perturbation weighs."""
+    why = "this test weighs the perturbation"
+    return release_params(differencing_ledger="off", protection_level=0,
+                          protection_percent=0,
+                          differencing_ledger_rationale=why,
+                          protection_rationale=why, **over)
+
+
 class PlantedFed(ri.Federation):
     """uhs and csu over planted data, pooled as `pair`, and a gateway.
     release: the policies' release: mapping (release_params); analysts:
@@ -404,10 +414,7 @@ def perturbation_matches_oracle(h):
     the keyed draw of its pooled cell key (the agencies' HMAC record keys
     of its persons) and true value; the suppressed cells are exactly those
     the primary, insider and dominance rules name (C07, C08)."""
-    fed = PlantedFed(h, "perturb", release=release_params(
-        differencing_ledger="off", protection_level=0, protection_percent=0,
-        differencing_ledger_rationale="this test weighs the perturbation",
-        protection_rationale="this test weighs the perturbation")).start()
+    fed = PlantedFed(h, "perturb", release=perturbation_alone()).start()
     o = Oracle(h, fed)
     try:
         for src, agencies in ((POOL, AGENCIES), ("uhs", ["uhs"])):
@@ -452,10 +459,7 @@ def perturbation_consistent(h):
     asked: a repeat, a filter that keeps every record, a group filtered
     to itself, a HISTOGRAM bin and the COUNT(*) of the same range, and
     another analyst; a different record set gets a value of its own."""
-    fed = PlantedFed(h, "consistent", release=release_params(
-        differencing_ledger="off", protection_level=0, protection_percent=0,
-        differencing_ledger_rationale="this test weighs the perturbation",
-        protection_rationale="this test weighs the perturbation")).start()
+    fed = PlantedFed(h, "consistent", release=perturbation_alone()).start()
     o = Oracle(h, fed)
     try:
         base = f"SELECT county, COUNT(*) FROM {POOL}.people"
@@ -503,11 +507,8 @@ def perturbation_rounding(h):
     rounded to a multiple of 5 by the keyed "round" draw (up with chance
     r/5), never below k when the truth is k or more; the status says
     rounded."""
-    fed = PlantedFed(h, "rounding", release=release_params(
-        differencing_ledger="off", protection_level=0, protection_percent=0,
-        rounding_base=5, perturbation_rationale="tests",
-        differencing_ledger_rationale="tests",
-        protection_rationale="tests")).start()
+    fed = PlantedFed(h, "rounding", release=perturbation_alone(
+        rounding_base=5, perturbation_rationale="tests")).start()
     o = Oracle(h, fed)
     try:
         got = table_of(fed.query(f"SELECT county, sex, COUNT(*) FROM "
