@@ -206,8 +206,10 @@ def budget_spent_refused(h):
 def budget_pooled_charges_each(h):
     """A table pooled over hied charges every member's budget, each set to
     exactly what the table releases: afterwards any new cell is refused at
-    uhs (the first member) through hied, and at csu and ccs asked alone,
-    while the pooled table itself still answers."""
+    uhs (the first member) through hied, and at csu and ccs asked alone
+    (a member whose own total is under the threshold gets it suppressed,
+    which charges nothing: the synthetic data's seed decides), while the
+    pooled table itself still answers."""
     members = qt.HIED
     parts = [persons(h, a, "enrollment", "term") for a in members]
     n = released(parts)
@@ -222,7 +224,12 @@ def budget_pooled_charges_each(h):
         expect_spent(fed, "SELECT COUNT(*) FROM hied.enrollment", "uhs",
                      vintages["uhs"], n, n, 1)
         for a in ("csu", "ccs"):
-            expect_spent(fed, f"SELECT COUNT(*) FROM {a}.enrollment", a,
-                         vintages[a], n, n, 1)
+            sql = f"SELECT COUNT(*) FROM {a}.enrollment"
+            if persons(h, a, "enrollment", None)[None] >= MIN_CELL:
+                expect_spent(fed, sql, a, vintages[a], n, n, 1)
+                continue
+            cell = query(fed, sql).rows[0].cells[0]
+            check(cell.status == h.proto.gw.CELL_STATUS_SUPPRESSED,
+                  f"{a}'s total of under {MIN_CELL} persons: {cell}")
     finally:
         fed.close()
